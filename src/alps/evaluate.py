@@ -1,0 +1,175 @@
+"""Label quality: how well do the pseudo-classes (clusters) match the real classes, where ground truth exists.
+
+Clusters carry no names, so they are first mapped to ground-truth classes from the confusion matrix of all
+evaluated pixels, in two ways:
+- ``hungarian``: a one-to-one assignment maximising the matched pixels (scipy's ``linear_sum_assignment``);
+  with K > C some clusters stay unmatched and their pixels count as wrong;
+- ``majority``: every cluster takes the class it overlaps most (many-to-one; an upper bound for K > C).
+Then per-class IoU over the evaluated pixels: unlabeled predictions (255) count as misses of their true
+class, so coverage matters as much as purity. Ground-truth values in ``ignore_values`` are not evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
+
+from alps.paint import UNLABELED
+
+
+def accumulate_confusion(
+    pred: NDArray[np.integer],
+    gt: NDArray[np.integer],
+    num_clusters: int,
+    num_classes: int,
+    ignore_values: Sequence[int] = (255,),
+) -> NDArray[np.int64]:
+    """Confusion counts of one image: rows = clusters 0..K-1 plus a last row for unlabeled; cols = classes.
+
+    Raises:
+        ValueError: sizes differ, or a value lies outside 0..K-1 / 0..C-1 (after ignoring).
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+    valid = ~np.isin(gt, list(ignore_values))
+    p = pred[valid].astype(np.int64)
+    g = gt[valid].astype(np.int64)
+    p = np.where(p == UNLABELED, num_clusters, p)
+    if p.size and (p.min() < 0 or p.max() > num_clusters):
+        raise ValueError(f"prediction holds cluster ids outside 0..{num_clusters - 1} (and 255)")
+    if g.size and (g.min() < 0 or g.max() >= num_classes):
+        raise ValueError(f"ground truth holds class ids outside 0..{num_classes - 1}: {np.unique(g)}")
+    counts = np.bincount(p * num_classes + g, minlength=(num_clusters + 1) * num_classes)
+    return counts.reshape(num_clusters + 1, num_classes)
+
+
+def map_clusters(confusion: NDArray[np.int64], method: str) -> NDArray[np.int64]:
+    """Map each cluster to a class (-1 = unmatched) from the confusion of clusters (without the last row).
+
+    Arguments:
+        confusion: ``(K, C)`` pixel counts of labeled predictions.
+        method: ``"hungarian"`` (one-to-one) or ``"majority"`` (many-to-one).
+    """
+    k = confusion.shape[0]
+    mapping = np.full(k, -1, dtype=np.int64)
+    if method == "hungarian":
+        rows, cols = linear_sum_assignment(confusion, maximize=True)
+        mapping[rows] = cols
+    elif method == "majority":
+        has_pixels = confusion.sum(axis=1) > 0
+        mapping[has_pixels] = confusion[has_pixels].argmax(axis=1)
+    else:
+        raise ValueError(f"unknown mapping method {method!r}; use 'hungarian' or 'majority'")
+    return mapping
+
+
+def scores_from_confusion(
+    confusion: NDArray[np.int64], method: str, class_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Per-class IoU, mIoU, pixel accuracy and coverage after mapping clusters with ``method``.
+
+    Arguments:
+        confusion: ``(K + 1, C)`` counts from ``accumulate_confusion`` (last row = unlabeled pixels).
+        method: cluster-to-class mapping, ``"hungarian"`` or ``"majority"``.
+        class_names: names of the C classes (defaults to their indices).
+
+    Returns:
+        A JSON-ready dict with ``mapping``, ``per_class_iou``, ``miou`` (over classes present in the ground
+        truth or predicted), ``accuracy`` (all evaluated pixels), ``accuracy_covered`` and ``coverage``.
+    """
+    clusters = confusion[:-1]
+    c = clusters.shape[1]
+    names = [str(i) for i in range(c)] if class_names is None else list(class_names)
+    mapping = map_clusters(clusters, method)
+    # mapped[j, class] = pixels predicted as class j (after mapping) whose true class is `class`.
+    mapped = np.zeros((c, c), dtype=np.int64)
+    for cluster, target in enumerate(mapping):
+        if target >= 0:
+            mapped[target] += clusters[cluster]
+    gt_total = confusion.sum(axis=0)
+    tp = np.diag(mapped)
+    fp = mapped.sum(axis=1) - tp
+    fn = gt_total - tp
+    union = tp + fp + fn
+    present = union > 0
+    iou = np.where(present, tp / np.maximum(union, 1), np.nan)
+    total = int(confusion.sum())
+    covered = int(clusters.sum())
+    return {
+        "method": method,
+        "mapping": {str(i): (names[t] if t >= 0 else None) for i, t in enumerate(mapping)},
+        "per_class_iou": {names[i]: (None if np.isnan(iou[i]) else float(iou[i])) for i in range(c)},
+        "miou": float(np.nanmean(iou)) if present.any() else float("nan"),
+        "accuracy": float(tp.sum() / total) if total else float("nan"),
+        "accuracy_covered": float(tp.sum() / covered) if covered else float("nan"),
+        "coverage": float(covered / total) if total else float("nan"),
+        "pixels": total,
+    }
+
+
+def _read_index_png(path: Path) -> NDArray[np.uint8]:
+    with Image.open(path) as im:
+        if im.mode not in ("L", "P", "I;16", "I", "1"):
+            raise ValueError(f"{path}: expected a single-channel index label, got mode {im.mode}")
+        return np.asarray(im)
+
+
+def evaluate_label_dirs(
+    pred_dir: str | os.PathLike[str],
+    gt_dir: str | os.PathLike[str],
+    num_classes: int | None = None,
+    ignore_values: Sequence[int] = (255,),
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every pseudo-label PNG in ``pred_dir`` against the ground-truth PNG of the same stem.
+
+    Arguments:
+        pred_dir: pseudo-labels (uint8, cluster id, 255 = unlabeled).
+        gt_dir: ground-truth index PNGs with the same file stems.
+        num_classes: number of ground-truth classes (default: max value found + 1).
+        ignore_values: ground-truth values to leave out (e.g. 255, or 0 for "background" to score objects).
+        class_names: optional class names for the report.
+
+    Returns:
+        ``{"images", "num_clusters", "num_classes", "ignore_values", "hungarian", "majority"}``.
+
+    Raises:
+        FileNotFoundError: a prediction has no ground truth, or ``pred_dir`` has no PNG.
+    """
+    pred_paths = sorted(Path(pred_dir).glob("*.png"))
+    if not pred_paths:
+        raise FileNotFoundError(f"no pseudo-label PNG in {pred_dir}")
+    gt_root = Path(gt_dir)
+    pairs = []
+    for pred_path in pred_paths:
+        gt_path = gt_root / pred_path.name
+        if not gt_path.is_file():
+            raise FileNotFoundError(f"ground truth {gt_path} missing for pseudo-label {pred_path}")
+        pred = _read_index_png(pred_path)
+        gt = _read_index_png(gt_path)
+        if pred.shape != gt.shape:
+            raise ValueError(f"{pred_path} is {pred.shape} but its ground truth {gt_path} is {gt.shape}")
+        pairs.append((pred, gt))
+    labeled = [p[p != UNLABELED] for p, _ in pairs]
+    num_clusters = int(max((int(x.max()) for x in labeled if x.size), default=0)) + 1
+    if num_classes is None:
+        kept = [g[~np.isin(g, list(ignore_values))] for _, g in pairs]
+        num_classes = int(max((int(x.max()) for x in kept if x.size), default=0)) + 1
+    confusion = np.zeros((num_clusters + 1, num_classes), dtype=np.int64)
+    for pred, gt in pairs:
+        confusion += accumulate_confusion(pred, gt, num_clusters, num_classes, ignore_values)
+    return {
+        "images": len(pairs),
+        "num_clusters": num_clusters,
+        "num_classes": num_classes,
+        "ignore_values": list(ignore_values),
+        "hungarian": scores_from_confusion(confusion, "hungarian", class_names),
+        "majority": scores_from_confusion(confusion, "majority", class_names),
+    }

@@ -1,0 +1,513 @@
+"""The labeling stages as library functions: masks -> features -> cluster -> paint (-> PL dataset).
+
+Each stage reads and writes the file sets of ``docs/architecture.md``; the ``alps`` CLI and the Snakemake
+rules call these functions, and ``label`` runs them all in one process (the SAM embedding then goes from
+the mask generator to the feature encoder in memory, so the image encoder runs once per image).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from alps import __version__
+from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_kmeans
+from alps.features.encoders import FeatureEncoder, build_encoder
+from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
+from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.images import list_images, read_image
+from alps.io.manifest import read_manifest, resolve_paths
+from alps.masks.base import MaskGenerator, MaskSet
+from alps.masks.shards import read_mask_shard, write_mask_shard
+from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
+
+log = logging.getLogger(__name__)
+
+MASK_BACKENDS = ("sam", "felzenszwalb", "slic", "coco")
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image to label: its id (file stem or manifest id) and its file."""
+
+    image_id: str
+    path: Path
+
+
+def images_from_source(source: str | os.PathLike[str], split: str | None = None) -> list[ImageItem]:
+    """List the images of a folder, or of a manifest CSV (optionally one split), sorted by id.
+
+    Raises:
+        FileNotFoundError / ValueError: the source does not exist, is empty, or has duplicate ids.
+    """
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        df = resolve_paths(read_manifest(source), source.parent, must_exist=True)
+        if split is not None:
+            df = df[df["split"] == split]
+        items = [ImageItem(str(i), Path(p)) for i, p in zip(df["image_id"], df["image_path"], strict=True)]
+    else:
+        items = [ImageItem(p.stem, p) for p in list_images(source)]
+        seen: dict[str, Path] = {}
+        for item in items:
+            if item.image_id in seen:
+                raise ValueError(
+                    f"{source}: {seen[item.image_id].name} and {item.path.name} share the id "
+                    f"{item.image_id!r}; rename one (outputs are named by file stem)"
+                )
+            seen[item.image_id] = item.path
+    if not items:
+        where = f"split {split!r} of {source}" if split else str(source)
+        raise ValueError(f"no images found in {where}")
+    return sorted(items, key=lambda item: item.image_id)
+
+
+def shard_count(num_items: int, shard_size: int) -> int:
+    """Number of shards of ``shard_size`` images (the last may be smaller)."""
+    return max(1, -(-num_items // shard_size))
+
+
+def select_shard(items: Sequence[ImageItem], shard_index: int, shard_size: int) -> list[ImageItem]:
+    """Shard ``shard_index`` (0-based): a contiguous run of ``shard_size`` items of the sorted list."""
+    count = shard_count(len(items), shard_size)
+    if not 0 <= shard_index < count:
+        raise ValueError(f"shard index {shard_index} out of range: {len(items)} images make {count} shard(s)")
+    return list(items[shard_index * shard_size : (shard_index + 1) * shard_size])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and make its CPU kernels deterministic (numpy RNGs are passed explicitly)."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_mask_generator(
+    backend: str,
+    params: dict[str, Any] | None = None,
+    *,
+    coco_json: str | os.PathLike[str] | None = None,
+    sam_checkpoint: str | os.PathLike[str] | None = None,
+    sam_model: str = "vit_h",
+    device: str = "cpu",
+    bf16: bool = False,
+) -> MaskGenerator:
+    """Create a mask backend by name.
+
+    Arguments:
+        backend: ``sam``, ``felzenszwalb``, ``slic`` or ``coco``.
+        params: backend parameters (AMG parameters for ``sam``; scale/sigma/min_size for
+            ``felzenszwalb``; n_segments/compactness/sigma for ``slic``).
+        coco_json: the COCO instances file, for ``coco``.
+        sam_checkpoint: SAM weights, for ``sam``.
+        sam_model: ``vit_h``, ``vit_l`` or ``vit_b`` (``vit_tiny`` for tests).
+        device: torch device for SAM.
+        bf16: bfloat16 autocast of SAM's image encoder (CUDA only).
+
+    Raises:
+        ValueError: unknown backend or a missing backend argument.
+    """
+    params = dict(params or {})
+    if backend == "felzenszwalb":
+        from alps.masks.superpixel import FelzenszwalbMaskGenerator
+
+        return FelzenszwalbMaskGenerator(**params)
+    if backend == "slic":
+        from alps.masks.superpixel import SlicMaskGenerator
+
+        return SlicMaskGenerator(**params)
+    if backend == "coco":
+        if coco_json is None:
+            raise ValueError("the coco mask backend needs a COCO instances json (--coco-json)")
+        from alps.masks.coco import CocoMaskSource
+
+        return CocoMaskSource(coco_json)
+    if backend == "sam":
+        if sam_checkpoint is None:
+            raise ValueError("the sam mask backend needs a checkpoint file (--sam-checkpoint)")
+        from alps.masks.sam import SamConfig, SamMaskGenerator
+
+        return SamMaskGenerator.from_checkpoint(
+            sam_checkpoint, sam_model, device=device, config=SamConfig(**params), bf16=bf16
+        )
+    raise ValueError(f"unknown mask backend {backend!r}; choose one of {list(MASK_BACKENDS)}")
+
+
+def _progress(items: Sequence[Any], desc: str) -> Any:
+    return tqdm(items, desc=desc, unit="img", disable=None, mininterval=2.0)
+
+
+def _concat_rows(rows: list[np.ndarray], width: int) -> np.ndarray:
+    return np.concatenate(rows) if rows else np.zeros((0, width), np.float32)
+
+
+def _feature_records(
+    mask_sets: Sequence[MaskSet], vectors: Sequence[np.ndarray], encoder_name: str
+) -> dict[str, Any]:
+    dim = next((v.shape[1] for v in vectors if v.ndim == 2), 0)
+    return {
+        "vectors": _concat_rows(list(vectors), dim),
+        "image_ids": np.array([m.image_id for m in mask_sets for _ in range(len(m))], dtype=str),
+        "mask_ids": np.concatenate([np.arange(len(m), dtype=np.int32) for m in mask_sets])
+        if mask_sets
+        else np.zeros(0, np.int32),
+        "area_fraction": np.concatenate([m.area_fraction for m in mask_sets]).astype(np.float32)
+        if mask_sets
+        else np.zeros(0, np.float32),
+        "encoder": encoder_name,
+    }
+
+
+def run_masks(
+    items: Sequence[ImageItem],
+    generator: MaskGenerator,
+    out_shard: str | os.PathLike[str],
+    *,
+    encoder: FeatureEncoder | None = None,
+    features_out: str | os.PathLike[str] | None = None,
+    bands: Sequence[int] | None = None,
+) -> list[MaskSet]:
+    """Generate the masks of ``items`` into one mask shard (and, optionally, their feature shard).
+
+    With ``encoder`` and ``features_out``, features are computed while each image's masks (and SAM's
+    embedding) are still in memory: this is how the ``sam`` encoder avoids a second encoder pass.
+
+    Returns:
+        The mask sets, in item order (embeddings dropped).
+    """
+    if (encoder is None) != (features_out is None):
+        raise ValueError("pass both `encoder` and `features_out`, or neither")
+    mask_sets: list[MaskSet] = []
+    vectors: list[np.ndarray] = []
+    for item in _progress(items, f"masks ({generator.name})"):
+        image = read_image(item.path, bands=bands)
+        mask_set = generator.generate(image, item.image_id)
+        if encoder is not None:
+            vectors.append(_features(encoder, image, mask_set))
+        mask_set.embedding = None
+        mask_sets.append(mask_set)
+        log.info("%s: %d masks", item.image_id, len(mask_set))
+    write_mask_shard(out_shard, mask_sets)
+    if encoder is not None and features_out is not None:
+        write_feature_shard(features_out, **_feature_records(mask_sets, vectors, encoder.name))
+    return mask_sets
+
+
+def _features(encoder: FeatureEncoder, image: np.ndarray, mask_set: MaskSet) -> np.ndarray:
+    if len(mask_set) == 0:
+        return np.zeros((0, encoder.feature_dim), np.float32)
+    return encoder.features_for(image, mask_set)
+
+
+def run_features(
+    items: Sequence[ImageItem],
+    mask_shard: str | os.PathLike[str],
+    encoder: FeatureEncoder,
+    out_shard: str | os.PathLike[str],
+    *,
+    bands: Sequence[int] | None = None,
+) -> None:
+    """Compute the PFL of every mask of a mask shard into a feature shard.
+
+    Raises:
+        ValueError: the mask shard holds an image that ``items`` lacks.
+    """
+    if encoder.name == "sam":
+        raise ValueError(
+            "the sam encoder reuses SAM's embedding from mask generation: compute sam features in the "
+            "masks stage (`alps masks ... --encoder sam --features-out FILE`) or with `alps label`"
+        )
+    paths = {item.image_id: item.path for item in items}
+    mask_sets = read_mask_shard(mask_shard)
+    vectors = []
+    for mask_set in _progress(mask_sets, f"features ({encoder.name})"):
+        if mask_set.image_id not in paths:
+            raise ValueError(f"{mask_shard}: image {mask_set.image_id!r} is not in the image source")
+        image = read_image(paths[mask_set.image_id], bands=bands)
+        vectors.append(_features(encoder, image, mask_set))
+    write_feature_shard(out_shard, **_feature_records(mask_sets, vectors, encoder.name))
+
+
+def run_cluster(
+    feature_shards: Sequence[str | os.PathLike[str]],
+    config: ClusterConfig,
+    area_threshold: float,
+    out_model: str | os.PathLike[str],
+) -> ClusterModel:
+    """Fit online k-means on the gated vectors of ``feature_shards`` and save the model."""
+
+    def source(epoch: int) -> Any:
+        return iter_feature_batches(
+            list(feature_shards), config.batch_size, seed=config.seed + epoch, area_threshold=area_threshold
+        )
+
+    model = fit_kmeans(source, config)
+    model.card.update(
+        {"area_threshold": area_threshold, "feature_shards": [Path(p).name for p in feature_shards]}
+    )
+    model.save(out_model)
+    return model
+
+
+def assign_clusters(
+    model: ClusterModel, vectors: np.ndarray, area_fraction: np.ndarray, area_threshold: float
+) -> np.ndarray:
+    """Cluster id of every mask, or -1 where the gate (area fraction > threshold) drops the mask."""
+    ids = model.predict(vectors)
+    return np.where(area_fraction <= area_threshold, ids, -1)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    with atomic_output(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def paint_mask_sets(
+    mask_sets: Sequence[MaskSet],
+    cluster_ids: dict[str, np.ndarray],
+    out_dir: str | os.PathLike[str],
+    *,
+    k: int,
+    binary_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Write ``labels/<id>.png``, ``vis/<id>.png`` (and the binary variant) for each image.
+
+    Returns:
+        Statistics: images, per-cluster pixel histogram, coverage.
+    """
+    out = Path(out_dir)
+    histogram = np.zeros(k, dtype=np.int64)
+    covered = total = 0
+    for mask_set in mask_sets:
+        ids = cluster_ids[mask_set.image_id]
+        label = paint_labels(mask_set, ids)
+        _write_png(out / "labels" / f"{mask_set.image_id}.png", label)
+        _write_png(out / "vis" / f"{mask_set.image_id}.png", colorize(label))
+        if binary_dir is not None:
+            binary = paint_binary(mask_set, ids >= 0)
+            _write_png(Path(binary_dir) / f"{mask_set.image_id}.png", binary)
+        counts = np.bincount(label.ravel(), minlength=256)
+        histogram += counts[:k]
+        covered += int(label.size - counts[UNLABELED])
+        total += int(label.size)
+    return {
+        "images": len(mask_sets),
+        "k": k,
+        "class_pixels": histogram.tolist(),
+        "coverage": covered / total if total else 0.0,
+    }
+
+
+def run_paint(
+    mask_shard: str | os.PathLike[str],
+    feature_shard: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    area_threshold: float,
+    *,
+    binary: bool = False,
+) -> dict[str, Any]:
+    """Assign clusters to the masks of one shard and paint its pseudo-labels.
+
+    Writes ``labels/``, ``vis/`` (and with ``binary``, ``binary/``) and ``paint_stats.json`` in ``out_dir``.
+    """
+    model = ClusterModel.load(model_path)
+    mask_sets = read_mask_shard(mask_shard)
+    features = read_feature_shard(feature_shard)
+    expected = sum(len(m) for m in mask_sets)
+    if len(features.vectors) != expected:
+        raise ValueError(
+            f"{feature_shard} holds {len(features.vectors)} vectors but {mask_shard} holds {expected} masks; "
+            "the feature shard is stale: delete it and rerun"
+        )
+    ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
+    per_image = {}
+    start = 0
+    for mask_set in mask_sets:
+        per_image[mask_set.image_id] = ids[start : start + len(mask_set)]
+        start += len(mask_set)
+    binary_dir = Path(out_dir) / "binary" if binary else None
+    stats = paint_mask_sets(mask_sets, per_image, out_dir, k=model.k, binary_dir=binary_dir)
+    atomic_write_text(Path(out_dir) / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def label(
+    items: Sequence[ImageItem],
+    out_dir: str | os.PathLike[str],
+    generator: MaskGenerator,
+    encoder: FeatureEncoder,
+    cluster_config: ClusterConfig,
+    *,
+    area_threshold: float = 0.3,
+    bands: Sequence[int] | None = None,
+    binary: bool = False,
+) -> dict[str, Any]:
+    """All labeling stages in one process (the ``alps label`` command).
+
+    Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png``,
+    ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``.
+
+    Returns:
+        The label card (K, counts, class pixel histogram, coverage).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cluster_config.seed)
+    mask_sets = run_masks(
+        items,
+        generator,
+        out / "masks.parquet",
+        encoder=encoder,
+        features_out=out / "features.npz",
+        bands=bands,
+    )
+    features = read_feature_shard(out / "features.npz")
+    gate = features.area_fraction <= area_threshold
+    per_image_vectors = []
+    start = 0
+    for mask_set in mask_sets:
+        stop = start + len(mask_set)
+        per_image_vectors.append(features.vectors[start:stop][gate[start:stop]])
+        start = stop
+    model = fit_kmeans(
+        batches_from_arrays(per_image_vectors, cluster_config.batch_size, cluster_config.seed), cluster_config
+    )
+    model.card["area_threshold"] = area_threshold
+    model.save(out / "kmeans.joblib")
+    ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
+    per_image, start = {}, 0
+    for mask_set in mask_sets:
+        per_image[mask_set.image_id] = ids[start : start + len(mask_set)]
+        start += len(mask_set)
+    for stale in ("labels", "vis", "binary"):
+        # Images removed since a previous run must not leave their old labels behind.
+        if (out / stale).is_dir():
+            shutil.rmtree(out / stale)
+    stats = paint_mask_sets(
+        mask_sets, per_image, out, k=model.k, binary_dir=out / "binary" if binary else None
+    )
+    card = {
+        **stats,
+        "masks": len(features.vectors),
+        "masks_kept": int(gate.sum()),
+        "mask_backend": generator.name,
+        "encoder": encoder.name,
+        "area_threshold": area_threshold,
+        "seed": cluster_config.seed,
+        "alps_version": __version__,
+    }
+    atomic_write_text(out / "label_card.json", json.dumps(card, indent=2) + "\n")
+    return card
+
+
+__all__ = [
+    "MASK_BACKENDS",
+    "ImageItem",
+    "assign_clusters",
+    "build_encoder",
+    "build_mask_generator",
+    "images_from_source",
+    "label",
+    "paint_mask_sets",
+    "run_cluster",
+    "run_features",
+    "run_masks",
+    "run_paint",
+    "select_shard",
+    "shard_count",
+]
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def assemble_pl_dataset(
+    items: Sequence[ImageItem],
+    paint_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    split: str = "train",
+    binary: bool = False,
+) -> dict[str, Any]:
+    """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
+
+    Layout: ``img_dir/<split>/<id>.png`` (the source image, hard-linked where possible, else copied,
+    re-encoded to PNG when it is not one), ``ann_dir/<split>/<id>.png`` (the pseudo-label, or the binary
+    variant with ``binary``), ``vis/<split>/<id>.png`` and ``dataset_card.json``. Built in a temporary
+    folder and renamed into place, so an interrupted run never leaves a half-built dataset.
+
+    Returns:
+        The dataset card.
+    """
+    out = Path(out_dir)
+    by_id = {item.image_id: item for item in items}
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    histogram: np.ndarray | None = None
+    covered = total = count = 0
+    k = 2 if binary else 0
+    for paint_dir in map(Path, paint_dirs):
+        stats = json.loads((paint_dir / "paint_stats.json").read_text())
+        k = 2 if binary else stats["k"]
+        label_dir = paint_dir / ("binary" if binary else "labels")
+        for label_path in sorted(label_dir.glob("*.png")):
+            image_id = label_path.stem
+            if image_id not in by_id:
+                raise ValueError(f"{label_path}: image {image_id!r} is not in the image source")
+            source = by_id[image_id].path
+            target = tmp / "img_dir" / split / f"{image_id}.png"
+            if source.suffix.lower() == ".png":
+                _link_or_copy(source, target)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(read_image(source)).save(target)
+            _link_or_copy(label_path, tmp / "ann_dir" / split / label_path.name)
+            label = np.asarray(Image.open(label_path))
+            vis_target = tmp / "vis" / split / label_path.name
+            if binary:
+                vis_target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(colorize(label)).save(vis_target)
+            else:
+                _link_or_copy(paint_dir / "vis" / label_path.name, vis_target)
+            counts = np.bincount(label.ravel(), minlength=256)
+            histogram = counts[:k] if histogram is None else histogram + counts[:k]
+            covered += int(label.size - counts[UNLABELED])
+            total += int(label.size)
+            count += 1
+    if count == 0:
+        raise ValueError(f"no painted labels found in {[str(p) for p in paint_dirs]}")
+    card = {
+        "images": count,
+        "split": split,
+        "num_classes": k,
+        "variant": "binary" if binary else "clusters",
+        "ignore_index": UNLABELED,
+        "class_pixels": histogram.tolist() if histogram is not None else [],
+        "coverage": covered / total if total else 0.0,
+        "alps_version": __version__,
+    }
+    (tmp / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old.exists():
+        shutil.rmtree(old)
+    return card

@@ -1,0 +1,1 @@
+"""Training on pseudo-labels with mmsegmentation (config builder, surgery, runners)."""

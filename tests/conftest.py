@@ -1,0 +1,35 @@
+"""Shared fixtures: the real samples in ../shared/data (skipped where absent) and small synthetic images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """Path inside ../shared/data, or skip the test with the reason when the samples are not there."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sample data {path} is absent (it lives in ../shared/data beside the clone)")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def blocky_image() -> np.ndarray:
+    """A 96x128 RGB image of flat rectangles: superpixel backends find clean segments in it."""
+    image = np.zeros((96, 128, 3), dtype=np.uint8)
+    image[:, :] = (30, 120, 40)
+    image[10:40, 10:50] = (200, 30, 30)
+    image[50:90, 60:120] = (20, 40, 210)
+    image[60:70, 10:30] = (240, 240, 240)
+    return image

@@ -1,0 +1,106 @@
+# Configuration validation, paths and the shard bookkeeping shared by every rule file.
+import json
+
+from snakemake.utils import validate
+
+from alps.config import check_config
+from alps.pipeline import images_from_source, shard_count
+
+validate(config, schema="../schemas/config.schema.yaml")
+check_config(config)
+
+SEED = config["seed"]
+RESULTS = config["results_dir"]
+DATASET = config["dataset"]["name"]
+LABELING = config["labeling"]
+MASKS = LABELING["masks"]
+ENCODER = LABELING["encoder"]
+CLUSTER = LABELING.get("cluster", {})
+USES_SAM = MASKS["backend"] == "sam"
+# The sam encoder reuses SAM's embedding, so its features come out of the masks job itself.
+FEATURES_IN_MASKS_JOB = ENCODER["name"] == "sam"
+
+DATASET_DIR = f"{RESULTS}/datasets/{DATASET}"
+LABEL_DIR = f"{RESULTS}/labeling/{DATASET}"
+PL_NAME = f"{DATASET}-pl"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+
+
+wildcard_constraints:
+    shard=r"\d+",
+
+
+def labeled_images(manifest):
+    """The images of the labeled split, sorted as `alps` shards them."""
+    return images_from_source(manifest, LABELING.get("images_split", "train"))
+
+
+def shard_ids(wildcards):
+    """Shard numbers of the labeled split: known once the dataset checkpoint has run."""
+    manifest = checkpoints.prepare_dataset.get().output.manifest
+    count = shard_count(len(labeled_images(manifest)), LABELING.get("shard_size", 64))
+    return [f"{i:04d}" for i in range(count)]
+
+
+def shard_files(pattern):
+    """An input function expanding `pattern` over every shard."""
+
+    def files(wildcards):
+        return [pattern.format(shard=s) for s in shard_ids(wildcards)]
+
+    return files
+
+
+def mask_cli_options():
+    """`alps masks` options of the configured backend."""
+    backend = MASKS["backend"]
+    options = [f"--masks {backend}"]
+    params = {}
+    if backend in ("felzenszwalb", "slic"):
+        params = MASKS.get(backend, {})
+    elif backend == "coco":
+        options.append(f"--coco-json {MASKS['coco']['json']}")
+    elif backend == "sam":
+        sam = MASKS["sam"]
+        params = sam.get("amg", {})
+        options += [
+            f"--sam-checkpoint {sam['checkpoint']}",
+            f"--sam-model {sam.get('model_type', 'vit_h')}",
+            f"--device {sam.get('device', 'cuda')}",
+        ]
+        if sam.get("bf16"):
+            options.append("--bf16")
+    if params:
+        options.append("--mask-params '" + json.dumps(params, sort_keys=True) + "'")
+    if LABELING.get("bands"):
+        options.append("--bands " + ",".join(str(b) for b in LABELING["bands"]))
+    return " ".join(options)
+
+
+def cluster_cli_options():
+    """`alps cluster` options from the config."""
+    k = CLUSTER.get("k", 16)
+    options = [
+        f"--k {'auto' if k is None else k}",
+        f"--area-threshold {LABELING.get('area_threshold', 0.3)}",
+        f"--seed {SEED}",
+        f"--batch-size {CLUSTER.get('batch_size', 4096)}",
+        f"--epochs {CLUSTER.get('epochs', 1)}",
+        f"--init-sample {CLUSTER.get('init_sample', 20000)}",
+        f"--n-init {CLUSTER.get('n_init', 3)}",
+        f"--normalize {CLUSTER.get('normalize', 'none')}",
+    ]
+    if "k_range" in CLUSTER:
+        options.append("--k-range {} {}".format(*CLUSTER["k_range"]))
+    return " ".join(options)
+
+
+def all_targets(wildcards):
+    targets = [
+        f"{RESULTS}/pl/{PL_NAME}/dataset_card.json",
+        f"{RESULTS}/metrics/label_quality.json",
+    ]
+    if LABELING.get("binary_variant", False):
+        targets.append(f"{RESULTS}/pl/{DATASET}-binary/dataset_card.json")
+    return targets
