@@ -66,7 +66,10 @@ def write_shards(folder: Path, total: int) -> None:
 
 def measure(mode: str, folder: Path, count: int) -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(folder), str(count)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, mode, str(folder), str(count)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 

@@ -32,8 +32,15 @@ def test_16bit_multiband_geotiff_band_choice_and_stretch(tmp_path, rng):
     data = rng.integers(100, 4000, size=(5, 20, 30), dtype=np.uint16)
     path = tmp_path / "s.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", width=30, height=20, count=5, dtype="uint16",
-        crs="EPSG:32616", transform=from_origin(500000, 4000000, 10, 10),
+        path,
+        "w",
+        driver="GTiff",
+        width=30,
+        height=20,
+        count=5,
+        dtype="uint16",
+        crs="EPSG:32616",
+        transform=from_origin(500000, 4000000, 10, 10),
     ) as dst:
         dst.write(data)
     out = read_image(path, bands=[4, 3, 2])

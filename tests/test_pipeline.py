@@ -59,8 +59,13 @@ def test_label_end_to_end_is_deterministic(image_dir, tmp_path):
         generator = build_mask_generator("felzenszwalb", {"scale": 100, "min_size": 30})
         cards.append(
             label(
-                items, tmp_path / run, generator, build_encoder("efficientnet-lite0"),
-                ClusterConfig(k=4, batch_size=256, seed=1), area_threshold=0.3, binary=True,
+                items,
+                tmp_path / run,
+                generator,
+                build_encoder("efficientnet-lite0"),
+                ClusterConfig(k=4, batch_size=256, seed=1),
+                area_threshold=0.3,
+                binary=True,
             )
         )
     first, second = tmp_path / "a", tmp_path / "b"
@@ -95,8 +100,11 @@ def test_sharded_stages_equal_the_single_process_run(image_dir, tmp_path):
     assert model.k == 4
     for index in shards:
         stats = run_paint(
-            tmp_path / f"m{index}.parquet", tmp_path / f"f{index}.npz", tmp_path / "km.joblib",
-            tmp_path / "paint", 0.3,
+            tmp_path / f"m{index}.parquet",
+            tmp_path / f"f{index}.npz",
+            tmp_path / "km.joblib",
+            tmp_path / "paint",
+            0.3,
         )
         assert stats["images"] == len(select_shard(items, index, 3))
     labels = sorted(p.stem for p in (tmp_path / "paint" / "labels").glob("*.png"))
@@ -106,8 +114,21 @@ def test_sharded_stages_equal_the_single_process_run(image_dir, tmp_path):
 def test_cli_label_and_evaluate(image_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
-        ["label", str(image_dir), str(out), "--masks", "slic", "--mask-params", '{"n_segments": 30}',
-         "--encoder", "efficientnet-lite0", "--k", "3", "--seed", "0"]
+        [
+            "label",
+            str(image_dir),
+            str(out),
+            "--masks",
+            "slic",
+            "--mask-params",
+            '{"n_segments": 30}',
+            "--encoder",
+            "efficientnet-lite0",
+            "--k",
+            "3",
+            "--seed",
+            "0",
+        ]
     )
     assert code == 0
     assert len(list((out / "labels").glob("*.png"))) == 7

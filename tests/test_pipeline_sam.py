@@ -7,14 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import shared_data
 from PIL import Image
+from tiny_sam import make_tiny_sam_checkpoint
 
 from alps.cli import main
 from alps.cluster import ClusterConfig
 from alps.features.encoders import build_encoder
 from alps.pipeline import build_mask_generator, images_from_source, label
-from conftest import shared_data
-from tiny_sam import make_tiny_sam_checkpoint
 
 # Random weights give near-random masks: open every gate of AMG so that masks come out.
 PERMISSIVE = {
@@ -51,8 +51,12 @@ def _run(image_dir, out, checkpoint):
     handle = generator.model.image_encoder.register_forward_hook(lambda *_: calls.append(1))
     try:
         card = label(
-            images_from_source(image_dir), out, generator, build_encoder("sam"),
-            ClusterConfig(k=3, batch_size=64, seed=0), area_threshold=0.5,
+            images_from_source(image_dir),
+            out,
+            generator,
+            build_encoder("sam"),
+            ClusterConfig(k=3, batch_size=64, seed=0),
+            area_threshold=0.5,
         )
     finally:
         handle.remove()
@@ -70,24 +74,69 @@ def test_one_encoder_pass_per_image_and_identical_bytes(image_dir, tmp_path, che
         assert first == (tmp_path / "b" / "labels" / f"{name}.png").read_bytes()
         label_png = np.asarray(Image.open(tmp_path / "a" / "labels" / f"{name}.png"))
         assert label_png.shape == np.asarray(Image.open(next(image_dir.glob(f"{name}.*")))).shape[:2]
-    assert hashlib.sha256((tmp_path / "a" / "features.npz").read_bytes()).hexdigest() == hashlib.sha256(
-        (tmp_path / "b" / "features.npz").read_bytes()
-    ).hexdigest()
+    assert (
+        hashlib.sha256((tmp_path / "a" / "features.npz").read_bytes()).hexdigest()
+        == hashlib.sha256((tmp_path / "b" / "features.npz").read_bytes()).hexdigest()
+    )
 
 
 def test_sharded_cli_with_sam_features_in_the_masks_job(image_dir, tmp_path, checkpoint):
     masks = tmp_path / "m.parquet"
     features = tmp_path / "f.npz"
     code = main(
-        ["masks", str(image_dir), str(masks), "--shard-index", "0", "--shard-size", "2",
-         "--masks", "sam", "--sam-checkpoint", str(checkpoint), "--sam-model", "vit_tiny",
-         "--mask-params", json.dumps(PERMISSIVE), "--encoder", "sam", "--features-out", str(features)]
+        [
+            "masks",
+            str(image_dir),
+            str(masks),
+            "--shard-index",
+            "0",
+            "--shard-size",
+            "2",
+            "--masks",
+            "sam",
+            "--sam-checkpoint",
+            str(checkpoint),
+            "--sam-model",
+            "vit_tiny",
+            "--mask-params",
+            json.dumps(PERMISSIVE),
+            "--encoder",
+            "sam",
+            "--features-out",
+            str(features),
+        ]
     )
     assert code == 0 and masks.is_file() and features.is_file()
-    assert main(["cluster", str(features), "--out", str(tmp_path / "km.joblib"), "--k", "2",
-                 "--area-threshold", "0.5"]) == 0
-    assert main(["paint", str(masks), str(features), str(tmp_path / "km.joblib"), str(tmp_path / "p"),
-                 "--area-threshold", "0.5", "--binary"]) == 0
+    assert (
+        main(
+            [
+                "cluster",
+                str(features),
+                "--out",
+                str(tmp_path / "km.joblib"),
+                "--k",
+                "2",
+                "--area-threshold",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "paint",
+                str(masks),
+                str(features),
+                str(tmp_path / "km.joblib"),
+                str(tmp_path / "p"),
+                "--area-threshold",
+                "0.5",
+                "--binary",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.stem for p in (tmp_path / "p" / "labels").glob("*.png")) == ["portrait", "potsdam"]
     assert sorted(p.stem for p in (tmp_path / "p" / "binary").glob("*.png")) == ["portrait", "potsdam"]
 
@@ -97,7 +146,8 @@ def test_features_stage_refuses_sam_encoder(image_dir, tmp_path, capsys):
     from alps.masks.shards import write_mask_shard
 
     write_mask_shard(tmp_path / "m.parquet", [MaskSet.from_binary("potsdam", np.ones((1, 120, 160), bool))])
-    code = main(["features", str(image_dir), str(tmp_path / "m.parquet"), str(tmp_path / "f.npz"),
-                 "--encoder", "sam"])
+    code = main(
+        ["features", str(image_dir), str(tmp_path / "m.parquet"), str(tmp_path / "f.npz"), "--encoder", "sam"]
+    )
     assert code == 2 and "--features-out" in capsys.readouterr().err
     assert not (tmp_path / "f.npz").exists()

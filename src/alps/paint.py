@@ -26,9 +26,7 @@ def _paint(mask_set: MaskSet, values: NDArray[np.integer], background: int) -> N
     label = np.full((mask_set.height, mask_set.width), background, dtype=np.uint8)
     values = np.asarray(values)
     if len(values) != len(mask_set):
-        raise ValueError(
-            f"image {mask_set.image_id}: {len(values)} cluster ids for {len(mask_set)} masks"
-        )
+        raise ValueError(f"image {mask_set.image_id}: {len(values)} cluster ids for {len(mask_set)} masks")
     if len(mask_set) == 0:
         return label
     if values.max(initial=-1) >= UNLABELED:
@@ -86,9 +84,7 @@ def colorize(label: NDArray[np.uint8], palette: NDArray[np.uint8] | None = None)
     return palette[label]
 
 
-def overlay(
-    image: NDArray[np.uint8], label: NDArray[np.uint8], alpha: float = 0.5
-) -> NDArray[np.uint8]:
+def overlay(image: NDArray[np.uint8], label: NDArray[np.uint8], alpha: float = 0.5) -> NDArray[np.uint8]:
     """Blend the colourised label over the image; unlabeled pixels show the image unchanged."""
     colours = colorize(label).astype(np.float32)
     blended = (1 - alpha) * image.astype(np.float32) + alpha * colours

@@ -342,6 +342,19 @@ def run_paint(
     return stats
 
 
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target`` (removing ``target`` if ``new`` does not exist)."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    if new.exists():
+        os.replace(new, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def label(
     items: Sequence[ImageItem],
     out_dir: str | os.PathLike[str],
@@ -390,13 +403,17 @@ def label(
     for mask_set in mask_sets:
         per_image[mask_set.image_id] = ids[start : start + len(mask_set)]
         start += len(mask_set)
-    for stale in ("labels", "vis", "binary"):
-        # Images removed since a previous run must not leave their old labels behind.
-        if (out / stale).is_dir():
-            shutil.rmtree(out / stale)
+    # Paint into a staging folder and swap it in whole: a failed run leaves the previous labels intact, and
+    # images removed since a previous run do not leave their old labels behind.
+    staging = out / ".paint.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
     stats = paint_mask_sets(
-        mask_sets, per_image, out, k=model.k, binary_dir=out / "binary" if binary else None
+        mask_sets, per_image, staging, k=model.k, binary_dir=staging / "binary" if binary else None
     )
+    for name in ("labels", "vis", "binary"):
+        _replace_dir(staging / name, out / name)
+    shutil.rmtree(staging)
     card = {
         **stats,
         "masks": len(features.vectors),
@@ -504,10 +521,5 @@ def assemble_pl_dataset(
         "alps_version": __version__,
     }
     (tmp / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old)
+    _replace_dir(tmp, out)
     return card
