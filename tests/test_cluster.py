@@ -9,6 +9,7 @@ from alps.cluster import (
     batches_from_arrays,
     estimate_k,
     fit_kmeans,
+    rebatch,
     reservoir_sample,
 )
 
@@ -84,3 +85,20 @@ def test_reservoir_sample_is_uniform_enough(rng):
     assert len(np.unique(sample)) == 1000
     # Uniform over the stream: the mean is near the stream's mean, not biased to the start.
     assert abs(sample.mean() - 4999.5) < 300
+
+
+def test_rebatch_keeps_every_row_in_order_and_no_batch_below_minimum():
+    stream = [np.arange(a, b, dtype=np.float32)[:, None] for a, b in [(0, 3), (3, 3), (3, 20), (20, 23)]]
+    batches = list(rebatch(stream, 8, minimum=8))
+    assert [len(b) for b in batches] == [8, 15]
+    np.testing.assert_array_equal(np.concatenate(batches)[:, 0], np.arange(23))
+    assert [len(b) for b in rebatch(stream, 8, minimum=2)] == [8, 8, 7]
+    assert [len(b) for b in rebatch([np.zeros((3, 1), np.float32)], 8, minimum=5)] == [3]
+
+
+def test_many_tiny_batches_fewer_than_k_rows_each(rng):
+    # One image per batch with a handful of masks each, as with oracle masks: must not break partial_fit.
+    points, _ = _blobs(rng, k=3, per=40)
+    tiny = np.array_split(points[rng.permutation(len(points))], 60)
+    model = fit_kmeans(batches_from_arrays(tiny, 4096, seed=0), ClusterConfig(k=10, batch_size=16))
+    assert model.k == 10 and len(set(model.predict(points))) > 3

@@ -30,13 +30,15 @@ def naive_masked_mean(
 
 
 def random_masks(rng: np.random.Generator, n: int, height: int, width: int) -> np.ndarray:
-    """Random blobs, plus a single pixel and a one-pixel line at the border (edge cases of the weights)."""
+    """Random blobs, a full mask, a small box, one pixel and a one-pixel line at the border."""
     masks = rng.random((n, height, width)) > rng.uniform(0.3, 0.95, size=(n, 1, 1))
     masks[0] = False
     masks[0, height - 1, width - 1] = True
     masks[1] = False
     masks[1, :, 0] = True
     masks[2] = True
+    masks[3] = False
+    masks[3, height // 3 : height // 3 + 3, width // 2 : width // 2 + 5] = True  # a small interior box
     return masks
 
 
@@ -81,17 +83,17 @@ def test_matches_naive_reference(
     np.testing.assert_allclose(got, naive_masked_mean(fmap, masks, valid_shape, padded_shape), atol=1e-5)
 
 
-def test_chunking_and_input_types_do_not_change_the_result() -> None:
+def test_row_blocks_and_input_types_do_not_change_the_result() -> None:
     rng = np.random.default_rng(1)
     fmap = rng.normal(size=(4, 9, 11)).astype(np.float32)
     masks = random_masks(rng, 9, 70, 90)
     whole = masked_mean_features(fmap, masks)
-    chunked = masked_mean_features(
-        torch.from_numpy(fmap), torch.from_numpy(masks), chunk_elements=2 * 70 * 90
-    )
-    one_by_one = masked_mean_features(fmap, masks, chunk_elements=1)
-    np.testing.assert_allclose(chunked, whole, atol=1e-6)
-    np.testing.assert_allclose(one_by_one, whole, atol=1e-6)
+    blocked = masked_mean_features(torch.from_numpy(fmap), torch.from_numpy(masks), block_elements=50)
+    row_by_row = masked_mean_features(fmap, masks, block_elements=1)
+    np.testing.assert_allclose(blocked, whole, atol=1e-6)
+    np.testing.assert_allclose(row_by_row, whole, atol=1e-6)
+    uint8 = masked_mean_features(fmap, masks.astype(np.uint8))
+    np.testing.assert_allclose(uint8, whole, atol=1e-6)
 
 
 def test_constant_map_pools_to_the_constant() -> None:

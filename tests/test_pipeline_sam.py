@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_data
 from PIL import Image
 from tiny_sam import make_tiny_sam_checkpoint
 
@@ -33,13 +32,22 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_dir(tmp_path_factory):
-    """Three real crops of different shapes: the iSAID/DOTA patch, Potsdam and a WHU TIFF."""
+    """Three images of different shapes and formats (PNG landscape, PNG portrait, TIFF square).
+
+    Synthetic, so that the sam path is tested in every clone (the real samples in ../shared/data drive the
+    other backends' tests).
+    """
     folder = tmp_path_factory.mktemp("images")
-    potsdam = Image.open(shared_data("potsdam", "img_dir", "2_10_0_0_512_512.png")).convert("RGB")
-    potsdam.crop((0, 0, 160, 120)).save(folder / "potsdam.png")
-    potsdam.crop((200, 100, 296, 228)).save(folder / "portrait.png")
-    whu = sorted(shared_data("whu_building", "images").glob("*.tif"))[0]
-    Image.open(whu).convert("RGB").crop((0, 0, 128, 128)).save(folder / "whu.tif")
+    rng = np.random.default_rng(0)
+    for name, (height, width) in {
+        "potsdam.png": (120, 160),
+        "portrait.png": (128, 96),
+        "whu.tif": (128, 128),
+    }.items():
+        pixels = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+        pixels[10 : height // 2, 10 : width // 2] = (200, 40, 40)
+        pixels[height // 2 + 5 : height - 5, width // 2 : width - 8] = (40, 200, 90)
+        Image.fromarray(pixels).save(folder / name)
     return folder
 
 

@@ -101,7 +101,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=4096)
     group.add_argument("--epochs", type=int, default=1)
     group.add_argument("--init-sample", type=int, default=20000)
-    group.add_argument("--n-init", type=int, default=3)
+    group.add_argument("--n-init", type=int, default=10)
     group.add_argument("--normalize", choices=["none", "l2"], default="none")
 
 

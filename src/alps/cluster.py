@@ -55,7 +55,7 @@ class ClusterConfig:
     epochs: int = 1
     seed: int = 0
     init_sample: int = 20000
-    n_init: int = 3
+    n_init: int = 10
     normalize: str = "none"
     k_range: tuple[int, int] = (2, 32)
 
@@ -147,6 +147,35 @@ def reservoir_sample(
     return sample[: min(seen, size)], seen
 
 
+def rebatch(
+    batches: Iterable[NDArray[np.float32]], batch_size: int, minimum: int
+) -> Iterator[NDArray[np.float32]]:
+    """Regroup a stream of batches of any size into batches of exactly ``batch_size`` rows.
+
+    The remainder at the end of the stream is yielded too, merged into the last full batch when it is
+    shorter than ``minimum`` (``MiniBatchKMeans.partial_fit`` refuses batches with fewer rows than K).
+    """
+    pending: list[NDArray[np.float32]] = []
+    pending_rows = 0
+    held: NDArray[np.float32] | None = None
+    for batch in batches:
+        pending.append(batch)
+        pending_rows += len(batch)
+        while pending_rows >= batch_size:
+            merged = np.concatenate(pending)
+            if held is not None:
+                yield held
+            held, rest = merged[:batch_size], merged[batch_size:]
+            pending, pending_rows = [rest], len(rest)
+    rest = np.concatenate(pending) if pending_rows else None
+    if rest is not None and len(rest) < minimum and held is not None:
+        held, rest = np.concatenate([held, rest]), None
+    if held is not None:
+        yield held
+    if rest is not None:
+        yield rest
+
+
 def estimate_k(
     sample: NDArray[np.float32], k_range: tuple[int, int], seed: int, n_init: int = 3
 ) -> tuple[int, dict[int, float]]:
@@ -218,9 +247,8 @@ def fit_kmeans(batch_source: BatchSource, config: ClusterConfig) -> ClusterModel
         reassignment_ratio=0.0,
     )
     for epoch in range(config.epochs):
-        for batch in batch_source(epoch):
-            if len(batch):
-                kmeans.partial_fit(_prepare(batch, config.normalize))
+        for batch in rebatch(batch_source(epoch), max(config.batch_size, k), minimum=k):
+            kmeans.partial_fit(_prepare(batch, config.normalize))
     card = {
         "k": int(k),
         "k_estimated": config.k is None,

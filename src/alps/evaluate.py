@@ -165,6 +165,13 @@ def evaluate_label_dirs(
     confusion = np.zeros((num_clusters + 1, num_classes), dtype=np.int64)
     for pred, gt in pairs:
         confusion += accumulate_confusion(pred, gt, num_clusters, num_classes, ignore_values)
+    # Ignored values are not classes: no cluster may be matched to them, no IoU is reported for them.
+    scored = [c for c in range(num_classes) if c not in set(ignore_values)]
+    names = [str(c) for c in range(num_classes)] if class_names is None else list(class_names)
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names given for {num_classes} classes")
+    confusion = confusion[:, scored]
+    class_names = [names[c] for c in scored]
     return {
         "images": len(pairs),
         "num_clusters": num_clusters,

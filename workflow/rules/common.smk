@@ -15,7 +15,7 @@ DATASET = config["dataset"]["name"]
 LABELING = config["labeling"]
 MASKS = LABELING["masks"]
 ENCODER = LABELING["encoder"]
-CLUSTER = LABELING.get("cluster", {})
+CLUSTER = LABELING["cluster"]
 USES_SAM = MASKS["backend"] == "sam"
 # The sam encoder reuses SAM's embedding, so its features come out of the masks job itself.
 FEATURES_IN_MASKS_JOB = ENCODER["name"] == "sam"
@@ -24,6 +24,8 @@ DATASET_DIR = f"{RESULTS}/datasets/{DATASET}"
 LABEL_DIR = f"{RESULTS}/labeling/{DATASET}"
 PL_NAME = f"{DATASET}-pl"
 LOGS = f"{RESULTS}/logs"
+MASK_SHARD = f"{LABEL_DIR}/masks/shard_{{shard}}.parquet"
+FEATURE_SHARD = f"{LABEL_DIR}/features/shard_{{shard}}.npz"
 BENCH = f"{RESULTS}/benchmarks"
 
 
@@ -33,13 +35,13 @@ wildcard_constraints:
 
 def labeled_images(manifest):
     """The images of the labeled split, sorted as `alps` shards them."""
-    return images_from_source(manifest, LABELING.get("images_split", "train"))
+    return images_from_source(manifest, LABELING["images_split"])
 
 
 def shard_ids(wildcards):
     """Shard numbers of the labeled split: known once the dataset checkpoint has run."""
     manifest = checkpoints.prepare_dataset.get().output.manifest
-    count = shard_count(len(labeled_images(manifest)), LABELING.get("shard_size", 64))
+    count = shard_count(len(labeled_images(manifest)), LABELING["shard_size"])
     return [f"{i:04d}" for i in range(count)]
 
 
@@ -66,10 +68,10 @@ def mask_cli_options():
         params = sam.get("amg", {})
         options += [
             f"--sam-checkpoint {sam['checkpoint']}",
-            f"--sam-model {sam.get('model_type', 'vit_h')}",
-            f"--device {sam.get('device', 'cuda')}",
+            f"--sam-model {sam['model_type']}",
+            f"--device {sam['device']}",
         ]
-        if sam.get("bf16"):
+        if sam["bf16"]:
             options.append("--bf16")
     if params:
         options.append("--mask-params '" + json.dumps(params, sort_keys=True) + "'")
@@ -80,16 +82,16 @@ def mask_cli_options():
 
 def cluster_cli_options():
     """`alps cluster` options from the config."""
-    k = CLUSTER.get("k", 16)
+    k = CLUSTER["k"]
     options = [
         f"--k {'auto' if k is None else k}",
-        f"--area-threshold {LABELING.get('area_threshold', 0.3)}",
+        f"--area-threshold {LABELING['area_threshold']}",
         f"--seed {SEED}",
-        f"--batch-size {CLUSTER.get('batch_size', 4096)}",
-        f"--epochs {CLUSTER.get('epochs', 1)}",
-        f"--init-sample {CLUSTER.get('init_sample', 20000)}",
-        f"--n-init {CLUSTER.get('n_init', 3)}",
-        f"--normalize {CLUSTER.get('normalize', 'none')}",
+        f"--batch-size {CLUSTER['batch_size']}",
+        f"--epochs {CLUSTER['epochs']}",
+        f"--init-sample {CLUSTER['init_sample']}",
+        f"--n-init {CLUSTER['n_init']}",
+        f"--normalize {CLUSTER['normalize']}",
     ]
     if "k_range" in CLUSTER:
         options.append("--k-range {} {}".format(*CLUSTER["k_range"]))
@@ -97,10 +99,13 @@ def cluster_cli_options():
 
 
 def all_targets(wildcards):
-    targets = [
+    # The shards are kept artifacts (DVC-versioned): as targets, a lost shard is rebuilt with what depends
+    # on it, instead of being ignored because the final outputs are up to date.
+    targets = shard_files(MASK_SHARD)(wildcards) + shard_files(FEATURE_SHARD)(wildcards)
+    targets += [
         f"{RESULTS}/pl/{PL_NAME}/dataset_card.json",
         f"{RESULTS}/metrics/label_quality.json",
     ]
-    if LABELING.get("binary_variant", False):
+    if LABELING["binary_variant"]:
         targets.append(f"{RESULTS}/pl/{DATASET}-binary/dataset_card.json")
     return targets

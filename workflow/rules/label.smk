@@ -1,10 +1,8 @@
 # The labeling engine, sharded: masks (+ features) per shard -> one k-means fit -> painting per shard.
 
-SPLIT = LABELING.get("images_split", "train")
-SHARD_SIZE = LABELING.get("shard_size", 64)
-AREA_THRESHOLD = LABELING.get("area_threshold", 0.3)
-MASK_SHARD = f"{LABEL_DIR}/masks/shard_{{shard}}.parquet"
-FEATURE_SHARD = f"{LABEL_DIR}/features/shard_{{shard}}.npz"
+SPLIT = LABELING["images_split"]
+SHARD_SIZE = LABELING["shard_size"]
+AREA_THRESHOLD = LABELING["area_threshold"]
 
 
 if FEATURES_IN_MASKS_JOB:
@@ -59,7 +57,7 @@ else:
             FEATURE_SHARD,
         params:
             encoder=ENCODER["name"],
-            device=ENCODER.get("device", "cpu"),
+            device=ENCODER["device"],
         log:
             f"{LOGS}/features/{DATASET}_shard_{{shard}}.log",
         benchmark:
@@ -67,7 +65,7 @@ else:
         threads: 1
         resources:
             mem_mb=8000,
-            gpu=lambda wildcards: 1 if ENCODER.get("device", "cpu").startswith("cuda") else 0,
+            gpu=lambda wildcards: 1 if ENCODER["device"].startswith("cuda") else 0,
         shell:
             "alps features {input.manifest} {input.masks} {output} --split {SPLIT} "
             "--shard-index {wildcards.shard} --shard-size {SHARD_SIZE} --seed {SEED} "
@@ -101,7 +99,7 @@ rule paint:
     output:
         directory(f"{LABEL_DIR}/paint/shard_{{shard}}"),
     params:
-        binary="--binary" if LABELING.get("binary_variant", False) else "",
+        binary="--binary" if LABELING["binary_variant"] else "",
     log:
         f"{LOGS}/paint/{DATASET}_shard_{{shard}}.log",
     threads: 1

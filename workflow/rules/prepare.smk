@@ -6,9 +6,9 @@ checkpoint prepare_dataset:
         manifest=f"{DATASET_DIR}/manifest.csv",
     params:
         out_dir=DATASET_DIR,
-        tile_size=config["dataset"].get("tile_size", 256),
-        block_size=config["dataset"].get("block_size", 4),
-        val_fraction=config["dataset"].get("val_fraction", 0.25),
+        tile_size=config["dataset"]["tile_size"],
+        block_size=config["dataset"]["block_size"],
+        val_fraction=config["dataset"]["val_fraction"],
     log:
         f"{LOGS}/prepare_{DATASET}.log",
     benchmark:

@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 from alps.features.pooling import masked_mean_features
 from alps.masks.base import MaskSet
 
-# Masks are decoded from RLE this many pixels at a time (bool bytes), so that an image with hundreds of
-# masks on a 10k x 10k tile never holds every decoded mask at once.
+# Masks are decoded from RLE this many pixels at a time (bool bytes: 128 MB), so that an image with
+# hundreds of masks on a 10k x 10k tile never holds every decoded mask at once.
 _DECODE_PIXELS = 1 << 27
 
 
