@@ -6,11 +6,12 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from alps.config import ConfigError, check_config, config_problems
+
+from conftest import REPO_ROOT
 
 SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from conftest import shared_data
 from PIL import Image
 from rasterio.transform import from_origin
 
 from alps.io import ImageReadError, list_images, read_image
 from alps.io.images import stretch_to_uint8
+
+from conftest import shared_data
 
 
 def test_png_rgb_roundtrip(tmp_path, blocky_image):

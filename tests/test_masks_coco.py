@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_data
 from PIL import Image
 
 from alps.io import read_image
 from alps.masks.coco import CocoMaskSource
+
+from conftest import shared_data
 
 
 def _coco(tmp_path, annotations, width=20, height=10):

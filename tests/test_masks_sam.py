@@ -20,7 +20,6 @@ from pycocotools import mask as mask_utils
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import generate_crop_boxes
-from tiny_sam import make_tiny_sam_checkpoint
 
 from alps.masks.base import MaskGenerator, MaskSet
 from alps.masks.sam import (
@@ -32,6 +31,8 @@ from alps.masks.sam import (
     embedding_valid_shape,
     load_sam,
 )
+
+from tiny_sam import make_tiny_sam_checkpoint
 
 # No filters, so random weights still give masks; 9 prompts keep one generate() around 2 s on 2 CPU cores
 # (the decoder, full-size even in vit_tiny, costs ~0.1 s per prompt; the encoder ~1 s per pass).

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import shared_data
 
 from alps.io import read_image
 from alps.masks import MaskGenerator
 from alps.masks.superpixel import FelzenszwalbMaskGenerator, SlicMaskGenerator
+
+from conftest import shared_data
 
 
 def _check_partition(mask_set, shape):

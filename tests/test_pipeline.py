@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_data
 from PIL import Image
 
 from alps.cli import main
@@ -25,6 +24,8 @@ from alps.pipeline import (
     select_shard,
     shard_count,
 )
+
+from conftest import shared_data
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_sam import make_tiny_sam_checkpoint
 
 from alps.cli import main
 from alps.cluster import ClusterConfig
 from alps.features.encoders import build_encoder
 from alps.pipeline import build_mask_generator, images_from_source, label
+
+from tiny_sam import make_tiny_sam_checkpoint
 
 # Random weights give near-random masks: open every gate of AMG so that masks come out.
 PERMISSIVE = {
