@@ -7,13 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from alps.cli import main
 from alps.cluster import ClusterConfig
 from alps.features.encoders import build_encoder
+from alps.io import read_image
 from alps.masks.shards import read_mask_shard
 from alps.pipeline import (
+    assign_clusters,
     build_mask_generator,
     images_from_source,
     label,
@@ -155,3 +159,38 @@ def test_cli_reports_bad_input_in_one_line(image_dir, tmp_path, capsys):
     assert "--sam-checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["label", str(empty), str(tmp_path / "o"), "--k", "1"])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    fractions=st.lists(st.floats(0.0, 1.0), min_size=0, max_size=30),
+    threshold=st.floats(0.01, 1.0),
+)
+def test_gate_property(fractions, threshold):
+    """A mask gets a cluster iff its area fraction is <= the threshold (paper Eq. 3); -1 otherwise."""
+
+    class Model:
+        def predict(self, vectors):
+            return np.arange(len(vectors)) % 7
+
+    area = np.array(fractions, dtype=np.float32)
+    ids = assign_clusters(Model(), np.zeros((len(area), 3), np.float32), area, threshold)
+    np.testing.assert_array_equal(ids >= 0, area <= threshold)
+    np.testing.assert_array_equal(ids[area <= threshold], (np.arange(len(area)) % 7)[area <= threshold])
+
+
+def test_label_16bit_geotiff_and_one_bit_tiff(tmp_path):
+    """Real rasters of other formats: the 16-bit single-band GeoTIFF and a WHU aerial TIFF."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for source in (
+        shared_data("spacenet_building", "sample_geotiff.tif"),
+        sorted(shared_data("whu_building", "images").glob("*.tif"))[0],
+    ):
+        (folder / source.name).symlink_to(source)
+    names = sorted(p.stem for p in folder.iterdir())
+    code = main(["label", str(folder), str(tmp_path / "out"), "--masks", "slic", "--k", "3"])
+    assert code == 0
+    for name, source in zip(names, sorted(folder.iterdir()), strict=True):
+        label_png = np.asarray(Image.open(tmp_path / "out" / "labels" / f"{name}.png"))
+        assert label_png.shape == read_image(source).shape[:2]

@@ -78,12 +78,25 @@ def _add_mask_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--bands", type=_bands, help="1-based bands used as RGB, e.g. 4,3,2")
 
 
+def _layers(text: str) -> tuple[str, ...]:
+    return tuple(layer.strip() for layer in text.split(",") if layer.strip())
+
+
 def _add_encoder_options(parser: argparse.ArgumentParser, default: str | None) -> None:
-    parser.add_argument(
+    group = parser.add_argument_group("features")
+    group.add_argument(
         "--encoder",
         default=default,
         choices=["efficientnet-lite0", "sam"],
         help="feature encoder for the PFL",
+    )
+    group.add_argument(
+        "--encoder-layers",
+        type=_layers,
+        help="efficientnet-lite0 stages pooled and concatenated, e.g. stage5,stage7 (the default)",
+    )
+    group.add_argument(
+        "--max-side", type=int, help="efficientnet-lite0: shrink larger images to this longest side first"
     )
 
 
@@ -137,11 +150,12 @@ def _generator(args: argparse.Namespace) -> Any:
 def _encoder(args: argparse.Namespace) -> Any:
     from alps.features.encoders import build_encoder
 
-    return (
-        build_encoder(args.encoder)
-        if args.encoder == "sam"
-        else build_encoder(args.encoder, device=args.device)
-    )
+    if args.encoder == "sam":
+        return build_encoder("sam")
+    options: dict[str, Any] = {"device": args.device, "max_side": args.max_side}
+    if args.encoder_layers:
+        options["layers"] = args.encoder_layers
+    return build_encoder(args.encoder, **options)
 
 
 def _items(args: argparse.Namespace) -> Any:

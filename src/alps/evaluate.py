@@ -81,8 +81,8 @@ def scores_from_confusion(
         class_names: names of the C classes (defaults to their indices).
 
     Returns:
-        A JSON-ready dict with ``mapping``, ``per_class_iou``, ``miou`` (over classes present in the ground
-        truth or predicted), ``accuracy`` (all evaluated pixels), ``accuracy_covered`` and ``coverage``.
+        A JSON-ready dict with ``mapping``, ``per_class_iou`` (None for classes absent from the ground
+        truth), ``miou`` (over the classes present in the ground truth), ``accuracy`` (all evaluated pixels), ``accuracy_covered`` and ``coverage``.
     """
     clusters = confusion[:-1]
     c = clusters.shape[1]
@@ -98,7 +98,9 @@ def scores_from_confusion(
     fp = mapped.sum(axis=1) - tp
     fn = gt_total - tp
     union = tp + fp + fn
-    present = union > 0
+    # Scored classes are those in the ground truth: with K > C, Hungarian matching sends the spare clusters
+    # to absent classes, and their pixels already count as misses of their true classes.
+    present = gt_total > 0
     iou = np.where(present, tp / np.maximum(union, 1), np.nan)
     total = int(confusion.sum())
     covered = int(clusters.sum())

@@ -80,6 +80,16 @@ def mask_cli_options():
     return " ".join(options)
 
 
+def encoder_cli_options():
+    """`alps masks/features` options of the configured encoder."""
+    options = [f"--encoder {ENCODER['name']}", f"--device {ENCODER['device']}"]
+    if ENCODER.get("layers"):
+        options.append("--encoder-layers " + ",".join(ENCODER["layers"]))
+    if ENCODER.get("max_side"):
+        options.append(f"--max-side {ENCODER['max_side']}")
+    return " ".join(options)
+
+
 def cluster_cli_options():
     """`alps cluster` options from the config."""
     k = CLUSTER["k"]

@@ -56,8 +56,7 @@ else:
         output:
             FEATURE_SHARD,
         params:
-            encoder=ENCODER["name"],
-            device=ENCODER["device"],
+            encoder=encoder_cli_options(),
         log:
             f"{LOGS}/features/{DATASET}_shard_{{shard}}.log",
         benchmark:
@@ -69,7 +68,7 @@ else:
         shell:
             "alps features {input.manifest} {input.masks} {output} --split {SPLIT} "
             "--shard-index {wildcards.shard} --shard-size {SHARD_SIZE} --seed {SEED} "
-            "--encoder {params.encoder} --device {params.device} > {log} 2>&1"
+            "{params.encoder} > {log} 2>&1"
 
 
 rule cluster:
