@@ -82,7 +82,8 @@ def scores_from_confusion(
 
     Returns:
         A JSON-ready dict with ``mapping``, ``per_class_iou`` (None for classes absent from the ground
-        truth), ``miou`` (over the classes present in the ground truth), ``accuracy`` (all evaluated pixels), ``accuracy_covered`` and ``coverage``.
+        truth), ``miou`` (over the classes present in the ground truth), ``accuracy`` (all evaluated
+        pixels), ``accuracy_covered`` and ``coverage``.
     """
     clusters = confusion[:-1]
     c = clusters.shape[1]
