@@ -57,7 +57,6 @@ absent, the previous complete dataset, or the new complete dataset, never half-w
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib.util
 import json
@@ -65,7 +64,6 @@ import math
 import os
 import secrets
 import shutil
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +74,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from PIL import Image
 
+from alps.datasets._layout import is_replaceable, move_into_place
+from alps.datasets._layout import rename_exchange as _rename_exchange
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.io.images import stretch_to_uint8
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
@@ -331,61 +331,13 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def _is_replaceable(folder: Path) -> bool:
     """True if ``folder`` is empty or a complete dataset written by ``prepare_demo``."""
-    if not folder.is_dir() or folder.is_symlink():
-        return False
-    if not any(folder.iterdir()):
-        return True
-    card = folder / CARD_NAME
-    if not (card.is_file() and (folder / MANIFEST_NAME).is_file()):
-        return False
-    try:
-        return json.loads(card.read_text(encoding="utf-8")).get("dataset") == DATASET_NAME
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _rename_exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with Linux's ``renameat2(RENAME_EXCHANGE)``; False if unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # glibc < 2.28, musl
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    return is_replaceable(folder, DATASET_NAME)
 
 
 def _move_into_place(built: Path, out_dir: Path) -> None:
     """Rename the finished ``built`` folder onto ``out_dir``, replacing a previous dataset atomically."""
-    if not out_dir.exists() and not out_dir.is_symlink():
-        try:
-            os.rename(built, out_dir)
-            return
-        except OSError:
-            if not out_dir.exists():
-                raise
-            # Someone created out_dir meanwhile: fall through to the replace path and its checks.
-    if not _is_replaceable(out_dir):
-        raise FileExistsError(
-            f"{out_dir} exists and is not a dataset written by prepare_demo (no {CARD_NAME} naming "
-            f"{DATASET_NAME!r}); refusing to replace it: remove it or choose another out_dir"
-        )
-    if _rename_exchange(built, out_dir):
-        shutil.rmtree(built, ignore_errors=True)  # now holds the previous dataset
-        return
-    # Fallback without an atomic swap (non-Linux, or a filesystem without RENAME_EXCHANGE): for a moment
-    # out_dir is absent, but it is never half-written, and a failure puts the old dataset back.
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-    os.rename(out_dir, old)
-    try:
-        os.rename(built, out_dir)
-    except BaseException:
-        os.rename(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    # _rename_exchange is looked up here, at call time, so that tests can replace it in this module.
+    move_into_place(built, out_dir, DATASET_NAME, "prepare_demo", exchange=_rename_exchange)
 
 
 def _class_fractions(counts: NDArray[np.int64]) -> dict[str, float]:
