@@ -259,6 +259,14 @@ def run_cluster(
     return model
 
 
+def split_per_image(mask_sets: Sequence[MaskSet], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Split per-mask ``rows`` (in shard order: image after image) into one block per image id."""
+    bounds = np.cumsum([0] + [len(m) for m in mask_sets])
+    if bounds[-1] != len(rows):
+        raise ValueError(f"{len(rows)} rows for {bounds[-1]} masks")
+    return {m.image_id: rows[bounds[i] : bounds[i + 1]] for i, m in enumerate(mask_sets)}
+
+
 def assign_clusters(
     model: ClusterModel, vectors: np.ndarray, area_fraction: np.ndarray, area_threshold: float
 ) -> np.ndarray:
@@ -331,11 +339,7 @@ def run_paint(
             "the feature shard is stale: delete it and rerun"
         )
     ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
-    per_image = {}
-    start = 0
-    for mask_set in mask_sets:
-        per_image[mask_set.image_id] = ids[start : start + len(mask_set)]
-        start += len(mask_set)
+    per_image = split_per_image(mask_sets, ids)
     binary_dir = Path(out_dir) / "binary" if binary else None
     stats = paint_mask_sets(mask_sets, per_image, out_dir, k=model.k, binary_dir=binary_dir)
     atomic_write_text(Path(out_dir) / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
@@ -387,22 +391,16 @@ def label(
     )
     features = read_feature_shard(out / "features.npz")
     gate = features.area_fraction <= area_threshold
-    per_image_vectors = []
-    start = 0
-    for mask_set in mask_sets:
-        stop = start + len(mask_set)
-        per_image_vectors.append(features.vectors[start:stop][gate[start:stop]])
-        start = stop
+    vectors = split_per_image(mask_sets, features.vectors)
+    kept = split_per_image(mask_sets, gate)
+    per_image_vectors = [vectors[m.image_id][kept[m.image_id]] for m in mask_sets]
     model = fit_kmeans(
         batches_from_arrays(per_image_vectors, cluster_config.batch_size, cluster_config.seed), cluster_config
     )
     model.card["area_threshold"] = area_threshold
     model.save(out / "kmeans.joblib")
     ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
-    per_image, start = {}, 0
-    for mask_set in mask_sets:
-        per_image[mask_set.image_id] = ids[start : start + len(mask_set)]
-        start += len(mask_set)
+    per_image = split_per_image(mask_sets, ids)
     # Paint into a staging folder and swap it in whole: a failed run leaves the previous labels intact, and
     # images removed since a previous run do not leave their old labels behind.
     staging = out / ".paint.tmp"
