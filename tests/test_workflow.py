@@ -71,6 +71,7 @@ def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
         "metrics/label_quality.json",
         "labeling/demo/cluster/kmeans.joblib",
         "logs/cluster_demo.log",
+        "figures/demo-pl/s2_r00_c00.png",
     ):
         assert (results / path).is_file(), path
     assert len(list((results / "pl/demo-pl/ann_dir/train").glob("*.png"))) == 37
@@ -89,8 +90,9 @@ def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
         "pl_dataset": 1,
         "pl_dataset_binary": 1,
         "label_quality": 1,
+        "figures": 1,
         "all": 1,
-        "total": 8,
+        "total": 9,
     }
 
 

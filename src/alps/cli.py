@@ -239,6 +239,23 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_figures(args: argparse.Namespace) -> None:
+    from alps.figures import write_figures
+
+    palette = None
+    if args.gt_classes:
+        palette = json.loads(Path(args.gt_classes).read_text()).get("palette")
+    paths = write_figures(
+        args.pl_dataset,
+        args.out_dir,
+        split=args.split,
+        gt_dir=args.gt_dir,
+        gt_palette=palette,
+        count=args.count,
+    )
+    log.info("wrote %d figures to %s", len(paths), args.out_dir)
+
+
 def cmd_evaluate_labels(args: argparse.Namespace) -> None:
     from alps.evaluate import evaluate_label_dirs
     from alps.io.atomic import atomic_write_text
@@ -337,6 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--area-threshold", type=_fraction, default=0.3)
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant (binary/)")
     p.set_defaults(func=cmd_paint)
+
+    p = sub.add_parser("figures", help="image | pseudo-label | ground truth figures (paper Fig. 3-5)")
+    p.add_argument("pl_dataset", type=Path)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--split", default="train")
+    p.add_argument("--gt-dir", type=Path, help="ground-truth index labels with the same file names")
+    p.add_argument("--gt-classes", help="classes.json whose 'palette' colours the ground truth")
+    p.add_argument("--count", type=int, default=6)
+    p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("pl-dataset", help="gather painted shards into an mmseg-layout pseudo-label dataset")
     p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")

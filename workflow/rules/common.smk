@@ -115,6 +115,7 @@ def all_targets(wildcards):
     targets += [
         f"{RESULTS}/pl/{PL_NAME}/dataset_card.json",
         f"{RESULTS}/metrics/label_quality.json",
+        f"{RESULTS}/figures/{PL_NAME}",
     ]
     if LABELING["binary_variant"]:
         targets.append(f"{RESULTS}/pl/{DATASET}-binary/dataset_card.json")

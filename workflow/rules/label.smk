@@ -151,7 +151,11 @@ rule label_quality:
         card=rules.pl_dataset.output.card,
         manifest=f"{DATASET_DIR}/manifest.csv",
     output:
-        f"{RESULTS}/metrics/label_quality.json",
+        report(
+            f"{RESULTS}/metrics/label_quality.json",
+            caption="../report/label_quality.rst",
+            category="Label quality",
+        ),
     params:
         pred=f"{RESULTS}/pl/{PL_NAME}/ann_dir/{SPLIT}",
         gt=f"{DATASET_DIR}/ann_dir/{SPLIT}",
@@ -164,3 +168,29 @@ rule label_quality:
     shell:
         "alps evaluate-labels {params.pred} {params.gt} --class-names {params.names} --out {output} "
         "> {log} 2>&1"
+
+
+rule figures:
+    """Image | pseudo-label | ground truth for the first tiles (the paper's Fig. 3-5)."""
+    input:
+        card=rules.pl_dataset.output.card,
+        manifest=f"{DATASET_DIR}/manifest.csv",
+    output:
+        report(
+            directory(f"{RESULTS}/figures/{PL_NAME}"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Pseudo-labels",
+        ),
+    params:
+        pl_dataset=f"{RESULTS}/pl/{PL_NAME}",
+        gt=f"{DATASET_DIR}/ann_dir/{SPLIT}",
+        classes=f"{DATASET_DIR}/classes.json",
+    log:
+        f"{LOGS}/figures_{PL_NAME}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    shell:
+        "alps figures {params.pl_dataset} {output} --split {SPLIT} --gt-dir {params.gt} "
+        "--gt-classes {params.classes} > {log} 2>&1"
