@@ -56,3 +56,20 @@ def test_sam_encoder_needs_sam_masks(demo_config):
     demo_config["labeling"]["encoder"]["name"] = "sam"
     with pytest.raises(ConfigError, match="labeling.encoder.name: the sam encoder reuses"):
         check_config(demo_config, REPO_ROOT)
+
+
+def test_labeling_dataset_must_be_configured(demo_config):
+    demo_config["labeling"]["dataset"] = "isaid"
+    with pytest.raises(ConfigError, match=r"labeling.dataset: 'isaid' is not one of the configured datasets"):
+        check_config(demo_config, REPO_ROOT)
+
+
+def test_raw_dir_and_converter_options_are_checked(demo_config, tmp_path):
+    demo_config["datasets"]["isaid"] = {"converter": "isaid", "raw_dir": "raw/isaid", "options": {"patch": 1}}
+    validate(copy.deepcopy(demo_config), SCHEMA)
+    problems = config_problems(demo_config, tmp_path)
+    assert any(p.startswith("datasets.isaid.raw_dir: raw folder raw/isaid does not exist") for p in problems)
+    assert any(p.startswith("datasets.isaid.options: ['patch'] not accepted") for p in problems)
+    del demo_config["datasets"]["isaid"]["raw_dir"]
+    with pytest.raises(WorkflowError, match="'raw_dir' is a required property"):
+        validate(demo_config, SCHEMA)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -168,17 +170,18 @@ def _items(args: argparse.Namespace) -> Any:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    if args.dataset == "demo":
-        from alps.datasets.demo import prepare_demo
+    from alps.datasets import prepare_dataset
 
-        manifest = prepare_demo(
-            args.out_dir,
-            tile_size=args.tile_size,
-            block_size=args.block_size,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-        )
-        log.info("demo dataset ready: %s", manifest)
+    if len(args.paths) == 1:
+        raw_dir, out_dir = None, args.paths[0]
+    elif len(args.paths) == 2:
+        raw_dir, out_dir = args.paths
+    else:
+        raise ValueError("give RAW_DIR OUT_DIR (or only OUT_DIR for the demo)")
+    if raw_dir is None and args.dataset != "demo":
+        raise ValueError(f"the {args.dataset} converter needs the folder of raw archives: RAW_DIR OUT_DIR")
+    manifest = prepare_dataset(args.dataset, raw_dir, out_dir, **args.options)
+    log.info("%s dataset ready: %s", args.dataset, manifest)
 
 
 def cmd_masks(args: argparse.Namespace) -> None:
@@ -303,13 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("prepare", help="build a dataset (images + manifest) from its raw form")
-    p.add_argument("dataset", choices=["demo"])
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--tile-size", type=int, default=256)
-    p.add_argument("--block-size", type=int, default=4)
-    p.add_argument("--val-fraction", type=float, default=0.25)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser(
+        "prepare", help="build a dataset (images + labels + manifest, mmseg layout) from its raw archives"
+    )
+    p.add_argument("dataset", choices=["demo", "isaid", "potsdam", "samrs", "atlas", "folder"])
+    p.add_argument(
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="RAW_DIR OUT_DIR: the raw archives' folder (read-only) and the output folder (demo: OUT_DIR)",
+    )
+    p.add_argument(
+        "--options",
+        type=_json_object,
+        default={},
+        help="converter options as JSON, e.g. '{\"patch_size\": 896}' (docs/datasets.md)",
+    )
     p.set_defaults(func=cmd_prepare)
 
     def add_source(p: argparse.ArgumentParser) -> None:
@@ -402,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if os.environ.get("SLURM_JOB_ID"):
+        # Logs tell which cluster job wrote them (the Slurm integration test reads this line).
+        log.info("running as Slurm job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:

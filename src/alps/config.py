@@ -28,6 +28,26 @@ def config_problems(config: dict[str, Any], base_dir: str | Path = ".") -> list[
     base = Path(base_dir)
     problems: list[str] = []
     labeling = config.get("labeling", {})
+    datasets = config.get("datasets", {})
+    if labeling.get("dataset") not in datasets:
+        problems.append(
+            f"labeling.dataset: {labeling.get('dataset')!r} is not one of the configured datasets "
+            f"{sorted(datasets)}"
+        )
+    for name, dataset in datasets.items():
+        raw_dir = dataset.get("raw_dir")
+        if raw_dir and not (base / raw_dir).is_dir():
+            problems.append(f"datasets.{name}.raw_dir: raw folder {raw_dir} does not exist")
+        if dataset.get("converter"):
+            from alps.datasets import converter_options
+
+            accepted = set(converter_options(dataset["converter"])) | {"seed"}
+            unknown = sorted(set(dataset.get("options", {})) - accepted)
+            if unknown:
+                problems.append(
+                    f"datasets.{name}.options: {unknown} not accepted by the {dataset['converter']} "
+                    f"converter (it takes {sorted(accepted - {'seed'})})"
+                )
     masks = labeling.get("masks", {})
     backend = masks.get("backend")
     if backend == "sam":

@@ -4,6 +4,7 @@ import json
 from snakemake.utils import validate
 
 from alps.config import check_config
+from alps.datasets import converter_options
 from alps.pipeline import images_from_source, shard_count
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -11,8 +12,9 @@ check_config(config)
 
 SEED = config["seed"]
 RESULTS = config["results_dir"]
-DATASET = config["dataset"]["name"]
+DATASETS = config["datasets"]
 LABELING = config["labeling"]
+DATASET = LABELING["dataset"]
 MASKS = LABELING["masks"]
 ENCODER = LABELING["encoder"]
 CLUSTER = LABELING["cluster"]
@@ -40,7 +42,7 @@ def labeled_images(manifest):
 
 def shard_ids(wildcards):
     """Shard numbers of the labeled split: known once the dataset checkpoint has run."""
-    manifest = checkpoints.prepare_dataset.get().output.manifest
+    manifest = checkpoints.prepare_dataset.get(dataset=DATASET).output.manifest
     count = shard_count(len(labeled_images(manifest)), LABELING["shard_size"])
     return [f"{i:04d}" for i in range(count)]
 
@@ -52,6 +54,20 @@ def shard_files(pattern):
         return [pattern.format(shard=s) for s in shard_ids(wildcards)]
 
     return files
+
+
+def prepare_cli_options(wildcards):
+    """`alps prepare` arguments of one configured dataset: converter, raw folder, options."""
+    dataset = DATASETS[wildcards.dataset]
+    options = dict(dataset["options"])
+    if "seed" in converter_options(dataset["converter"]):
+        options.setdefault("seed", SEED)
+    arguments = [dataset["converter"]]
+    if dataset.get("raw_dir"):
+        arguments.append(dataset["raw_dir"])
+    if options:
+        arguments.append("--options '" + json.dumps(options, sort_keys=True) + "'")
+    return " ".join(arguments)
 
 
 def mask_cli_options():

@@ -1,22 +1,18 @@
-# Datasets from their raw form into images + manifest (mmsegmentation layout).
+# Datasets from their raw form into images + manifest (mmsegmentation layout); raw folders are read-only.
 
 
 checkpoint prepare_dataset:
     output:
-        manifest=f"{DATASET_DIR}/manifest.csv",
+        manifest=f"{RESULTS}/datasets/{{dataset}}/manifest.csv",
     params:
-        out_dir=DATASET_DIR,
-        tile_size=config["dataset"]["tile_size"],
-        block_size=config["dataset"]["block_size"],
-        val_fraction=config["dataset"]["val_fraction"],
+        out_dir=lambda wildcards: f"{RESULTS}/datasets/{wildcards.dataset}",
+        arguments=prepare_cli_options,
     log:
-        f"{LOGS}/prepare_{DATASET}.log",
+        f"{LOGS}/prepare_{{dataset}}.log",
     benchmark:
-        f"{BENCH}/prepare_{DATASET}.tsv"
+        f"{BENCH}/prepare_{{dataset}}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
     shell:
-        "alps prepare {DATASET} {params.out_dir} --tile-size {params.tile_size} "
-        "--block-size {params.block_size} --val-fraction {params.val_fraction} --seed {SEED} "
-        "> {log} 2>&1"
+        "alps prepare {params.arguments} {params.out_dir} > {log} 2>&1"

@@ -250,6 +250,18 @@ def format_transform(transform: Affine) -> str:
     return ",".join(repr(float(v)) for v in tuple(transform)[:6])
 
 
+def window_transform_text(transform: Affine, x: int, y: int, width: int, height: int) -> str:
+    """The ``a,b,c,d,e,f`` transform of the window ``(x, y, width, height)`` of a raster at ``transform``."""
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    with warnings.catch_warnings():
+        # rasterio 1.4 multiplies Affines with `*`, which affine >= 2.4 flags as pending deprecation; the
+        # result is the same.
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return format_transform(window_transform(Window(x, y, width, height), transform))
+
+
 def decode_image(data: bytes, origin: str, *, mode: str | None = None) -> Raster:
     """Decode PNG/JPEG/BMP (Pillow) or TIFF/GeoTIFF/JPEG2000 (rasterio) bytes.
 
@@ -350,6 +362,17 @@ def palette_to_index(
             n_unknown += int((~known).sum())
         out[start : start + block.shape[0]] = np.where(known, values[pos], np.uint8(unknown or 0))
     return out, n_unknown
+
+
+def check_same_size(
+    label: NDArray[np.generic], image: NDArray[np.generic], label_origin: str, image_origin: str
+) -> None:
+    """Raise ``DatasetSourceError`` naming both files unless ``label`` and ``image`` have the same H x W."""
+    if label.shape[:2] != image.shape[:2]:
+        raise DatasetSourceError(
+            f"{label_origin}: label is {label.shape[1]}x{label.shape[0]} px but its image {image_origin} is "
+            f"{image.shape[1]}x{image.shape[0]} px; expected the same size"
+        )
 
 
 # ---------------------------------------------------------------------------------------- windows
