@@ -18,7 +18,8 @@ BIN = Path(sys.executable).parent
 def snakemake(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2", "--configfile", str(config), *args],
+        # Targets go before --configfile, which would take them for more config files.
+        [str(BIN / "snakemake"), *args, "--cores", "2", "--configfile", str(config)],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

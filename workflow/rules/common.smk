@@ -57,7 +57,7 @@ def shard_files(pattern):
 
 
 def prepare_cli_options(wildcards):
-    """`alps prepare` arguments of one configured dataset: converter, raw folder, options."""
+    """`alps prepare` arguments of one configured dataset: converter, raw folder, output, options."""
     dataset = DATASETS[wildcards.dataset]
     options = dict(dataset["options"])
     if "seed" in converter_options(dataset["converter"]):
@@ -65,6 +65,7 @@ def prepare_cli_options(wildcards):
     arguments = [dataset["converter"]]
     if dataset.get("raw_dir"):
         arguments.append(dataset["raw_dir"])
+    arguments.append(f"{RESULTS}/datasets/{wildcards.dataset}")
     if options:
         arguments.append("--options '" + json.dumps(options, sort_keys=True) + "'")
     return " ".join(arguments)

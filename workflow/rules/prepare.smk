@@ -5,7 +5,6 @@ checkpoint prepare_dataset:
     output:
         manifest=f"{RESULTS}/datasets/{{dataset}}/manifest.csv",
     params:
-        out_dir=lambda wildcards: f"{RESULTS}/datasets/{wildcards.dataset}",
         arguments=prepare_cli_options,
     log:
         f"{LOGS}/prepare_{{dataset}}.log",
@@ -15,4 +14,4 @@ checkpoint prepare_dataset:
     resources:
         mem_mb=4000,
     shell:
-        "alps prepare {params.arguments} {params.out_dir} > {log} 2>&1"
+        "alps prepare {params.arguments} > {log} 2>&1"
