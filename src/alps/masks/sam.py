@@ -32,6 +32,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from alps.masks.base import MaskSet
+from alps.masks.fast_amg import ExactFastAMG
 
 SAM_INPUT_SIZE = 1024
 """Side of the square SAM's image encoder sees: the longest image side is resized to it, the rest padded."""
@@ -323,6 +324,10 @@ class _EmbeddingKeepingAMG(SamAutomaticMaskGenerator):
         return data
 
 
+class _FastEmbeddingKeepingAMG(_EmbeddingKeepingAMG, ExactFastAMG):
+    """``_EmbeddingKeepingAMG`` on the exact fast path of ``alps.masks.fast_amg`` (same masks, less work)."""
+
+
 class SamMaskGenerator:
     """The ``sam`` mask backend: SAM's automatic mask generator, returning the embedding with the masks.
 
@@ -331,11 +336,21 @@ class SamMaskGenerator:
         config: AMG parameters; ``SamConfig()`` gives segment_anything's defaults.
         bf16: run the image encoder under bfloat16 autocast. CUDA only: on CPU it is ignored with a
             warning (CPU bf16 autocast is slow on most CPUs and changes results for no gain).
+        exact_fast_path: run AMG on the exact fast path (``alps.masks.fast_amg.ExactFastAMG``): masks and
+            scores bit for bit those of stock ``SamAutomaticMaskGenerator``, computed with less work.
+            False runs stock AMG's own code (for comparisons).
     """
 
     name = "sam"
 
-    def __init__(self, model: Sam, config: SamConfig | None = None, *, bf16: bool = False) -> None:
+    def __init__(
+        self,
+        model: Sam,
+        config: SamConfig | None = None,
+        *,
+        bf16: bool = False,
+        exact_fast_path: bool = True,
+    ) -> None:
         self.model = model.eval()
         self.config = config if config is not None else SamConfig()
         if bf16 and self.device.type != "cuda":
@@ -346,7 +361,9 @@ class SamMaskGenerator:
             )
             bf16 = False
         self.bf16 = bf16
-        self._amg = _EmbeddingKeepingAMG(self.model, self.config, bf16)
+        self.exact_fast_path = exact_fast_path
+        amg_class = _FastEmbeddingKeepingAMG if exact_fast_path else _EmbeddingKeepingAMG
+        self._amg = amg_class(self.model, self.config, bf16)
 
     @classmethod
     def from_checkpoint(
@@ -356,6 +373,7 @@ class SamMaskGenerator:
         config: SamConfig | None = None,
         device: str = "cpu",
         bf16: bool = False,
+        exact_fast_path: bool = True,
     ) -> SamMaskGenerator:
         """Load SAM with ``load_sam`` and wrap it.
 
@@ -365,11 +383,14 @@ class SamMaskGenerator:
             config: AMG parameters (default: segment_anything's defaults).
             device: ``cpu`` or ``cuda``.
             bf16: bfloat16 autocast for the image encoder (CUDA only).
+            exact_fast_path: AMG's exact fast path (see the class); False runs stock AMG.
 
         Returns:
             The mask generator.
         """
-        return cls(load_sam(checkpoint, model_type, device), config, bf16=bf16)
+        return cls(
+            load_sam(checkpoint, model_type, device), config, bf16=bf16, exact_fast_path=exact_fast_path
+        )
 
     @property
     def device(self) -> torch.device:

@@ -11,14 +11,15 @@ The eight methods (paper, "Implementation details") follow the official mmseg 1.
 
 * ``SyncBN`` -> ``BN`` in every head and CNN backbone, with ``sync_bn='torch'`` at the top level: mmengine's
   runner converts BN to SyncBN itself when it runs distributed (``launcher='pytorch'``), and a
-  single-process run (CPU, one GPU) keeps plain BN, where SyncBN would fail.
+  single-process run (CPU, one GPU), or a model built from the config outside the runner (surgery,
+  inference), keeps plain BN instead of SyncBN layers that want a process group.
 * ImageNet backbone weights (``pretrained``) are not set by default: they are downloads from
   download.openmmlab.com this project never makes. Pass a local file with ``pretrained=`` (the official
   name of each is in ``ModelSpec.imagenet``).
 * ViT/Segmenter ``img_size`` and Segmenter's sliding-window test crop follow the dataset's crop size
   instead of ADE20K's 512.
 * Warm-up of the AdamW methods: ``min(1500, max_iters // 10)`` iterations (1500 at 80k and above, as in
-  mmseg), so that short demo schedules still warm up.
+  mmseg), so that short demo schedules still warm up; none below 10 iterations (tests).
 
 No model of the eight needs a compiled mmcv op: each builds and runs forward with ``mmcv-lite`` and the
 compatibility module (pinned by tests/test_train_configs.py).
@@ -55,6 +56,9 @@ SCHEDULES: dict[str, int] = {"2k": 2000, "80k": 80000, "160k": 160000, "320k": 3
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
+
+_MIN_WARMUP = 10
+"""Shortest linear warm-up (iterations) worth running; shorter schedules train without one."""
 
 _BN = {"type": "BN", "requires_grad": True}
 _CE = {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0}
@@ -804,9 +808,8 @@ def _optim(spec: ModelSpec, max_iters: int, amp: bool) -> tuple[dict[str, Any], 
             "optimizer": {"type": "AdamW", "lr": 6e-5, "betas": (0.9, 0.999), "weight_decay": 0.01},
             "paramwise_cfg": {"custom_keys": custom_keys},
         }
-        warmup = max(1, min(1500, max_iters // 10))
+        warmup = min(1500, max_iters // 10)
         schedule = [
-            {"type": "LinearLR", "start_factor": 1e-6, "by_epoch": False, "begin": 0, "end": warmup},
             {
                 "type": "PolyLR",
                 "eta_min": 0.0,
@@ -814,8 +817,16 @@ def _optim(spec: ModelSpec, max_iters: int, amp: bool) -> tuple[dict[str, Any], 
                 "begin": warmup,
                 "end": max_iters,
                 "by_epoch": False,
-            },
+            }
         ]
+        if warmup >= _MIN_WARMUP:
+            schedule.insert(
+                0, {"type": "LinearLR", "start_factor": 1e-6, "by_epoch": False, "begin": 0, "end": warmup}
+            )
+        else:
+            # LinearLR steps only inside [begin, end) and reaches its end factor (1 - 1/W) in the last
+            # step: a warm-up of a few iterations would leave the LR near start_factor, so skip it.
+            schedule[0]["begin"] = 0
     if amp:
         wrapper["loss_scale"] = "dynamic"
     return wrapper, schedule
@@ -881,7 +892,7 @@ def build_config(
         KeyError: unknown model or schedule.
         ValueError: inconsistent options (AMP on CPU, no iterations, ...).
     """
-    spec = MODELS[model] if model in MODELS else None
+    spec = MODELS.get(model)
     if spec is None:
         raise KeyError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     schedule = schedule or spec.schedule
@@ -1100,4 +1111,3 @@ class ALPSIoUMetric(IoUMetric):
             for name, value in zip(classes, np.asarray(values, dtype=np.float64), strict=True):
                 out[f"{metric}.{name}"] = float(np.round(value * 100, 2))
         return dict(out)
-
