@@ -6,7 +6,7 @@ STAMP := $(VENV)/.alps-installed
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test lint format setup paper-dryrun clean-demo
+.PHONY: run test test-slurm lint format setup
 
 setup: $(STAMP)
 
@@ -25,7 +25,11 @@ run: $(STAMP)
 	snakemake --cores $(CORES)
 
 test: $(STAMP)
-	pytest
+	pytest -m "not slurm"
+
+# The labeling DAG as real Slurm jobs on a one-node local cluster (needs root; see scripts/local-slurm.sh).
+test-slurm: $(STAMP)
+	pytest -m slurm
 
 lint: $(STAMP)
 	ruff check src tests workflow benchmarks

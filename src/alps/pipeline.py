@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,64 +25,15 @@ from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_k
 from alps.features.encoders import FeatureEncoder, build_encoder
 from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
 from alps.io.atomic import atomic_output, atomic_write_text
-from alps.io.images import list_images, read_image
-from alps.io.manifest import read_manifest, resolve_paths
+from alps.io.images import read_image
 from alps.masks.base import MaskGenerator, MaskSet
 from alps.masks.shards import read_mask_shard, write_mask_shard
 from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
+from alps.sharding import ImageItem, images_from_source, select_shard, shard_count
 
 log = logging.getLogger(__name__)
 
 MASK_BACKENDS = ("sam", "felzenszwalb", "slic", "coco")
-
-
-@dataclass(frozen=True)
-class ImageItem:
-    """One image to label: its id (file stem or manifest id) and its file."""
-
-    image_id: str
-    path: Path
-
-
-def images_from_source(source: str | os.PathLike[str], split: str | None = None) -> list[ImageItem]:
-    """List the images of a folder, or of a manifest CSV (optionally one split), sorted by id.
-
-    Raises:
-        FileNotFoundError / ValueError: the source does not exist, is empty, or has duplicate ids.
-    """
-    source = Path(source)
-    if source.is_file() and source.suffix.lower() == ".csv":
-        df = resolve_paths(read_manifest(source), source.parent, must_exist=True)
-        if split is not None:
-            df = df[df["split"] == split]
-        items = [ImageItem(str(i), Path(p)) for i, p in zip(df["image_id"], df["image_path"], strict=True)]
-    else:
-        items = [ImageItem(p.stem, p) for p in list_images(source)]
-        seen: dict[str, Path] = {}
-        for item in items:
-            if item.image_id in seen:
-                raise ValueError(
-                    f"{source}: {seen[item.image_id].name} and {item.path.name} share the id "
-                    f"{item.image_id!r}; rename one (outputs are named by file stem)"
-                )
-            seen[item.image_id] = item.path
-    if not items:
-        where = f"split {split!r} of {source}" if split else str(source)
-        raise ValueError(f"no images found in {where}")
-    return sorted(items, key=lambda item: item.image_id)
-
-
-def shard_count(num_items: int, shard_size: int) -> int:
-    """Number of shards of ``shard_size`` images (the last may be smaller)."""
-    return max(1, -(-num_items // shard_size))
-
-
-def select_shard(items: Sequence[ImageItem], shard_index: int, shard_size: int) -> list[ImageItem]:
-    """Shard ``shard_index`` (0-based): a contiguous run of ``shard_size`` items of the sorted list."""
-    count = shard_count(len(items), shard_size)
-    if not 0 <= shard_index < count:
-        raise ValueError(f"shard index {shard_index} out of range: {len(items)} images make {count} shard(s)")
-    return list(items[shard_index * shard_size : (shard_index + 1) * shard_size])
 
 
 def seed_everything(seed: int) -> None:

@@ -5,7 +5,7 @@ from snakemake.utils import validate
 
 from alps.config import check_config
 from alps.datasets import converter_options
-from alps.pipeline import images_from_source, shard_count
+from alps.sharding import images_from_source, shard_count
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
