@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import yaml
 from conftest import REPO_ROOT
 
 BIN = Path(sys.executable).parent
+DELETE = object()  # write_config: remove this key
 
 
 def snakemake(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
@@ -36,7 +38,10 @@ def write_config(tmp_path: Path, **changes: object) -> Path:
         node = config
         for parent in parents:
             node = node[parent]
-        node[key] = value
+        if value is DELETE:
+            node.pop(key, None)
+        else:
+            node[key] = value
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -62,7 +67,7 @@ def test_bad_config_fails_before_any_job(tmp_path, change, message):
 
 @pytest.mark.slow
 def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, training=DELETE)  # training has its own test below
     first = snakemake(config=config)
     assert first.returncode == 0, first.stderr[-3000:]
     results = tmp_path / "results"
@@ -107,3 +112,28 @@ def job_counts(output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+@pytest.mark.slow
+def test_demo_training_pretrains_and_finetunes_with_each_init(tmp_path):
+    config = write_config(
+        tmp_path,
+        **{
+            "training.pretrain_iters": 4,
+            "training.finetune_iters": 4,
+            "training.log_interval": 2,
+            "labeling.binary_variant": False,
+        },
+    )
+    result = snakemake(config=config)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    train = tmp_path / "results" / "train"
+    pretrain = json.loads((train / "pretrain" / "segformer-b0-demo-pl" / "metrics.json").read_text())
+    assert pretrain["role"] == "pretrain" and pretrain["iter"] == 4
+    for init in ("none", "overall", "backbone", "head"):
+        metrics = json.loads(
+            (train / "finetune" / "demo" / f"segformer-b0-demo-pl-{init}" / "metrics.json").read_text()
+        )
+        assert metrics["init"] == init and metrics["evaluated"] and metrics["split"] == "val"
+        assert set(metrics["per_class"]["IoU"]) == {"other", "vegetation", "water"}
+        assert 0 <= metrics["metrics"]["mIoU"] <= 100

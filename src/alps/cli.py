@@ -259,6 +259,74 @@ def cmd_figures(args: argparse.Namespace) -> None:
     log.info("wrote %d figures to %s", len(paths), args.out_dir)
 
 
+def _training_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "batch_size": args.batch_size,
+        "num_workers": args.workers,
+        "amp": args.amp,
+        "seed": args.seed,
+        "device": args.device,
+        "launcher": args.launcher,
+        "log_interval": args.log_interval,
+    }
+    for name in ("val_interval", "checkpoint_interval", "pretrained"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from alps.train.runner import pretrain
+
+    _set_threads(args.threads)
+    result = pretrain(
+        args.pl_dataset,
+        args.work_dir,
+        args.model,
+        iters=args.iters,
+        schedule=args.schedule,
+        crop_size=args.crop_size,
+        init=args.init,
+        from_checkpoint=args.from_checkpoint,
+        resume=not args.no_resume,
+        **_training_options(args),
+    )
+    log.info("pre-trained %s: %s (metrics %s)", args.model, result.checkpoint, result.metrics_path)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from alps.train.runner import finetune
+
+    _set_threads(args.threads)
+    result = finetune(
+        args.dataset_dir,
+        args.work_dir,
+        args.init,
+        args.from_checkpoint,
+        args.model,
+        dataset=args.dataset,
+        iters=args.iters,
+        schedule=args.schedule,
+        crop_size=args.crop_size,
+        resume=not args.no_resume,
+        **_training_options(args),
+    )
+    log.info(
+        "fine-tuned %s (init %s): mIoU %s, metrics %s",
+        args.model,
+        args.init,
+        result.metrics.get("mIoU"),
+        result.metrics_path,
+    )
+
+
 def cmd_evaluate_labels(args: argparse.Namespace) -> None:
     from alps.evaluate import evaluate_label_dirs
     from alps.io.atomic import atomic_write_text
@@ -367,6 +435,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--area-threshold", type=_fraction, default=0.3)
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant (binary/)")
     p.set_defaults(func=cmd_paint)
+
+    def add_training(p: argparse.ArgumentParser) -> None:
+        # No choices= from alps.train.configs here: importing mmengine would slow down every `alps` call.
+        # The config builder rejects unknown names with the list of valid ones.
+        group = p.add_argument_group("training")
+        group.add_argument(
+            "--model", default="upernet-r18", help="e.g. segformer-b0, upernet-r50 (docs/training.md)"
+        )
+        group.add_argument("--iters", type=int, help="iterations (overrides --schedule)")
+        group.add_argument("--schedule", help="the paper's schedules: 80k, 160k, 320k (or 2k)")
+        group.add_argument("--crop-size", type=int)
+        group.add_argument("--batch-size", type=int, default=2)
+        group.add_argument("--workers", type=int, default=2, help="data loader workers")
+        group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+        group.add_argument("--val-interval", type=int)
+        group.add_argument("--checkpoint-interval", type=int)
+        group.add_argument("--log-interval", type=int, default=50)
+        group.add_argument("--seed", type=int, default=0)
+        group.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        group.add_argument(
+            "--launcher",
+            default="none",
+            choices=["none", "pytorch", "slurm"],
+            help="multi-GPU: run under torchrun with --launcher pytorch",
+        )
+        group.add_argument("--pretrained", help="local ImageNet backbone weights (official mmseg init)")
+        group.add_argument("--threads", type=int, help="torch CPU threads")
+        group.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+        group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")
+
+    p = sub.add_parser("pretrain", help="pre-train a segmentation model on a pseudo-label dataset")
+    p.add_argument("pl_dataset", type=Path)
+    p.add_argument("work_dir", type=Path)
+    p.add_argument(
+        "--init",
+        default="none",
+        choices=["none", "overall", "backbone", "head"],
+        help="initialise from --from (Mixed-PL: backbone of an earlier pre-training)",
+    )
+    add_training(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune on a labeled dataset from a pre-trained checkpoint")
+    p.add_argument("dataset_dir", type=Path)
+    p.add_argument("work_dir", type=Path)
+    p.add_argument(
+        "--init",
+        default="none",
+        choices=["none", "overall", "backbone", "head"],
+        help="which sub-model of --from to load (the paper's overall / backbone / head)",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=["isaid", "potsdam", "pl", "folder", "medical"],
+        help="dataset kind (default: detected from the folder)",
+    )
+    add_training(p)
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("figures", help="image | pseudo-label | ground truth figures (paper Fig. 3-5)")
     p.add_argument("pl_dataset", type=Path)

@@ -74,6 +74,19 @@ def config_problems(config: dict[str, Any], base_dir: str | Path = ".") -> list[
     k_range = cluster.get("k_range")
     if k_range is not None and k_range[0] > k_range[1]:
         problems.append(f"labeling.cluster.k_range: minimum {k_range[0]} exceeds maximum {k_range[1]}")
+    training = config.get("training")
+    if training is not None:
+        if training.get("finetune_dataset") not in datasets:
+            problems.append(
+                f"training.finetune_dataset: {training.get('finetune_dataset')!r} is not one of the "
+                f"configured datasets {sorted(datasets)}"
+            )
+        from alps.train.models import MODEL_NAMES
+
+        if training.get("model") not in MODEL_NAMES:
+            problems.append(
+                f"training.model: unknown model {training.get('model')!r}; use one of {MODEL_NAMES}"
+            )
     return problems
 
 

@@ -134,6 +134,13 @@ def all_targets(wildcards):
         f"{RESULTS}/metrics/label_quality.json",
         f"{RESULTS}/figures/{PL_NAME}",
     ]
+    if "training" in config:
+        training = config["training"]
+        targets += [
+            f"{RESULTS}/train/finetune/{training['finetune_dataset']}/{training['model']}-{PL_NAME}-{init}"
+            "/metrics.json"
+            for init in training["inits"]
+        ]
     if LABELING["binary_variant"]:
         targets.append(f"{RESULTS}/pl/{DATASET}-binary/dataset_card.json")
     return targets

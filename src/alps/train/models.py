@@ -1,0 +1,22 @@
+"""Names of the segmentation models the config builder knows, importable without mmengine or torch.
+
+The workflow checks ``training.model`` at parse time on every job, where importing mmseg would cost
+seconds; ``alps.train.configs.MODELS`` must have exactly these keys (a test keeps them in step).
+"""
+
+PAPER_MODELS: tuple[str, ...] = (
+    "upernet-r50",
+    "pspnet-r50",
+    "fcn-hrnet-w48",
+    "deeplabv3plus-r50b",
+    "vit-b-upernet",
+    "swin-b-upernet",
+    "segmenter-vit-b",
+    "segformer-b5",
+)
+"""The paper's eight methods, in its table order."""
+
+SMALL_MODELS: tuple[str, ...] = ("upernet-r18", "segformer-b0")
+"""Small variants for the demo and the tests."""
+
+MODEL_NAMES: tuple[str, ...] = PAPER_MODELS + SMALL_MODELS

@@ -1,0 +1,402 @@
+"""Pre-training on pseudo-labels and fine-tuning, with mmengine's ``Runner`` (real training, then evaluation).
+
+``pretrain`` trains a model on a PL dataset (K pseudo-classes, 255 ignored); ``finetune`` trains one on a
+labeled dataset, initialised from a pre-trained checkpoint by ``alps.train.surgery`` (``init`` = none,
+overall, backbone or head). Both go through ``train_segmentation``:
+
+1. build the config (``alps.train.configs``) and dump it to ``WORK_DIR/config.py``; its sha256 is the
+   run's ``config_hash``. A work dir that already holds a different config is refused (no silent mix of two
+   runs' checkpoints).
+2. mark the work dir with ``alps_run.json`` (so ``surgery`` may unpickle the checkpoints written there);
+3. for ``init != none``: select the weights (``surgery.write_init_checkpoint``) into
+   ``WORK_DIR/init_<mode>.pth`` (plain tensors) and its report ``init_report.json``; the config's
+   ``load_from`` points there;
+4. ``Runner.train()``; if ``WORK_DIR/last_checkpoint`` exists (a previous attempt was killed), the run
+   resumes from it: model, optimizer, LR schedule and iteration (mmengine ``resume``). Only that reload of
+   our own checkpoint runs under ``allow_trusted_checkpoint_reload``;
+5. the evaluation on the eval split (mmengine's validation after the last iteration, or ``Runner.test()``
+   when a resumed run had nothing left to train), then ``WORK_DIR/metrics.json``: aAcc, mIoU, mAcc (and
+   mDice), per class IoU/Acc (and Dice), the checkpoint, iteration, config hash and seed.
+
+Determinism: mmengine's ``randomness`` seed for Python/numpy/torch and the data samplers, and
+``deterministic=True`` on CPU. The global torch determinism flags are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.hooks import Hook
+
+from alps import __version__
+from alps.io.atomic import atomic_write_text
+from alps.train import configs
+from alps.train.configs import DatasetSpec, build_config, config_hash, config_text
+from alps.train.mmcv_compat import allow_trusted_checkpoint_reload, import_mmseg
+from alps.train.surgery import INIT_MODES, RUN_MARKER, write_init_checkpoint
+
+CONFIG_NAME = "config.py"
+METRICS_NAME = "metrics.json"
+INIT_REPORT_NAME = "init_report.json"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a training run produced.
+
+    Attributes:
+        work_dir: the work dir.
+        config_path: the dumped config (``WORK_DIR/config.py``).
+        config_hash: sha256 of its text.
+        checkpoint: the final checkpoint (``WORK_DIR/iter_<max_iters>.pth``).
+        metrics_path: ``WORK_DIR/metrics.json``.
+        metrics: its content.
+        resumed_from: the checkpoint a killed run was resumed from, or None.
+    """
+
+    work_dir: Path
+    config_path: Path
+    config_hash: str
+    checkpoint: Path
+    metrics_path: Path
+    metrics: dict[str, Any]
+    resumed_from: Path | None
+
+
+class _FinalValidation(Hook):
+    """Keeps the metrics of the latest validation and the iteration it ran at."""
+
+    priority = "LOW"
+
+    def __init__(self) -> None:
+        self.at = -1
+        self.metrics: dict[str, Any] | None = None
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, Any] | None = None) -> None:
+        self.at = runner.iter
+        self.metrics = dict(metrics or {})
+
+
+def _last_checkpoint(work_dir: Path) -> Path | None:
+    """The checkpoint mmengine last saved in ``work_dir`` (``last_checkpoint`` names it), if it exists."""
+    pointer = work_dir / "last_checkpoint"
+    if not pointer.is_file():
+        return None
+    path = Path(pointer.read_text().strip())
+    if not path.is_absolute():
+        path = work_dir / path
+    return path if path.is_file() else None
+
+
+def _target_state(cfg: Any) -> dict[str, torch.Tensor]:
+    """The state dict (names, shapes) of the model ``cfg`` builds, randomly initialised."""
+    import_mmseg()
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope("mmseg")
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.pop("pretrained", None)
+    model_cfg.get("backbone", {}).pop("init_cfg", None)
+    model = MODELS.build(model_cfg)
+    return model.state_dict()
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe floats: NaN (a class absent from prediction and label) becomes None."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _metrics_record(raw: dict[str, Any], classes: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    summary = {k: _clean(v) for k, v in raw.items() if "." not in k}
+    per_class: dict[str, dict[str, Any]] = {}
+    for key, value in raw.items():
+        if "." in key:
+            metric, name = key.split(".", 1)
+            per_class.setdefault(metric, {})[name] = _clean(value)
+    # Keep the classes' order (label value order), whatever order the metric returned.
+    per_class = {m: {c: values.get(c) for c in classes} for m, values in per_class.items()}
+    return summary, per_class
+
+
+def _close_file_handlers(runner: Any) -> None:
+    """mmengine keeps its loggers (and their open log files) for the process's life; close ours."""
+    for handler in list(runner.logger.handlers):
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+            runner.logger.removeHandler(handler)
+
+
+def train_segmentation(
+    dataset: DatasetSpec,
+    work_dir: str | os.PathLike[str],
+    model: str = "upernet-r18",
+    *,
+    init: str = "none",
+    from_checkpoint: str | os.PathLike[str] | None = None,
+    trusted_checkpoint: bool | None = None,
+    resume: bool = True,
+    hooks: Sequence[Any] = (),
+    role: str = "train",
+    **options: Any,
+) -> RunResult:
+    """Train ``model`` on ``dataset`` in ``work_dir``, resuming a killed attempt, then evaluate it.
+
+    Arguments:
+        dataset: the dataset (``configs.dataset_spec`` / ``configs.detect_dataset``).
+        work_dir: checkpoints, logs, ``config.py``, ``metrics.json`` (created).
+        model: a ``configs.MODELS`` key.
+        init: ``none``, ``overall``, ``backbone`` or ``head`` (``alps.train.surgery``).
+        from_checkpoint: the pre-trained checkpoint (required unless ``init`` is ``none``).
+        trusted_checkpoint: allow unpickling ``from_checkpoint``; default: only if this project wrote it
+            (see ``surgery.load_state_dict``).
+        resume: resume from ``WORK_DIR/last_checkpoint`` when it exists (False: start over).
+        hooks: extra mmengine ``Hook`` objects registered on the runner (progress reporting, tests); they
+            are not part of the config.
+        role: recorded in ``metrics.json`` (``pretrain`` or ``finetune``).
+        **options: ``configs.build_config`` options (``max_iters``, ``schedule``, ``batch_size``,
+            ``num_workers``, ``amp``, ``val_interval``, ``checkpoint_interval``, ``max_keep_ckpts``,
+            ``log_interval``, ``seed``, ``deterministic``, ``pretrained``, ``device``, ``launcher``).
+
+    Returns:
+        The ``RunResult``.
+
+    Raises:
+        ValueError: bad ``init``/``from_checkpoint``, or ``work_dir`` holds a run with another config.
+    """
+    if init not in INIT_MODES:
+        raise ValueError(f"init must be one of {', '.join(INIT_MODES)}, got {init!r}")
+    if init != "none" and from_checkpoint is None:
+        raise ValueError(f"init {init} needs a pre-trained checkpoint (from_checkpoint)")
+    if init == "none" and from_checkpoint is not None:
+        raise ValueError("from_checkpoint was given with init none; choose overall, backbone or head")
+    if "load_from" in options or "work_dir" in options:
+        raise TypeError("load_from and work_dir are set by train_segmentation itself")
+    work = Path(work_dir).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    init_path = work / f"init_{init}.pth" if init != "none" else None
+    cfg = build_config(model, dataset, work_dir=work, load_from=init_path, **options)
+    text = config_text(cfg)
+    digest = config_hash(cfg)
+    config_path = work / CONFIG_NAME
+    if config_path.is_file() and config_path.read_text(encoding="utf-8") != text:
+        if resume:
+            raise ValueError(
+                f"{work} holds a run with a different config ({config_path}); use another work dir, or "
+                "resume=False to start over in this one"
+            )
+        (work / "last_checkpoint").unlink(missing_ok=True)
+    atomic_write_text(config_path, text)
+    marker = {"written_by": "alps.train.runner", "alps_version": __version__, "role": role}
+    atomic_write_text(work / RUN_MARKER, json.dumps(marker, indent=2) + "\n")
+
+    last = _last_checkpoint(work) if resume else None
+    init_report: dict[str, Any] | None = None
+    report_path = work / INIT_REPORT_NAME
+    if init_path is not None and from_checkpoint is not None:
+        if last is None or not init_path.is_file():
+            init_report = write_init_checkpoint(
+                from_checkpoint, _target_state(cfg), init, init_path, report_path, trusted_checkpoint
+            )
+        else:
+            init_report = json.loads(report_path.read_text())
+
+    run_cfg = copy.deepcopy(cfg)
+    # A unique name: mmengine keys its global logger/visualizer by it, and several runs share a process.
+    run_cfg.experiment_name = f"{work.name}-{secrets.token_hex(4)}"
+    if last is not None:
+        # Resume: the checkpoint restores every weight, so the ImageNet initialiser would only be loaded
+        # (under the relaxed torch.load below) to be overwritten; drop it.
+        run_cfg.model.pop("pretrained", None)
+        run_cfg.model.backbone.pop("init_cfg", None)
+        run_cfg.resume = True
+        run_cfg.load_from = str(last)
+        log.info("resuming %s from %s", work, last)
+
+    import_mmseg()
+    from mmengine.runner import Runner
+
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    cudnn_before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    runner = Runner.from_cfg(run_cfg)
+    try:
+        final_val = _FinalValidation()
+        runner.register_hook(final_val)
+        for hook in hooks:
+            runner.register_hook(hook)
+        if last is not None:
+            with allow_trusted_checkpoint_reload():
+                runner.train()
+        else:
+            runner.train()
+        final = _last_checkpoint(work)
+        if final is None:  # pragma: no cover - CheckpointHook(save_last=True) always saves
+            raise RuntimeError(f"training in {work} ended without a checkpoint")
+        raw = None
+        if dataset.eval_split is not None:
+            # mmengine validates after the last iteration; the test loop would repeat that same evaluation
+            # (same split, pipeline and weights), so it only runs when training did not end with one
+            # (a resumed run that had already finished all its iterations).
+            raw = final_val.metrics if final_val.at == runner.iter else runner.test()
+        iteration = runner.iter
+        rank = runner.rank
+    finally:
+        _close_file_handlers(runner)
+        torch.use_deterministic_algorithms(deterministic_before)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_before
+
+    summary, per_class = _metrics_record(raw, dataset.classes) if raw is not None else ({}, {})
+    record: dict[str, Any] = {
+        "role": role,
+        "model": model,
+        "dataset": {"kind": dataset.kind, "root": dataset.data_root, "classes": list(dataset.classes)},
+        "evaluated": raw is not None,
+        "split": dataset.eval_split,
+        "checkpoint": final.name,
+        "iter": int(iteration),
+        "config": CONFIG_NAME,
+        "config_hash": digest,
+        "seed": int(cfg.randomness.seed),
+        "deterministic": bool(cfg.randomness.deterministic),
+        "init": init,
+        "from_checkpoint": str(from_checkpoint) if from_checkpoint is not None else None,
+        "init_report": INIT_REPORT_NAME if init_report is not None else None,
+        "resumed_from": last.name if last is not None else None,
+        "metrics": summary,
+        "per_class": per_class,
+        "alps_version": __version__,
+    }
+    metrics_path = work / METRICS_NAME
+    if rank == 0:
+        atomic_write_text(metrics_path, json.dumps(record, indent=2) + "\n")
+    return RunResult(
+        work_dir=work,
+        config_path=config_path,
+        config_hash=digest,
+        checkpoint=final,
+        metrics_path=metrics_path,
+        metrics=record,
+        resumed_from=last,
+    )
+
+
+def pretrain(
+    pl_dataset_dir: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    model: str = "upernet-r18",
+    *,
+    iters: int | None = None,
+    schedule: str | None = None,
+    crop_size: int | None = None,
+    init: str = "none",
+    from_checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    hooks: Sequence[Any] = (),
+    **options: Any,
+) -> RunResult:
+    """Pre-train ``model`` on a pseudo-label dataset (``alps.pipeline.assemble_pl_dataset``).
+
+    K comes from the dataset card; pixels 255 are ignored. Evaluated on ``ann_dir/val`` where the PL
+    dataset has one (its ``metrics.json`` then scores the fit to the pseudo-labels); without one
+    ``metrics.json`` records ``"evaluated": false``.
+
+    Arguments:
+        pl_dataset_dir: the PL dataset (``img_dir/``, ``ann_dir/``, ``dataset_card.json``).
+        work_dir: the work dir (see ``train_segmentation``).
+        model: a ``configs.MODELS`` key; the paper's are ``configs.PAPER_MODELS``.
+        iters: training iterations (overrides ``schedule``).
+        schedule: ``80k``, ``160k``, ``320k`` or ``2k``; default: the model's.
+        crop_size: training crop side; default 512.
+        init: ``backbone`` etc. to start from another pre-training (the paper's Mixed-PL), else ``none``.
+        from_checkpoint: that pre-training's checkpoint.
+        resume: resume a killed attempt (see ``train_segmentation``).
+        hooks: extra mmengine hooks.
+        **options: further ``configs.build_config`` options (``batch_size``, ``num_workers``, ``amp``,
+            ``checkpoint_interval``, ``seed``, ``device``, ``launcher``, ``pretrained``...).
+
+    Returns:
+        The ``RunResult``; ``result.checkpoint`` is what ``finetune(from_checkpoint=...)`` takes.
+    """
+    dataset = configs.dataset_spec("pl", pl_dataset_dir, crop_size=crop_size)
+    return train_segmentation(
+        dataset,
+        work_dir,
+        model,
+        init=init,
+        from_checkpoint=from_checkpoint,
+        resume=resume,
+        hooks=hooks,
+        role="pretrain",
+        max_iters=iters,
+        schedule=schedule,
+        **options,
+    )
+
+
+def finetune(
+    dataset_dir: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    init: str = "none",
+    from_checkpoint: str | os.PathLike[str] | None = None,
+    model: str = "upernet-r18",
+    *,
+    dataset: str | None = None,
+    iters: int | None = None,
+    schedule: str | None = None,
+    crop_size: int | None = None,
+    resume: bool = True,
+    hooks: Sequence[Any] = (),
+    **options: Any,
+) -> RunResult:
+    """Fine-tune ``model`` on a labeled dataset, initialised from a pre-trained checkpoint.
+
+    Arguments:
+        dataset_dir: the dataset in mmseg layout.
+        work_dir: the work dir (see ``train_segmentation``).
+        init: ``none`` (baseline), ``overall``, ``backbone`` or ``head`` (``alps.train.surgery``).
+        from_checkpoint: the pre-trained checkpoint (``pretrain(...).checkpoint``); required unless
+            ``init`` is ``none``.
+        model: a ``configs.MODELS`` key; must be the pre-trained model's architecture.
+        dataset: ``isaid``, ``potsdam``, ``pl``, ``folder`` or ``medical``; default: detected from the
+            folder (``classes.json`` -> folder, e.g. the demo; ``dataset_card.json`` -> pl).
+        iters: training iterations (overrides ``schedule``).
+        schedule: ``80k``, ``160k``, ``320k`` or ``2k``; default: the model's.
+        crop_size: training crop side; default per dataset (iSAID 896, Potsdam 512, demo 256).
+        resume: resume a killed attempt.
+        hooks: extra mmengine hooks.
+        **options: further ``configs.build_config`` options.
+
+    Returns:
+        The ``RunResult``; ``metrics.json`` holds the evaluation.
+    """
+    spec = (
+        configs.dataset_spec(dataset, dataset_dir, crop_size=crop_size)
+        if dataset is not None
+        else configs.detect_dataset(dataset_dir, crop_size=crop_size)
+    )
+    return train_segmentation(
+        spec,
+        work_dir,
+        model,
+        init=init,
+        from_checkpoint=from_checkpoint,
+        resume=resume,
+        hooks=hooks,
+        role="finetune",
+        max_iters=iters,
+        schedule=schedule,
+        **options,
+    )

@@ -1,0 +1,271 @@
+"""Sub-model initialisation for fine-tuning (the paper's "overall", "backbone" and "head" sub-models).
+
+A model pre-trained on K pseudo-classes initialises a model fine-tuned on C classes (iSAID 16, Potsdam 6,
+the demo 3). Modes (``--init``):
+
+* ``none``: nothing is loaded (the baseline: the model's own initialisation, ImageNet backbone if given);
+* ``overall``: every weight whose name and shape fit;
+* ``backbone``: ``backbone.*`` only;
+* ``head``: ``decode_head.*`` and ``auxiliary_head.*`` only.
+
+In every mode a weight loads only if the fine-tuned model has a parameter/buffer of the same name and
+shape; the classifier conv (``conv_seg``) of a K-class head never fits a C-class one (K != C) and keeps its
+fresh initialisation. A neck (ViT-B's ``MultiLevelNeck``) is neither backbone nor head: only ``overall``
+loads it. Every decision is recorded: ``loaded``, ``skipped`` (checkpoint keys not loaded, with the reason)
+and ``kept_init`` (model keys left at their initialisation), returned and written as JSON.
+
+Trust: a checkpoint is first read with ``torch.load(weights_only=True)``, which can only rebuild tensors
+and plain containers; user-given weights (ImageNet backbones, checkpoints from elsewhere) must load so.
+mmengine's own checkpoints also pickle numpy scalars and message-hub objects and fail that check; they are
+unpickled (``weights_only=False``) only when the project wrote them itself: the checkpoint lies in a work
+dir that ``alps.train.runner`` marked with ``alps_run.json``, or the caller says ``trusted=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alps.io.atomic import atomic_output, atomic_write_text
+
+INIT_MODES: tuple[str, ...] = ("none", "overall", "backbone", "head")
+"""The ``--init`` choices."""
+
+RUN_MARKER = "alps_run.json"
+"""Written by ``alps.train.runner`` into every work dir it trains in: marks checkpoints the project wrote."""
+
+_SCOPES: dict[str, tuple[str, ...]] = {
+    "overall": ("",),
+    "backbone": ("backbone.",),
+    "head": ("decode_head.", "auxiliary_head."),
+    "none": (),
+}
+
+
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint needs full unpickling but was not written by this project."""
+
+
+def is_project_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` lies in a work dir that ``alps.train.runner`` wrote (it holds ``alps_run.json``)."""
+    return (Path(path).resolve().parent / RUN_MARKER).is_file()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state_dict(path: str | os.PathLike[str], trusted: bool | None = None) -> dict[str, torch.Tensor]:
+    """Read the model weights of a checkpoint onto the CPU.
+
+    Accepts mmengine checkpoints (``{"state_dict": ..., "meta": ...}``), ``{"model": ...}`` wrappers and bare
+    state dicts; strips a DDP ``module.`` prefix.
+
+    Arguments:
+        path: the checkpoint file.
+        trusted: allow full unpickling if ``weights_only`` fails; default: only for checkpoints the project
+            wrote (``is_project_checkpoint``).
+
+    Returns:
+        Parameter/buffer name -> tensor.
+
+    Raises:
+        UntrustedCheckpointError: the file needs full unpickling and is not trusted.
+        ValueError: the file holds no tensors.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if trusted is None:
+            trusted = is_project_checkpoint(path)
+        if not trusted:
+            raise UntrustedCheckpointError(
+                f"{path} cannot be read with torch.load(weights_only=True) and was not written by this "
+                f"project (no {RUN_MARKER} beside it), so it is not unpickled: executing a foreign pickle "
+                "can run arbitrary code. Re-save its state dict as plain tensors, or pass trusted=True if "
+                f"you know where it comes from. ({str(error).splitlines()[0]})"
+            ) from error
+        # Our own mmengine checkpoint: its meta pickles numpy scalars and the message hub.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state: Any = checkpoint
+    if isinstance(state, Mapping):
+        for key in ("state_dict", "model"):
+            if key in state and isinstance(state[key], Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} holds no state dict")
+    out = {
+        (k[len("module.") :] if k.startswith("module.") else k): v
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor)
+    }
+    if not out:
+        raise ValueError(f"{path} holds no tensors")
+    return out
+
+
+def _in_scope(key: str, mode: str) -> bool:
+    return any(key.startswith(prefix) for prefix in _SCOPES[mode])
+
+
+def _shape(tensor: torch.Tensor) -> list[int]:
+    return list(tensor.shape)
+
+
+def select_weights(
+    source: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    mode: str,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Choose the checkpoint weights that initialise the fine-tuned model in ``mode``.
+
+    Arguments:
+        source: the pre-trained state dict.
+        target: the fine-tuned model's state dict (names and shapes).
+        mode: one of ``INIT_MODES``.
+
+    Returns:
+        ``(weights, report)``: the weights to load, and ``{"mode", "loaded": [keys], "skipped": {key:
+        reason}, "kept_init": {key: reason}, "counts": {...}}``, keys sorted.
+
+    Raises:
+        ValueError: unknown mode, or a mode other than ``none`` that loads nothing (wrong checkpoint).
+    """
+    if mode not in INIT_MODES:
+        raise ValueError(f"init mode must be one of {', '.join(INIT_MODES)}, got {mode!r}")
+    loaded: dict[str, torch.Tensor] = {}
+    skipped: dict[str, str] = {}
+    for key in sorted(source):
+        value = source[key]
+        if not _in_scope(key, mode):
+            skipped[key] = f"outside the {mode} sub-model" if mode != "none" else "init none loads nothing"
+        elif key not in target:
+            skipped[key] = "not in the model"
+        elif tuple(value.shape) != tuple(target[key].shape):
+            skipped[key] = (
+                f"shape mismatch: {_shape(value)} in the checkpoint, {_shape(target[key])} in the model"
+                + (" (classifier of a different class count)" if ".conv_seg." in key else "")
+            )
+        else:
+            loaded[key] = value.detach().clone().to(dtype=target[key].dtype)
+    kept_init: dict[str, str] = {}
+    for key in sorted(target):
+        if key in loaded:
+            continue
+        if key in skipped:
+            kept_init[key] = skipped[key]
+        elif _in_scope(key, mode):
+            kept_init[key] = "not in the checkpoint"
+        else:
+            kept_init[key] = f"outside the {mode} sub-model" if mode != "none" else "init none loads nothing"
+    if mode != "none" and not loaded:
+        raise ValueError(
+            f"init {mode}: no weight of the checkpoint fits the model (name and shape); is it a checkpoint "
+            "of the same architecture?"
+        )
+    report = {
+        "mode": mode,
+        "loaded": sorted(loaded),
+        "skipped": skipped,
+        "kept_init": kept_init,
+        "counts": {
+            "checkpoint_keys": len(source),
+            "model_keys": len(target),
+            "loaded": len(loaded),
+            "skipped": len(skipped),
+            "kept_init": len(kept_init),
+            "loaded_elements": int(sum(v.numel() for v in loaded.values())),
+        },
+    }
+    return loaded, report
+
+
+def _finish_report(
+    report: dict[str, Any], checkpoint: Path, report_path: str | os.PathLike[str] | None
+) -> dict[str, Any]:
+    report = {"checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint), **report}
+    if report_path is not None:
+        atomic_write_text(Path(report_path), json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def init_model(
+    model: nn.Module,
+    checkpoint: str | os.PathLike[str],
+    mode: str,
+    report_path: str | os.PathLike[str] | None = None,
+    trusted: bool | None = None,
+) -> dict[str, Any]:
+    """Initialise ``model`` in place from a pre-trained checkpoint (see the module docstring).
+
+    Arguments:
+        model: the fine-tuned model, already initialised (its weights stay where nothing loads).
+        checkpoint: the pre-trained checkpoint.
+        mode: one of ``INIT_MODES``.
+        report_path: where to write the report as JSON (optional).
+        trusted: see ``load_state_dict``.
+
+    Returns:
+        The report of ``select_weights``, with ``checkpoint`` and ``checkpoint_sha256``.
+    """
+    checkpoint = Path(checkpoint)
+    target = model.state_dict()
+    source = load_state_dict(checkpoint, trusted) if mode != "none" else {}
+    weights, report = select_weights(source, target, mode)
+    with torch.no_grad():
+        for key, value in weights.items():
+            target[key].copy_(value)
+    return _finish_report(report, checkpoint, report_path)
+
+
+def write_init_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    target: nn.Module | Mapping[str, torch.Tensor],
+    mode: str,
+    out_path: str | os.PathLike[str],
+    report_path: str | os.PathLike[str] | None = None,
+    trusted: bool | None = None,
+) -> dict[str, Any]:
+    """Write the weights ``mode`` selects as a plain-tensor checkpoint for mmengine's ``load_from``.
+
+    The file holds ``{"state_dict": {...}, "meta": {...}}`` with tensors and strings only, so mmengine
+    reads it with ``weights_only=True``; the keys it lacks keep the model's initialisation (mmengine's
+    non-strict load).
+
+    Arguments:
+        checkpoint: the pre-trained checkpoint.
+        target: the fine-tuned model (or its state dict).
+        mode: ``overall``, ``backbone`` or ``head``.
+        out_path: the file to write.
+        report_path: where to write the report as JSON (optional).
+        trusted: see ``load_state_dict``.
+
+    Returns:
+        The report (see ``init_model``).
+
+    Raises:
+        ValueError: ``mode`` is ``none`` (nothing to write) or unknown.
+    """
+    if mode == "none":
+        raise ValueError("init none loads nothing: train without load_from instead")
+    checkpoint = Path(checkpoint)
+    target_state = target.state_dict() if isinstance(target, nn.Module) else target
+    weights, report = select_weights(load_state_dict(checkpoint, trusted), target_state, mode)
+    meta = {"alps_init": mode, "source": str(checkpoint)}
+    with atomic_output(Path(out_path)) as tmp:
+        torch.save({"state_dict": weights, "meta": meta}, tmp)
+    return _finish_report(report, checkpoint, report_path)

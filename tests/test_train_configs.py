@@ -1,0 +1,231 @@
+"""Config builder: the eight methods build and run forward on CPU with mmcv-lite; datasets; options."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from alps.datasets.demo import CLASSES as DEMO_CLASSES
+from alps.datasets.demo import PALETTE as DEMO_PALETTE
+from alps.train import configs
+from alps.train.configs import (
+    MODELS,
+    PAPER_MODELS,
+    SCHEDULES,
+    ALPSIoUMetric,
+    build_config,
+    config_hash,
+    dataset_spec,
+    detect_dataset,
+    write_config,
+    write_paper_configs,
+)
+from alps.train.mmcv_compat import import_mmseg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for this module, restored afterwards.
+
+    The test machine's two cores are shared: OpenMP threads spin-waiting for a descheduled sibling made
+    these runs 3-30x slower and erratic; a single thread is steady (0.07 s vs 0.2-2.5 s per SegFormer-B0
+    iteration at 64 px, measured under load).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def demo_like(tmp_path: Path) -> Path:
+    """A folder with the demo's classes.json (the config builder reads nothing else of it)."""
+    root = tmp_path / "demo"
+    root.mkdir()
+    (root / "classes.json").write_text(
+        json.dumps({"classes": list(DEMO_CLASSES), "palette": [list(p) for p in DEMO_PALETTE]})
+    )
+    (root / "ann_dir" / "val").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def pl_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "pl"
+    root.mkdir()
+    (root / "dataset_card.json").write_text(json.dumps({"num_classes": 8, "split": "train"}))
+    return root
+
+
+def test_paper_models_are_the_eight_methods() -> None:
+    assert PAPER_MODELS == (
+        "upernet-r50",
+        "pspnet-r50",
+        "fcn-hrnet-w48",
+        "deeplabv3plus-r50b",
+        "vit-b-upernet",
+        "swin-b-upernet",
+        "segmenter-vit-b",
+        "segformer-b5",
+    )
+    for name in PAPER_MODELS:
+        assert MODELS[name].schedule == ("80k" if MODELS[name].optimizer == "sgd" else "160k")
+
+
+# The smallest input each backbone accepts is 32 px (stride 32); 64 px keeps every stage > 1 px.
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_builds_and_runs_forward_on_cpu(name: str, demo_like: Path) -> None:
+    import_mmseg()
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS as REGISTRY
+
+    init_default_scope("mmseg")
+    ds = dataset_spec("folder", demo_like, crop_size=64)
+    cfg = build_config(name, ds, max_iters=10, device="cpu")
+    assert "SyncBN" not in cfg.pretty_text  # single-process runs would fail on SyncBN; see configs docstring
+    model = REGISTRY.build(cfg.model)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.rand(1, 3, 64, 64) * 255, mode="tensor")
+    assert logits.shape[:2] == (1, 3)
+    assert torch.isfinite(logits).all()
+    del model, logits
+    gc.collect()
+
+
+def test_dataset_specs(tmp_path: Path, demo_like: Path, pl_dir: Path) -> None:
+    isaid = dataset_spec("isaid", tmp_path / "iSAID")
+    assert (isaid.num_classes, isaid.crop_size, isaid.dataset_type) == (16, (896, 896), "iSAIDDataset")
+    assert isaid.seg_map_suffix == "_instance_color_RGB.png"
+    potsdam = dataset_spec("potsdam", tmp_path / "potsdam")
+    assert (potsdam.num_classes, potsdam.crop_size, potsdam.reduce_zero_label) == (6, (512, 512), True)
+    pl = dataset_spec("pl", pl_dir)
+    assert pl.num_classes == 8 and pl.eval_split is None and pl.classes[0] == "cluster_00"
+    demo = detect_dataset(demo_like)
+    assert (demo.kind, demo.classes, demo.crop_size, demo.eval_split) == (
+        "folder",
+        DEMO_CLASSES,
+        (256, 256),
+        "val",
+    )
+    assert detect_dataset(pl_dir).kind == "pl"
+    medical = dataset_spec("medical", tmp_path)
+    assert medical.classes == ("background", "liver", "tumour") and "mDice" in medical.metrics
+    with pytest.raises(ValueError, match="neither"):
+        detect_dataset(tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset kind"):
+        dataset_spec("ade", tmp_path)
+
+
+def test_pl_config_ignores_255_and_has_no_validation(pl_dir: Path) -> None:
+    cfg = build_config("upernet-r18", dataset_spec("pl", pl_dir, crop_size=128), max_iters=20, device="cpu")
+    dataset = cfg.train_dataloader.dataset
+    assert dataset.type == "BaseSegDataset" and dataset.ignore_index == 255
+    assert len(dataset.metainfo.classes) == len(dataset.metainfo.palette) == 8
+    assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == 8
+    assert cfg.val_dataloader is None and cfg.train_cfg.val_interval > 20
+    assert cfg.model.data_preprocessor.seg_pad_val == 255
+
+
+def test_standard_pipelines(tmp_path: Path) -> None:
+    cfg = build_config("pspnet-r50", dataset_spec("potsdam", tmp_path), device="cpu")
+    train = cfg.train_dataloader.dataset.pipeline
+    assert train[1] == {"type": "LoadAnnotations", "reduce_zero_label": True}
+    assert train[3]["crop_size"] == (512, 512) and cfg.test_dataloader.dataset.type == "PotsdamDataset"
+    cfg = build_config("swin-b-upernet", dataset_spec("isaid", tmp_path), device="cpu")
+    assert cfg.train_dataloader.dataset.pipeline[2]["scale"] == (896, 896)
+    assert cfg.test_evaluator.type == "ALPSIoUMetric"
+
+
+@pytest.mark.parametrize("schedule", ["80k", "160k", "320k"])
+def test_schedules(schedule: str, tmp_path: Path) -> None:
+    ds = dataset_spec("potsdam", tmp_path)
+    sgd = build_config("upernet-r50", ds, schedule=schedule, device="cpu")
+    iters = SCHEDULES[schedule]
+    assert sgd.train_cfg.max_iters == iters and sgd.param_scheduler[-1]["end"] == iters
+    assert sgd.optim_wrapper.optimizer.type == "SGD" and sgd.train_cfg.val_interval == iters // 10
+    adamw = build_config("segformer-b5", ds, schedule=schedule, device="cpu")
+    assert [s["type"] for s in adamw.param_scheduler] == ["LinearLR", "PolyLR"]
+    assert adamw.param_scheduler[0]["end"] == 1500 and adamw.optim_wrapper.optimizer.type == "AdamW"
+    assert build_config("vit-b-upernet", ds, device="cpu").train_cfg.max_iters == 160000
+
+
+def test_options(tmp_path: Path, demo_like: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = detect_dataset(demo_like)
+    cfg = build_config(
+        "segformer-b0",
+        ds,
+        max_iters=7,
+        batch_size=4,
+        num_workers=0,
+        val_interval=3,
+        checkpoint_interval=2,
+        seed=5,
+        work_dir=tmp_path / "w",
+        load_from=tmp_path / "init.pth",
+        pretrained="mit_b0.pth",
+        device="cpu",
+        launcher="pytorch",
+    )
+    assert cfg.train_dataloader.batch_size == 4 and not cfg.train_dataloader.persistent_workers
+    assert cfg.train_cfg.val_interval == 3 and cfg.default_hooks.checkpoint.interval == 2
+    assert cfg.randomness == {"seed": 5, "deterministic": True}
+    assert cfg.load_from == str(tmp_path / "init.pth") and cfg.work_dir == str(tmp_path / "w")
+    assert cfg.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": "mit_b0.pth"}
+    assert cfg.launcher == "pytorch" and cfg.sync_bn == "torch"
+    assert [s["type"] for s in cfg.param_scheduler] == ["PolyLR"]  # too short to warm up
+    with pytest.raises(ValueError, match="amp needs CUDA"):
+        build_config("segformer-b0", ds, amp=True, device="cpu")
+    with pytest.raises(KeyError, match="unknown model"):
+        build_config("unet", ds)
+    with pytest.raises(KeyError, match="unknown schedule"):
+        build_config("segformer-b0", ds, schedule="40k")
+    # AMP where CUDA is visible: mmengine's AmpOptimWrapper, CUDA's non-deterministic kernels allowed.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    amp = build_config("segformer-b0", ds, amp=True)
+    assert amp.optim_wrapper.type == "AmpOptimWrapper" and amp.randomness.deterministic is False
+
+
+def test_written_config_runs_with_plain_mmengine(tmp_path: Path, demo_like: Path) -> None:
+    cfg = build_config("upernet-r18", detect_dataset(demo_like, crop_size=64), max_iters=4, device="cpu")
+    path = tmp_path / "upernet-r18_demo.py"
+    digest = write_config(cfg, path)
+    assert digest == config_hash(cfg)
+    reloaded = Config.fromfile(path)  # imports alps.train.configs through custom_imports
+    assert reloaded.model == cfg.model and reloaded.train_dataloader == cfg.train_dataloader
+    assert reloaded.custom_imports["imports"] == ["alps.train.configs"]
+    paths = write_paper_configs(tmp_path / "all", [dataset_spec("isaid", tmp_path / "iSAID")], device="cpu")
+    assert sorted(p.name for p in paths) == sorted(f"{m}_isaid.py" for m in PAPER_MODELS)
+
+
+def test_alps_iou_metric_reports_per_class_values() -> None:
+    metric = ALPSIoUMetric(iou_metrics=["mIoU", "mDice"])
+    metric.dataset_meta = {"classes": ("background", "liver", "tumour")}
+    # One image: 4 background pixels, 2 liver (1 predicted right), tumour absent from both.
+    inter = torch.tensor([4.0, 1.0, 0.0])
+    union = torch.tensor([5.0, 2.0, 0.0])
+    pred = torch.tensor([5.0, 1.0, 0.0])
+    label = torch.tensor([4.0, 2.0, 0.0])
+    out = metric.compute_metrics([(inter, union, pred, label)])
+    assert out["IoU.background"] == 80.0 and out["IoU.liver"] == 50.0
+    assert np.isnan(out["IoU.tumour"])
+    assert out["Dice.liver"] == pytest.approx(66.67) and out["Acc.liver"] == 50.0
+    assert {"aAcc", "mIoU", "mAcc", "mDice"} <= set(out)
+
+
+def test_module_documents_changes() -> None:
+    assert "SyncBN" in (configs.__doc__ or "") and "mmcv-lite" in (configs.__doc__ or "")
+
+
+def test_light_model_names_match_the_builder():
+    from alps.train.configs import MODELS
+    from alps.train.models import MODEL_NAMES
+
+    assert tuple(MODELS) == MODEL_NAMES
