@@ -131,9 +131,8 @@ def test_open_thresholds(sam: Sam, output_mode: str) -> None:
 
 def test_score_filters(sam: Sam) -> None:
     stock = compare(sam, LANDSCAPE, **FILTERING, output_mode="coco_rle")
-    open_count = len(generate(ExactFastAMG, sam, LANDSCAPE, **{**FILTERING, **OPEN}, output_mode="coco_rle"))
-    # The filters kept some masks and dropped others.
-    assert 0 < len(stock) < open_count
+    # The filters kept some of the 9 x 3 masks and dropped others.
+    assert 0 < len(stock) < 27
     assert all(r["predicted_iou"] > 0.02 and r["stability_score"] >= 0.2 for r in stock)
     # A batch lost all its masks, so stock's boxes went float32 (the fast path's too: compared above).
     assert all(isinstance(value, float) for record in stock for value in record["bbox"])

@@ -13,9 +13,10 @@ mask decoder on the same batches of ``points_per_batch`` prompts); only the book
 2. **Upsampling in chunks, survivors only.** The stability score is a ratio of pixel counts of the
    *upsampled* logits thresholded at ``mask_threshold +- offset``; those counts depend on every interpolated
    value, so it cannot be computed exactly at 256x256. The IoU survivors are therefore upsampled (with SAM's
-   own ``postprocess_masks``) a few maps at a time, their stability is computed with segment_anything's own
-   ``calculate_stability_score``, and only the binary masks of the stability survivors are kept: peak memory
-   is a chunk of float maps instead of ``3 * points_per_batch`` of them.
+   own ``postprocess_masks``, in stock's rows of 3 maps: see ``ExactFastAMG._upsample``) a chunk at a time,
+   their stability is computed with segment_anything's own ``calculate_stability_score``, and only the
+   binary masks of the stability survivors are kept: peak memory is a chunk of float maps instead of
+   ``3 * points_per_batch`` of them.
 3. **One C-level COCO RLE encoding per mask.** Stock AMG builds uncompressed RLEs with a Python loop whose
    cost grows with (masks x runs), deep-copies those long Python lists each time it concatenates batch and
    crop results, and finally re-encodes them with ``frPyObjects``. Here each surviving mask is encoded once,
