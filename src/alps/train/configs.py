@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from alps.datasets import isaid, potsdam
 from alps.train.mmcv_compat import ensure_mmcv_ops
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
@@ -229,27 +230,11 @@ class DatasetSpec:
         return len(self.classes)
 
 
-ISAID_CLASSES = (
-    "background",
-    "ship",
-    "store_tank",
-    "baseball_diamond",
-    "tennis_court",
-    "basketball_court",
-    "Ground_Track_Field",
-    "Bridge",
-    "Large_Vehicle",
-    "Small_Vehicle",
-    "Helicopter",
-    "Swimming_pool",
-    "Roundabout",
-    "Soccer_ball_field",
-    "plane",
-    "Harbor",
-)
+# One source of truth for class names and colours: the converters that write these datasets.
+ISAID_CLASSES = isaid.CLASSES
 """mmseg's ``iSAIDDataset.METAINFO`` classes (16, label 0 = background)."""
 
-POTSDAM_CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car", "clutter")
+POTSDAM_CLASSES = potsdam.CLASSES
 """mmseg's ``PotsdamDataset.METAINFO`` classes (6, after ``reduce_zero_label`` drops the boundary 0)."""
 
 MEDICAL_CLASSES = ("background", "liver", "tumour")
@@ -320,7 +305,7 @@ def dataset_spec(
             kind=kind,
             data_root=str(root),
             classes=ISAID_CLASSES,
-            palette=_isaid_palette(),
+            palette=isaid.PALETTE,
             crop_size=crop,
             scale=_pair(scale or crop[::-1]),
             dataset_type="iSAIDDataset",
@@ -416,27 +401,6 @@ def detect_dataset(
     raise ValueError(
         f"{root}: neither {CLASSES_NAME} nor a {CARD_NAME} with num_classes; pass the kind explicitly "
         "(isaid, potsdam, pl, folder, medical)"
-    )
-
-
-def _isaid_palette() -> tuple[tuple[int, int, int], ...]:
-    return (
-        (0, 0, 0),
-        (0, 0, 63),
-        (0, 63, 63),
-        (0, 63, 0),
-        (0, 63, 127),
-        (0, 63, 191),
-        (0, 63, 255),
-        (0, 127, 63),
-        (0, 127, 127),
-        (0, 0, 127),
-        (0, 0, 191),
-        (0, 0, 255),
-        (0, 191, 127),
-        (0, 127, 191),
-        (0, 127, 255),
-        (0, 100, 155),
     )
 
 
