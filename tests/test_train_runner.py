@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,7 @@ from alps.datasets.demo import PALETTE as DEMO_PALETTE
 from alps.train.runner import RunResult, finetune, pretrain
 from alps.train.surgery import RUN_MARKER, load_state_dict
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread for this module, restored afterwards.
-
-    The test machine's two cores are shared: OpenMP threads spin-waiting for a descheduled sibling made
-    these runs 3-30x slower and erratic; a single thread is steady (0.07 s vs 0.2-2.5 s per SegFormer-B0
-    iteration at 64 px, measured under load).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MODEL = "segformer-b0"
