@@ -57,7 +57,6 @@ absent, the previous complete dataset, or the new complete dataset, never half-w
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -77,6 +76,7 @@ from PIL import Image
 from alps.datasets._layout import is_replaceable, move_into_place
 from alps.datasets._layout import rename_exchange as _rename_exchange
 from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.digest import file_sha256
 from alps.io.images import stretch_to_uint8
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 
@@ -312,14 +312,6 @@ def _format_transform(transform: Affine) -> str:
     return ",".join(repr(float(v)) for v in tuple(transform)[:6])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_png(path: Path, array: NDArray[np.uint8]) -> None:
     with atomic_output(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
@@ -489,7 +481,7 @@ def prepare_demo(
                 "crs": scene.crs,
                 "transform": _format_transform(scene.transform),
                 "files": [
-                    {"band": band, "file": path.name, "sha256": _sha256(path)}
+                    {"band": band, "file": path.name, "sha256": file_sha256(path)}
                     for band, path in scene.files.items()
                 ],
             },

@@ -23,7 +23,6 @@ dir that ``alps.train.runner`` marked with ``alps_run.json``, or the caller says
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.digest import file_sha256
 
 INIT_MODES: tuple[str, ...] = ("none", "overall", "backbone", "head")
 """The ``--init`` choices."""
@@ -57,14 +57,6 @@ class UntrustedCheckpointError(ValueError):
 def is_project_checkpoint(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` lies in a work dir that ``alps.train.runner`` wrote (it holds ``alps_run.json``)."""
     return (Path(path).resolve().parent / RUN_MARKER).is_file()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: str | os.PathLike[str], trusted: bool | None = None) -> dict[str, torch.Tensor]:
@@ -197,7 +189,7 @@ def select_weights(
 def _finish_report(
     report: dict[str, Any], checkpoint: Path, report_path: str | os.PathLike[str] | None
 ) -> dict[str, Any]:
-    report = {"checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint), **report}
+    report = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), **report}
     if report_path is not None:
         atomic_write_text(Path(report_path), json.dumps(report, indent=2) + "\n")
     return report
