@@ -6,7 +6,7 @@ STAMP := $(VENV)/.alps-installed
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test test-slurm lint format setup
+.PHONY: run test test-slurm paper-dryrun lint format setup
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: $(STAMP)
 # The labeling DAG as real Slurm jobs on a one-node local cluster (needs root; see scripts/local-slurm.sh).
 test-slurm: $(STAMP)
 	pytest -m slurm
+
+# The full study of config/paper.yaml planned (not run) on placeholder inputs: Snakemake's job counts.
+paper-dryrun: $(STAMP)
+	scripts/paper-dryrun.sh config/paper.yaml
 
 lint: $(STAMP)
 	ruff check src tests workflow benchmarks

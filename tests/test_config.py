@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -58,10 +59,50 @@ def test_sam_encoder_needs_sam_masks(demo_config):
         check_config(demo_config, REPO_ROOT)
 
 
-def test_labeling_dataset_must_be_configured(demo_config):
-    demo_config["labeling"]["dataset"] = "isaid"
-    with pytest.raises(ConfigError, match=r"labeling.dataset: 'isaid' is not one of the configured datasets"):
+def test_pseudo_label_dataset_must_be_configured(demo_config):
+    demo_config["pseudo_labels"]["demo-pl"]["dataset"] = "isaid"
+    with pytest.raises(
+        ConfigError, match=r"pseudo_labels.demo-pl.dataset: 'isaid' is not one of the configured datasets"
+    ):
         check_config(demo_config, REPO_ROOT)
+
+
+def test_unknown_training_model_is_named(demo_config):
+    demo_config["training"]["models"] = {"upernet-r51": "demo"}
+    with pytest.raises(ConfigError, match=r"training.models: unknown model 'upernet-r51'"):
+        check_config(demo_config, REPO_ROOT)
+
+
+def test_box_sets_need_sam_and_their_box_folder(demo_config, tmp_path):
+    demo_config["pseudo_labels"]["demo-star"] = {
+        "dataset": "demo",
+        "variant": "boxes",
+        "boxes": {"dir": "boxes/demo", "classes": ["ship", "plane"]},
+    }
+    validate(copy.deepcopy(demo_config), SCHEMA)
+    problems = config_problems(demo_config, tmp_path)
+    assert "pseudo_labels.demo-star.boxes.dir: box folder boxes/demo does not exist" in problems
+    assert any(p.startswith("pseudo_labels.demo-star: box-prompted labels need SAM") for p in problems)
+    del demo_config["pseudo_labels"]["demo-star"]["boxes"]
+    with pytest.raises(WorkflowError, match="'boxes' is a required property"):
+        validate(demo_config, SCHEMA)
+
+
+def test_table_keys_are_the_papers(demo_config):
+    demo_config["tables"]["7"] = {"finetune_datasets": ["demo"]}
+    with pytest.raises(WorkflowError, match="'7' is not one of"):
+        validate(demo_config, SCHEMA)
+
+
+def test_paper_config_is_valid_given_its_inputs(tmp_path):
+    from alps.placeholders import write_placeholders
+
+    paper = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
+    validate(copy.deepcopy(paper), SCHEMA)
+    problems = config_problems(paper, tmp_path)
+    assert any("datasets.isaid.raw_dir: raw folder data/raw/isaid does not exist" in p for p in problems)
+    write_placeholders(paper, tmp_path)
+    assert config_problems(paper, tmp_path) == []
 
 
 def test_raw_dir_and_converter_options_are_checked(demo_config, tmp_path):
@@ -73,3 +114,34 @@ def test_raw_dir_and_converter_options_are_checked(demo_config, tmp_path):
     del demo_config["datasets"]["isaid"]["raw_dir"]
     with pytest.raises(WorkflowError, match="'raw_dir' is a required property"):
         validate(demo_config, SCHEMA)
+
+
+def _schema_leaves(node: dict, prefix: str) -> list[str]:
+    """Dotted names of the schema's leaf keys (``<name>`` for a map's entries)."""
+    keys = []
+    for name, child in node.get("properties", {}).items():
+        dotted = f"{prefix}{name}"
+        extra = child.get("additionalProperties")
+        if child.get("properties"):
+            keys += _schema_leaves(child, f"{dotted}.")
+        elif isinstance(extra, dict) and extra.get("properties"):
+            keys += _schema_leaves(extra, f"{dotted}.<name>.")
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def test_every_schema_key_is_documented():
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    readme = (REPO_ROOT / "config" / "README.md").read_text()
+
+    # Option blocks are documented as one row (`labeling.masks.felzenszwalb` | `{scale, sigma, ...}`), and
+    # rows may name several keys of a parent (`training.batch_size` / `workers`).
+    def documented(key: str) -> bool:
+        key = key.replace("tables.<name>", "tables.<id>")  # the README names tables by their paper id
+        if f"`{key}`" in readme:
+            return True
+        parent, _, leaf = key.rpartition(".")
+        return bool(parent) and f"`{parent}" in readme and leaf in readme
+
+    assert [key for key in _schema_leaves(schema, "") if not documented(key)] == []

@@ -35,7 +35,7 @@ SLURM_ARGS = (
     "runtime=20",
     "mem_mb=1000",
 )
-LABELED_PARTS = ("datasets", "labeling", "pl")
+LABELED_PARTS = ("datasets", "labeling", "pseudo_labels", "pl")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,14 @@ def _config(tmp_path: Path, name: str) -> Path:
     folder = tmp_path / name
     folder.mkdir()
     # 37 training tiles in shards of 20: two mask, feature and paint jobs that run in parallel.
-    return write_config(folder, **{"labeling.shard_size": 20, "labeling.binary_variant": False})
+    return write_config(
+        folder,
+        **{
+            "labeling.shard_size": 20,
+            "pseudo_labels": {"demo-pl": {"dataset": "demo", "label": "Demo-PL"}},
+            "tables": {},
+        },
+    )
 
 
 def _target(config: Path) -> str:
@@ -81,7 +88,7 @@ def test_labeling_dag_runs_as_slurm_jobs(cluster, tmp_path):
     # (1) every job ran under a Slurm job id, written by `alps` into the rule's log
     log_root = on_slurm.parent / "results" / "logs"
     logs = sorted(log_root.rglob("*.log"))
-    # Sharded rules log into a folder named after the rule, the others into <rule>_<dataset>.log.
+    # Rules log into a folder named after the rule; prepare into prepare_<dataset>.log.
     ran = {log.parent.name if log.parent != log_root else log.stem.rsplit("_", 1)[0] for log in logs}
     assert ran == {"prepare", "masks", "features", "cluster", "paint", "pl_dataset"}
     job_ids = set()

@@ -27,6 +27,8 @@ from alps.train.configs import (
     write_paper_configs,
 )
 from alps.train.mmcv_compat import import_mmseg
+from alps.train.models import MEDICAL_MODELS
+from alps.train.surgery import select_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -105,6 +107,7 @@ def test_dataset_specs(tmp_path: Path, demo_like: Path, pl_dir: Path) -> None:
     assert detect_dataset(pl_dir).kind == "pl"
     medical = dataset_spec("medical", tmp_path)
     assert medical.classes == ("background", "liver", "tumour") and "mDice" in medical.metrics
+    assert medical.eval_split is None  # neither ann_dir/val nor ann_dir/test
     with pytest.raises(ValueError, match="neither"):
         detect_dataset(tmp_path)
     with pytest.raises(ValueError, match="unknown dataset kind"):
@@ -131,7 +134,7 @@ def test_standard_pipelines(tmp_path: Path) -> None:
     assert cfg.test_evaluator.type == "ALPSIoUMetric"
 
 
-@pytest.mark.parametrize("schedule", ["80k", "160k", "320k"])
+@pytest.mark.parametrize("schedule", ["40k", "80k", "160k", "320k"])
 def test_schedules(schedule: str, tmp_path: Path) -> None:
     ds = dataset_spec("potsdam", tmp_path)
     sgd = build_config("upernet-r50", ds, schedule=schedule, device="cpu")
@@ -173,7 +176,7 @@ def test_options(tmp_path: Path, demo_like: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(KeyError, match="unknown model"):
         build_config("unet", ds)
     with pytest.raises(KeyError, match="unknown schedule"):
-        build_config("segformer-b0", ds, schedule="40k")
+        build_config("segformer-b0", ds, schedule="30k")
     # AMP where CUDA is visible: mmengine's AmpOptimWrapper, CUDA's non-deterministic kernels allowed.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     amp = build_config("segformer-b0", ds, amp=True)
@@ -216,3 +219,100 @@ def test_light_model_names_match_the_builder():
     from alps.train.models import MODEL_NAMES
 
     assert tuple(MODELS) == MODEL_NAMES
+
+
+def _atlas_like(root: Path, splits: tuple[str, ...]) -> Path:
+    """What ``prepare_dataset("atlas", ...)`` leaves for the config builder: card, classes.json, splits."""
+    from alps.datasets import atlas
+
+    root.mkdir()
+    (root / "dataset_card.json").write_text(json.dumps({"dataset": atlas.DATASET_NAME, "classes": []}))
+    (root / "classes.json").write_text(
+        json.dumps({"classes": list(atlas.CLASSES), "palette": [list(p) for p in atlas.PALETTE]})
+    )
+    for split in splits:
+        (root / "ann_dir" / split).mkdir(parents=True)
+    return root
+
+
+def test_atlas_dataset_is_detected_as_medical_and_evaluated_on_test(tmp_path: Path, demo_like: Path) -> None:
+    atlas_dir = _atlas_like(tmp_path / "atlas", ("train", "test"))
+    spec = detect_dataset(atlas_dir)
+    assert (spec.kind, spec.eval_split, spec.metrics) == ("medical", "test", ("mIoU", "mDice"))
+    assert spec.classes == ("background", "liver", "tumour") and spec.crop_size == (256, 256)
+    # A val split, where there is one, is preferred; an explicit split wins.
+    with_val = _atlas_like(tmp_path / "atlas_val", ("train", "val", "test"))
+    assert detect_dataset(with_val).eval_split == "val"
+    assert detect_dataset(with_val, eval_split="test").eval_split == "test"
+    # The demo (classes.json and a card of its own) stays a folder dataset.
+    (demo_like / "dataset_card.json").write_text(json.dumps({"dataset": "alps-demo"}))
+    assert detect_dataset(demo_like).kind == "folder"
+
+
+def test_unet_config_follows_mmseg_medical_unet(tmp_path: Path) -> None:
+    assert MEDICAL_MODELS == ("unet-s5-d16",) and not MODELS["unet-s5-d16"].paper
+    assert "unet-s5-d16" not in PAPER_MODELS
+    ds = dataset_spec("medical", _atlas_like(tmp_path / "atlas", ("train", "test")), crop_size=128)
+    cfg = build_config("unet-s5-d16", ds, device="cpu")
+    # unet/unet-s5-d16_fcn_4xb4-40k_*: 40k iterations of SGD 0.01 with poly decay, slide test 2/3 stride.
+    assert cfg.train_cfg.max_iters == 40000 and cfg.alps.schedule == "40k"
+    assert cfg.optim_wrapper.optimizer == {"type": "SGD", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005}
+    assert [s["type"] for s in cfg.param_scheduler] == ["PolyLR"]
+    model = cfg.model
+    assert model.backbone.type == "UNet" and model.backbone.base_channels == 64
+    assert model.backbone.num_stages == 5 and model.backbone.norm_cfg.type == "BN"
+    assert (model.decode_head.type, model.decode_head.in_channels, model.decode_head.in_index) == (
+        "FCNHead",
+        64,
+        4,
+    )
+    assert (model.auxiliary_head.in_channels, model.auxiliary_head.in_index) == (128, 3)
+    assert model.auxiliary_head.loss_decode.loss_weight == 0.4
+    assert model.decode_head.num_classes == model.auxiliary_head.num_classes == 3
+    assert model.test_cfg == {"mode": "slide", "crop_size": (128, 128), "stride": (85, 85)}
+    assert model.data_preprocessor.test_cfg == {"size_divisor": 16}
+    assert cfg.test_evaluator.iou_metrics == ["mIoU", "mDice"]
+    assert "SyncBN" not in cfg.pretty_text
+    with pytest.raises(ValueError, match="multiples of 16"):
+        build_config("unet-s5-d16", dataset_spec("medical", tmp_path, crop_size=72), device="cpu")
+
+
+def test_unet_predicts_images_smaller_than_its_window_and_splits_into_sub_models(tmp_path: Path) -> None:
+    import_mmseg()
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS as REGISTRY
+    from mmseg.structures import SegDataSample
+
+    init_default_scope("mmseg")
+    medical = dataset_spec("medical", tmp_path, crop_size=64)
+    target = REGISTRY.build(build_config("unet-s5-d16", medical, max_iters=2, device="cpu").model)
+    # A 50x70 slice (not a multiple of 16, smaller than the 64 px window) is padded for UNet, and the
+    # padding is cropped off the prediction.
+    sample = SegDataSample(metainfo={"ori_shape": (50, 70), "img_shape": (50, 70)})
+    target.eval()
+    with torch.no_grad():
+        (out,) = target.test_step({"inputs": [torch.randint(0, 255, (3, 50, 70))], "data_samples": [sample]})
+    assert tuple(out.pred_sem_seg.data.shape) == (1, 50, 70)
+
+    # The sub-models of surgery: backbone = the whole UNet encoder-decoder, head = FCN head + auxiliary.
+    pl = tmp_path / "pl"
+    pl.mkdir()
+    (pl / "dataset_card.json").write_text(json.dumps({"num_classes": 6}))
+    source = REGISTRY.build(
+        build_config("unet-s5-d16", dataset_spec("pl", pl, crop_size=64), device="cpu").model
+    )
+    src, tgt = source.state_dict(), target.state_dict()
+    assert {k.split(".")[0] for k in tgt} == {"backbone", "decode_head", "auxiliary_head"}
+    backbone_keys = sorted(k for k in tgt if k.startswith("backbone."))
+    assert any(".encoder." in k for k in backbone_keys) and any(".decoder." in k for k in backbone_keys)
+    _, backbone = select_weights(src, tgt, "backbone")
+    assert backbone["loaded"] == backbone_keys
+    _, head = select_weights(src, tgt, "head")
+    classifiers = {f"{h}.conv_seg.{p}" for h in ("decode_head", "auxiliary_head") for p in ("weight", "bias")}
+    head_keys = {k for k in tgt if k.startswith(("decode_head.", "auxiliary_head."))}
+    assert set(head["loaded"]) == head_keys - classifiers  # 6 pseudo-classes never fit 3 classes
+    assert all(head["skipped"][k].startswith("shape mismatch") for k in classifiers)
+    _, overall = select_weights(src, tgt, "overall")
+    assert set(overall["loaded"]) == set(tgt) - classifiers
+    del source, target
+    gc.collect()

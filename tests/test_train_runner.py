@@ -15,7 +15,7 @@ from PIL import Image
 
 from alps.datasets.demo import CLASSES as DEMO_CLASSES
 from alps.datasets.demo import PALETTE as DEMO_PALETTE
-from alps.train.runner import RunResult, finetune, pretrain
+from alps.train.runner import RunResult, finetune, foreground_mean, pretrain
 from alps.train.surgery import RUN_MARKER, load_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -189,6 +189,17 @@ def test_medical_metrics_have_dice_per_class(data: dict[str, Path], tmp_path: Pa
         == set(record["per_class"]["IoU"])
         == {"background", "liver", "tumour"}
     )
+    # Table 6's means leave the background out.
+    assert record["dataset"]["foreground"] == ["liver", "tumour"]
+    dice = record["per_class"]["Dice"]
+    assert record["metrics"]["mDice_fg"] == foreground_mean([dice["liver"], dice["tumour"]])
+    assert "mIoU_fg" in record["metrics"]
+
+
+def test_foreground_mean_is_table_6s_mean() -> None:
+    assert foreground_mean([79.54, 24.03]) == 51.79  # the paper's DSC example; binary floats give 51.78
+    assert foreground_mean([10.0, 0.0]) == 5.0
+    assert foreground_mean([80.0, None]) is None and foreground_mean([]) is None
 
 
 def test_argument_errors(pretrained: RunResult, data: dict[str, Path], tmp_path: Path) -> None:

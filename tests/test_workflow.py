@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -61,27 +62,62 @@ def test_bad_config_fails_before_any_job(tmp_path, change, message):
     assert not (tmp_path / "results").exists()
 
 
+def small_study(tmp_path: Path, **changes: object) -> Path:
+    """The demo with 4-iteration training and a smaller study: Table 1 (baseline, backbone) and Table 5
+    (area 0.3 vs 1.0), plus the binary set, which is labeled but not trained."""
+    study = {
+        "pseudo_labels": {
+            "demo-pl": {"dataset": "demo", "label": "Demo-PL", "evaluate": True},
+            "demo-binary": {"dataset": "demo", "variant": "binary", "of": "demo-pl", "label": "Binary Mask"},
+            "demo-pl-area1.0": {"dataset": "demo", "area_threshold": 1.0, "label": "Demo-PL (area 1.0)"},
+        },
+        "training.schedules": {"demo": 4},
+        "training.log_interval": 2,
+        "tables": {
+            "1": {
+                "finetune_datasets": ["demo"],
+                "pretrained": ["demo-pl"],
+                "inits": ["backbone"],
+                "baseline": True,
+            },
+            "5": {
+                "finetune_datasets": ["demo"],
+                "pretrained": ["demo-pl", "demo-pl-area1.0"],
+                "inits": ["backbone"],
+            },
+        },
+    }
+    return write_config(tmp_path, **{**study, **changes})
+
+
 @pytest.mark.slow
 def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
-    # Snakemake merges --configfile into config/config.yaml, so training stays: keep it tiny.
-    config = write_config(
-        tmp_path, **{"training.pretrain_iters": 4, "training.finetune_iters": 4, "training.log_interval": 2}
-    )
+    config = small_study(tmp_path)
     first = snakemake(config=config)
     assert first.returncode == 0, first.stderr[-3000:]
     results = tmp_path / "results"
     for path in (
         "pl/demo-pl/dataset_card.json",
         "pl/demo-binary/dataset_card.json",
-        "metrics/label_quality.json",
-        "labeling/demo/cluster/kmeans.joblib",
-        "logs/cluster_demo.log",
+        "pl/demo-pl-area1.0/dataset_card.json",
+        "metrics/label_quality/demo-pl.json",
+        "pseudo_labels/demo-pl/cluster/kmeans.joblib",
+        "logs/cluster/demo-pl.log",
         "figures/demo-pl/s2_r00_c00.png",
+        "figures/demo-binary/s2_r00_c00.png",
+        "metrics/tables.json",
     ):
         assert (results / path).is_file(), path
     assert len(list((results / "pl/demo-pl/ann_dir/train").glob("*.png"))) == 37
+    binary = json.loads((results / "pl/demo-binary/dataset_card.json").read_text())
+    assert binary["num_classes"] == 2 and binary["variant"] == "binary"
+    # The area-1.0 set keeps masks the 0.3 gate drops, so it labels more pixels from the same features.
+    wide = json.loads((results / "pl/demo-pl-area1.0/dataset_card.json").read_text())
+    narrow = json.loads((results / "pl/demo-pl/dataset_card.json").read_text())
+    assert wide["coverage"] > narrow["coverage"]
 
     check_training_outputs(tmp_path)
+    check_tables(tmp_path)
 
     dry = snakemake("-n", config=config)
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
@@ -92,16 +128,16 @@ def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
     assert plan.returncode == 0
     assert job_counts(plan.stdout + plan.stderr) == {
         "features": 1,
-        "cluster": 1,
-        "paint": 2,
-        "pl_dataset": 1,
-        "pl_dataset_binary": 1,
+        "cluster": 2,  # demo-pl and demo-pl-area1.0 share the features
+        "paint": 4,  # 2 shards x 2 sets; demo-binary reads demo-pl's painted shards
+        "pl_dataset": 3,
         "label_quality": 1,
-        "figures": 1,
-        "pretrain": 1,
-        "finetune": 3,  # init "none" does not depend on the pseudo-labels
+        "figures": 3,
+        "pretrain": 2,
+        "finetune": 2,  # the baseline does not depend on the pseudo-labels
+        "tables": 1,
         "all": 1,
-        "total": 13,
+        "total": 20,
     }
 
 
@@ -119,12 +155,66 @@ def job_counts(output: str) -> dict[str, int]:
 
 def check_training_outputs(tmp_path):
     train = tmp_path / "results" / "train"
-    pretrain = json.loads((train / "pretrain" / "segformer-b0-demo-pl" / "metrics.json").read_text())
+    pretrain = json.loads((train / "pretrain/segformer-b0/demo-pl/demo/metrics.json").read_text())
     assert pretrain["role"] == "pretrain" and pretrain["iter"] == 4
-    for init in ("none", "overall", "backbone", "head"):
-        metrics = json.loads(
-            (train / "finetune" / "demo" / f"segformer-b0-demo-pl-{init}" / "metrics.json").read_text()
-        )
+    for run, init in (("scratch/demo/none", "none"), ("demo-pl/demo/backbone", "backbone")):
+        metrics = json.loads((train / "finetune/demo/segformer-b0" / run / "metrics.json").read_text())
         assert metrics["init"] == init and metrics["evaluated"] and metrics["split"] == "val"
         assert set(metrics["per_class"]["IoU"]) == {"other", "vegetation", "water"}
         assert 0 <= metrics["metrics"]["mIoU"] <= 100
+
+
+def check_tables(tmp_path):
+    tables = tmp_path / "results" / "tables"
+    for table in ("1", "5"):
+        for suffix in ("csv", "md", "tex"):
+            assert (tables / f"table{table}.{suffix}").is_file(), f"table{table}.{suffix}"
+    backbone = json.loads(
+        (tmp_path / "results/train/finetune/demo/segformer-b0/demo-pl/demo/backbone/metrics.json").read_text()
+    )
+    markdown = (tables / "table1.md").read_text()
+    assert f"{backbone['metrics']['mIoU']:.2f} (no published value)" in markdown
+    # Every demo cell was run; the paper has no demo rows to compare with.
+    for table in ("1", "5"):
+        frame = pd.read_csv(tables / f"table{table}.csv", keep_default_na=False)
+        assert set(frame["status"]) == {"no published value"}, table
+    dvc_metrics = json.loads((tmp_path / "results/metrics/tables.json").read_text())
+    assert set(dvc_metrics) == {"table1", "table5"}
+    assert dvc_metrics["table1"]["demo | SegFormer-B0 | Backbone | Demo-PL | demo"]["mIoU"] == round(
+        backbone["metrics"]["mIoU"], 2
+    )
+
+
+@pytest.mark.slow
+def test_paper_dryrun_plans_the_full_study():
+    """`make paper-dryrun`: the paper's study, planned on placeholder inputs, has every run of Tables 1-6."""
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "paper-dryrun.sh"), "config/paper.yaml"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "total" in result.stdout
+    # Shards of 1000 images: iSAID 33,978 training patches -> 34, SAMRS 73,560 -> 74, ATLAS 3,840 -> 4.
+    isaid, samrs, atlas = 34, 74, 4
+    assert job_counts(result.stdout) == {
+        "masks_and_features": isaid + samrs + atlas,  # the sam encoder: features come with the masks
+        "cluster": 7,  # iSAID-PL, SAMRS-PL, ATLAS-PL and four area thresholds (0.3 is SAMRS-PL)
+        "paint": isaid + 5 * samrs + atlas,  # the binary set reuses iSAID-PL's painting
+        "box_labels": samrs,  # SAMRS*
+        "pl_dataset": 9,
+        "figures": 9,
+        "label_quality": 3,
+        # iSAID-PL and SAMRS-PL x 8 methods, SAMRS-PL 320k x 8, SAMRS* 2, binary 2, Mixed-PL 2,
+        # areas 4, ATLAS-PL 1.
+        "pretrain": 8 + 8 + 8 + 2 + 2 + 2 + 4 + 1,
+        # Tables 1 and 2: 8 methods x (baseline + overall/backbone/head x 2 PL sets) x 2 datasets; 3a SAMRS*
+        # 2 x 2; 3b binary and Mixed-PL 2 x 2; 4 the 320k runs 8 x 2; 5 four areas; 6 UNet x 2.
+        "finetune": 8 * 7 * 2 + 4 + 4 + 16 + 4 + 2,
+        "tables": 1,
+        "all": 1,
+        "total": 801,
+    }

@@ -236,9 +236,42 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
         args.out_dir,
         split=args.split or "train",
         binary=args.binary,
+        num_classes=args.num_classes,
     )
     log.info(
         "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]
+    )
+
+
+def cmd_box_labels(args: argparse.Namespace) -> None:
+    from alps.box_labels import BoxPromptLabeler, label_box_shard, read_classes
+    from alps.boxes import BoxSource
+    from alps.pipeline import seed_everything
+
+    seed_everything(args.seed)
+    # Vocabulary and box files are checked before SAM is loaded (vit_h takes a while to load).
+    classes = read_classes(args.classes)
+    boxes = BoxSource(args.boxes)
+    labeler = BoxPromptLabeler.from_checkpoint(
+        args.sam_checkpoint, args.sam_model, device=args.device, bf16=args.bf16, batch_size=args.batch_size
+    )
+    stats = label_box_shard(
+        args.manifest,
+        boxes,
+        args.out_dir,
+        labeler,
+        classes,
+        split=args.split,
+        shard_index=args.shard_index,
+        shard_size=args.shard_size,
+        skip_unknown=args.skip_unknown,
+        min_score=args.min_score,
+    )
+    log.info(
+        "SAMRS* labels of %d images from %d boxes, coverage %.3f",
+        stats["images"],
+        stats["boxes"]["prompted"],
+        stats["coverage"],
     )
 
 
@@ -246,13 +279,18 @@ def cmd_figures(args: argparse.Namespace) -> None:
     from alps.figures import write_figures
 
     palette = None
-    if args.gt_classes:
+    gt_dir = args.gt_dir
+    if gt_dir is not None and not gt_dir.is_dir():
+        # The workflow always passes the dataset's label folder; an unlabeled dataset has none.
+        log.info("no ground truth at %s: figures show image and pseudo-label only", gt_dir)
+        gt_dir = None
+    if gt_dir is not None and args.gt_classes and Path(args.gt_classes).is_file():
         palette = json.loads(Path(args.gt_classes).read_text()).get("palette")
     paths = write_figures(
         args.pl_dataset,
         args.out_dir,
         split=args.split,
-        gt_dir=args.gt_dir,
+        gt_dir=gt_dir,
         gt_palette=palette,
         count=args.count,
     )
@@ -322,7 +360,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         "fine-tuned %s (init %s): mIoU %s, metrics %s",
         args.model,
         args.init,
-        result.metrics.get("mIoU"),
+        (result.metrics.get("metrics") or {}).get("mIoU"),
         result.metrics_path,
     )
 
@@ -365,6 +403,37 @@ def cmd_label(args: argparse.Namespace) -> None:
         card["masks"],
         card["coverage"],
     )
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    from alps.tables import DEFAULT_PUBLISHED_DIR, rows_from_json, study_rows, write_tables
+
+    published = args.published if args.published is not None else DEFAULT_PUBLISHED_DIR
+    if published is None:
+        log.warning("no published tables (results/paper/ not found, no --published): no paper values shown")
+    if args.config is not None:
+        import yaml
+
+        # The rows of the workflow's study: every run the config plans, at the path the workflow gives it.
+        config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+        if args.results_dir is not None:
+            config["results_dir"] = str(args.results_dir)
+        rows = study_rows(config, published)
+    else:
+        # Relative metrics paths in ROWS.json are relative to the current directory, like every path argument.
+        rows = rows_from_json(Path(args.rows).read_text(encoding="utf-8"))
+    paths = write_tables(rows, args.out, published)
+    log.info("wrote %d files for %d rows to %s", len(paths), len(rows), args.out)
+
+
+def cmd_placeholders(args: argparse.Namespace) -> None:
+    import yaml
+
+    from alps.placeholders import write_placeholders
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    created = write_placeholders(config, args.root)
+    log.info("wrote %d placeholder inputs of %s under %s", len(created), args.config, args.root)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -509,7 +578,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
     p.add_argument("--split", default="train", help="split of the source to take the images from")
     p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        help="declare N label ids in the card (the paper's SAMRS-PL: 64 with k=46); default: the shards' k",
+    )
     p.set_defaults(func=cmd_pl_dataset)
+
+    p = sub.add_parser(
+        "box-labels",
+        help="SAMRS*: paint one shard with SAM prompted by detection boxes (docs/samrs_star.md)",
+    )
+    p.add_argument("manifest", type=Path, help="the prepared dataset's manifest.csv")
+    p.add_argument(
+        "boxes", type=Path, help="folder of DOTA box files (<image>.txt), or mmrotate's Task1_<class>.txt"
+    )
+    p.add_argument("out_dir", type=Path, help="painted shard folder (labels/, vis/, paint_stats.json)")
+    p.add_argument("--split", default="train", help="manifest split to label")
+    p.add_argument("--shard-index", type=int, help="0-based shard of the sorted images (default: all)")
+    p.add_argument("--shard-size", type=int, default=64, help="images per shard")
+    p.add_argument(
+        "--classes",
+        required=True,
+        help="class vocabulary, label id = position: 'plane,ship,...' or a classes.json",
+    )
+    p.add_argument("--skip-unknown", action="store_true", help="leave out boxes of classes not in --classes")
+    p.add_argument("--min-score", type=float, help="leave out detections scored below this")
+    p.add_argument("--sam-checkpoint", type=Path, required=True, help="SAM weights")
+    p.add_argument("--sam-model", default="vit_h", choices=["vit_h", "vit_l", "vit_b", "vit_tiny"])
+    p.add_argument("--device", default="cpu", help="torch device for SAM")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of SAM's encoder (CUDA)")
+    p.add_argument("--batch-size", type=int, default=64, help="box prompts decoded at once")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_box_labels)
 
     p = sub.add_parser(
         "evaluate-labels", help="score pseudo-labels against ground truth (Hungarian, majority)"
@@ -522,6 +623,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the report here (it is always printed)")
     p.set_defaults(func=cmd_evaluate_labels)
 
+    p = sub.add_parser(
+        "placeholders", help="empty stand-in inputs for a dry run of a study config (make paper-dryrun)"
+    )
+    p.add_argument("config", type=Path, help="the workflow configuration, e.g. config/paper.yaml")
+    p.add_argument("root", type=Path, help="a scratch folder: the dry run's working directory")
+    p.set_defaults(func=cmd_placeholders)
+
     p = sub.add_parser("label", help="all labeling stages in one process: images -> pseudo-labels")
     p.add_argument("images", type=Path, help="folder of images (PNG/JPEG/TIFF/GeoTIFF)")
     p.add_argument("out_dir", type=Path)
@@ -530,6 +638,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cluster_options(p)
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("tables", help="the paper's tables from fine-tuning runs, beside the published values")
+    # Rows come from a JSON list or are planned from a workflow configuration (alps.study).
+    rows_source = p.add_mutually_exclusive_group(required=True)
+    rows_source.add_argument(
+        "--rows", type=Path, help="JSON list of rows: table, keys, metrics_path, dataset_kind, note"
+    )
+    rows_source.add_argument(
+        "--config", type=Path, help="a workflow configuration: the rows of its tables (config/paper.yaml)"
+    )
+    p.add_argument("--results-dir", type=Path, help="with --config: read the runs under this results_dir")
+    p.add_argument("--out", type=Path, required=True, help="folder for table<id>.csv/.md/.tex and the index")
+    p.add_argument(
+        "--published", type=Path, help="published tables folder (default: results/paper of the repository)"
+    )
+    p.set_defaults(func=cmd_tables)
     return parser
 
 

@@ -29,11 +29,6 @@ def config_problems(config: dict[str, Any], base_dir: str | Path = ".") -> list[
     problems: list[str] = []
     labeling = config.get("labeling", {})
     datasets = config.get("datasets", {})
-    if labeling.get("dataset") not in datasets:
-        problems.append(
-            f"labeling.dataset: {labeling.get('dataset')!r} is not one of the configured datasets "
-            f"{sorted(datasets)}"
-        )
     for name, dataset in datasets.items():
         raw_dir = dataset.get("raw_dir")
         if raw_dir and not (base / raw_dir).is_dir():
@@ -74,19 +69,34 @@ def config_problems(config: dict[str, Any], base_dir: str | Path = ".") -> list[
     k_range = cluster.get("k_range")
     if k_range is not None and k_range[0] > k_range[1]:
         problems.append(f"labeling.cluster.k_range: minimum {k_range[0]} exceeds maximum {k_range[1]}")
+    for name, pl_set in (config.get("pseudo_labels") or {}).items():
+        boxes = pl_set.get("boxes") or {}
+        if pl_set.get("variant") == "boxes":
+            if boxes.get("dir") and not (base / boxes["dir"]).is_dir():
+                problems.append(f"pseudo_labels.{name}.boxes.dir: box folder {boxes['dir']} does not exist")
+            if backend != "sam":
+                problems.append(
+                    f"pseudo_labels.{name}: box-prompted labels need SAM; set labeling.masks.backend: sam "
+                    "with its checkpoint"
+                )
+        k = pl_set.get("k", labeling.get("cluster", {}).get("k"))
+        if pl_set.get("num_classes") is not None and k is not None and pl_set["num_classes"] < k:
+            problems.append(
+                f"pseudo_labels.{name}.num_classes: {pl_set['num_classes']} is fewer than its k {k}"
+            )
     training = config.get("training")
     if training is not None:
-        if training.get("finetune_dataset") not in datasets:
-            problems.append(
-                f"training.finetune_dataset: {training.get('finetune_dataset')!r} is not one of the "
-                f"configured datasets {sorted(datasets)}"
-            )
         from alps.train.models import MODEL_NAMES
 
-        if training.get("model") not in MODEL_NAMES:
-            problems.append(
-                f"training.model: unknown model {training.get('model')!r}; use one of {MODEL_NAMES}"
-            )
+        for model in training.get("models", {}):
+            if model not in MODEL_NAMES:
+                problems.append(f"training.models: unknown model {model!r}; use one of {MODEL_NAMES}")
+    from alps.study import StudyError, plan_study
+
+    try:
+        plan_study(config)
+    except StudyError as error:
+        problems.append(str(error))
     return problems
 
 

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MASK_BACKENDS = ("sam", "felzenszwalb", "slic", "coco")
 
+CLUSTER_LABELER = "alps"
+"""``labeler`` of shards painted with k-means cluster ids (also assumed for shards that do not say)."""
+
 
 def seed_everything(seed: int) -> None:
     """Seed torch and make its CPU kernels deterministic (numpy RNGs are passed explicitly)."""
@@ -237,12 +240,26 @@ def paint_mask_sets(
     *,
     k: int,
     binary_dir: str | os.PathLike[str] | None = None,
+    labeler: str = CLUSTER_LABELER,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``labels/<id>.png``, ``vis/<id>.png`` (and the binary variant) for each image.
 
+    Arguments:
+        mask_sets: the images' masks.
+        cluster_ids: per image id, one label id per mask (0..k-1; negative: not painted).
+        out_dir: the painted shard folder.
+        k: the number of label ids (clusters, or classes of a vocabulary).
+        binary_dir: where to write the binary variant, if wanted.
+        labeler: what made the label ids: ``"alps"`` (k-means clusters) or ``"samrs-star"`` (detector
+            classes); ``assemble_pl_dataset`` copies it into the dataset card.
+        classes: the names of label ids 0..k-1, where they have names (a detector's vocabulary).
+
     Returns:
-        Statistics: images, per-cluster pixel histogram, coverage.
+        Statistics: images, per-cluster pixel histogram, coverage, labeler (and classes).
     """
+    if classes is not None and len(classes) != k:
+        raise ValueError(f"{len(classes)} class names for k={k} label ids")
     out = Path(out_dir)
     histogram = np.zeros(k, dtype=np.int64)
     covered = total = 0
@@ -258,12 +275,16 @@ def paint_mask_sets(
         histogram += counts[:k]
         covered += int(label.size - counts[UNLABELED])
         total += int(label.size)
-    return {
+    stats: dict[str, Any] = {
         "images": len(mask_sets),
         "k": k,
         "class_pixels": histogram.tolist(),
         "coverage": covered / total if total else 0.0,
+        "labeler": labeler,
     }
+    if classes is not None:
+        stats["classes"] = list(classes)
+    return stats
 
 
 def run_paint(
@@ -402,6 +423,15 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _shard_vocabulary(stats: dict[str, Any], binary: bool) -> tuple[int, str, list[str] | None]:
+    """``(k, labeler, class names)`` a painted shard declares; the binary variant has 2 unnamed ids."""
+    labeler = str(stats.get("labeler", CLUSTER_LABELER))
+    if binary:
+        return 2, labeler, None
+    classes = stats.get("classes")
+    return int(stats["k"]), labeler, list(classes) if classes is not None else None
+
+
 def assemble_pl_dataset(
     items: Sequence[ImageItem],
     paint_dirs: Sequence[str | os.PathLike[str]],
@@ -409,6 +439,7 @@ def assemble_pl_dataset(
     *,
     split: str = "train",
     binary: bool = False,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
     """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
 
@@ -417,20 +448,50 @@ def assemble_pl_dataset(
     variant with ``binary``), ``vis/<split>/<id>.png`` and ``dataset_card.json``. Built in a temporary
     folder and renamed into place, so an interrupted run never leaves a half-built dataset.
 
+    The card's ``num_classes`` is the shards' ``k`` (k-means clusters, or the size of a SAMRS* class
+    vocabulary; 2 for ``binary``) unless ``num_classes`` overrides it; ``labeler`` says what made the labels
+    (``alps`` or ``samrs-star``) and ``classes`` names the label ids where the shards name them.
+
+    Arguments:
+        items: the labeled images (their ids name the painted labels).
+        paint_dirs: painted shard folders (``alps paint`` or ``alps box-labels``), all from one labeling.
+        out_dir: the dataset folder to create or replace.
+        split: the split folder the images and labels go to.
+        binary: use the binary variant as labels.
+        num_classes: declare this many label ids instead (the paper's SAMRS-PL declares 64 with k=46);
+            must be at least the largest painted label + 1.
+
     Returns:
         The dataset card.
+
+    Raises:
+        ValueError: a label without its image, no label at all, shards of different labelings (k, labeler
+            or classes differ), or a painted label id >= the declared number of classes.
     """
+    if num_classes is not None and not 1 <= num_classes <= UNLABELED:
+        raise ValueError(
+            f"num_classes must be in 1..{UNLABELED} ({UNLABELED} marks unlabeled), got {num_classes}"
+        )
     out = Path(out_dir)
     by_id = {item.image_id: item for item in items}
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    histogram: np.ndarray | None = None
-    covered = total = count = 0
-    k = 2 if binary else 0
+    counts_total = np.zeros(256, dtype=np.int64)
+    count = 0
+    vocabulary: tuple[int, str, list[str] | None] | None = None
+    first_dir: Path | None = None
     for paint_dir in map(Path, paint_dirs):
         stats = json.loads((paint_dir / "paint_stats.json").read_text())
-        k = 2 if binary else stats["k"]
+        shard_vocabulary = _shard_vocabulary(stats, binary)
+        if vocabulary is None:
+            vocabulary, first_dir = shard_vocabulary, paint_dir
+        elif shard_vocabulary != vocabulary:
+            # Label ids of different labelings mean different things: mixing them is never intended.
+            raise ValueError(
+                f"{paint_dir} and {first_dir} come from different labelings (k, labeler, classes: "
+                f"{shard_vocabulary} vs {vocabulary}); gather shards of one labeling"
+            )
         label_dir = paint_dir / ("binary" if binary else "labels")
         for label_path in sorted(label_dir.glob("*.png")):
             image_id = label_path.stem
@@ -451,23 +512,42 @@ def assemble_pl_dataset(
                 Image.fromarray(colorize(label)).save(vis_target)
             else:
                 _link_or_copy(paint_dir / "vis" / label_path.name, vis_target)
-            counts = np.bincount(label.ravel(), minlength=256)
-            histogram = counts[:k] if histogram is None else histogram + counts[:k]
-            covered += int(label.size - counts[UNLABELED])
-            total += int(label.size)
+            counts_total += np.bincount(label.ravel(), minlength=256)
             count += 1
-    if count == 0:
+    if count == 0 or vocabulary is None:
+        if tmp.exists():
+            shutil.rmtree(tmp)
         raise ValueError(f"no painted labels found in {[str(p) for p in paint_dirs]}")
-    card = {
+    k, labeler, classes = vocabulary
+    painted = np.flatnonzero(counts_total[:UNLABELED])
+    needed = int(painted[-1]) + 1 if painted.size else 0
+    declared = k if num_classes is None else num_classes
+    if needed > declared:
+        shutil.rmtree(tmp)
+        if num_classes is not None:
+            raise ValueError(
+                f"--num-classes {num_classes} is smaller than the largest painted label + 1 ({needed}); "
+                f"pass at least {needed}"
+            )
+        raise ValueError(
+            f"painted label {needed - 1} is outside the shards' {k} label ids: the painted shards are "
+            "stale or corrupt; paint them again"
+        )
+    covered = int(counts_total.sum() - counts_total[UNLABELED])
+    total = int(counts_total.sum())
+    card: dict[str, Any] = {
         "images": count,
         "split": split,
-        "num_classes": k,
-        "variant": "binary" if binary else "clusters",
+        "num_classes": declared,
+        "variant": "binary" if binary else ("classes" if classes is not None else "clusters"),
+        "labeler": labeler,
         "ignore_index": UNLABELED,
-        "class_pixels": histogram.tolist() if histogram is not None else [],
+        "class_pixels": counts_total[:declared].tolist(),
         "coverage": covered / total if total else 0.0,
         "alps_version": __version__,
     }
+    if classes is not None:
+        card["classes"] = classes
     (tmp / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n")
     _replace_dir(tmp, out)
     return card

@@ -1,59 +1,90 @@
-# Configuration validation, paths and the shard bookkeeping shared by every rule file.
+# Configuration validation, the study plan, paths and the shard bookkeeping shared by every rule file.
 import json
+import os
+import re
 
 from snakemake.utils import validate
 
 from alps.config import check_config
 from alps.datasets import converter_options
 from alps.sharding import images_from_source, shard_count
+from alps.study import SCRATCH, plan_study
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
 
+# Which pseudo-label sets, pre-trainings and fine-tunings exist, and where each one's files lie
+# (alps.study): the rules below and `alps tables` read the same plan.
+STUDY = plan_study(config)
 SEED = config["seed"]
 RESULTS = config["results_dir"]
 DATASETS = config["datasets"]
 LABELING = config["labeling"]
-DATASET = LABELING["dataset"]
 MASKS = LABELING["masks"]
 ENCODER = LABELING["encoder"]
 CLUSTER = LABELING["cluster"]
+SPLIT = LABELING["images_split"]
+SHARD_SIZE = LABELING["shard_size"]
 USES_SAM = MASKS["backend"] == "sam"
 # The sam encoder reuses SAM's embedding, so its features come out of the masks job itself.
 FEATURES_IN_MASKS_JOB = ENCODER["name"] == "sam"
+PL_SETS = STUDY.pseudo_labels
+TRAINING = config.get("training") or {}
 
-DATASET_DIR = f"{RESULTS}/datasets/{DATASET}"
-LABEL_DIR = f"{RESULTS}/labeling/{DATASET}"
-PL_NAME = f"{DATASET}-pl"
 LOGS = f"{RESULTS}/logs"
-MASK_SHARD = f"{LABEL_DIR}/masks/shard_{{shard}}.parquet"
-FEATURE_SHARD = f"{LABEL_DIR}/features/shard_{{shard}}.npz"
 BENCH = f"{RESULTS}/benchmarks"
+MANIFEST = f"{RESULTS}/datasets/{{dataset}}/manifest.csv"
+MASK_SHARD = f"{RESULTS}/labeling/{{dataset}}/masks/shard_{{shard}}.parquet"
+FEATURE_SHARD = f"{RESULTS}/labeling/{{dataset}}/features/shard_{{shard}}.npz"
+CLUSTER_MODEL = f"{RESULTS}/pseudo_labels/{{pl}}/cluster/kmeans.joblib"
+PAINT_SHARD = f"{RESULTS}/pseudo_labels/{{pl}}/paint/shard_{{shard}}"
+BOX_SHARD = f"{RESULTS}/pseudo_labels/{{pl}}/boxes/shard_{{shard}}"
+PL_CARD = f"{RESULTS}/pl/{{pl}}/dataset_card.json"
+PRETRAIN_METRICS = f"{RESULTS}/train/pretrain/{{model}}/{{pretraining}}/{{schedule}}/metrics.json"
+FINETUNE_METRICS = (
+    f"{RESULTS}/train/finetune/{{dataset}}/{{model}}/{{pretraining}}/{{schedule}}/{{init}}/metrics.json"
+)
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: matches nothing)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
 
 
 wildcard_constraints:
     shard=r"\d+",
+    dataset=r"[^/]+",
+    model=r"[^/]+",
+    pretraining=r"[^/]+",
+    schedule=r"[^/]+",
+    init="none|overall|backbone|head",
 
 
 def labeled_images(manifest):
     """The images of the labeled split, sorted as `alps` shards them."""
-    return images_from_source(manifest, LABELING["images_split"])
+    return images_from_source(manifest, SPLIT)
 
 
-def shard_ids(wildcards):
-    """Shard numbers of the labeled split: known once the dataset checkpoint has run."""
-    manifest = checkpoints.prepare_dataset.get(dataset=DATASET).output.manifest
-    count = shard_count(len(labeled_images(manifest)), LABELING["shard_size"])
-    return [f"{i:04d}" for i in range(count)]
+_SHARD_COUNTS = {}
 
 
-def shard_files(pattern):
-    """An input function expanding `pattern` over every shard."""
+def shard_ids(dataset):
+    """Shard numbers of a dataset's labeled split: known once its prepare checkpoint has run."""
+    manifest = checkpoints.prepare_dataset.get(dataset=dataset).output.manifest
+    # Input functions ask for every job; reading (and checking) a 100k-image manifest once is enough.
+    stamp = (manifest, os.stat(manifest).st_mtime_ns)
+    if stamp not in _SHARD_COUNTS:
+        _SHARD_COUNTS[stamp] = shard_count(len(labeled_images(manifest)), SHARD_SIZE)
+    return [f"{i:04d}" for i in range(_SHARD_COUNTS[stamp])]
 
-    def files(wildcards):
-        return [pattern.format(shard=s) for s in shard_ids(wildcards)]
 
-    return files
+def dataset_shards(pattern, dataset, **fixed):
+    """`pattern` expanded over every shard of `dataset` (other wildcards fixed)."""
+    return [pattern.format(dataset=dataset, shard=s, **fixed) for s in shard_ids(dataset)]
+
+
+def pl_dataset_of(wildcards):
+    return PL_SETS[wildcards.pl].dataset
 
 
 def prepare_cli_options(wildcards):
@@ -81,20 +112,28 @@ def mask_cli_options():
     elif backend == "coco":
         options.append(f"--coco-json {MASKS['coco']['json']}")
     elif backend == "sam":
-        sam = MASKS["sam"]
-        params = sam.get("amg", {})
-        options += [
-            f"--sam-checkpoint {sam['checkpoint']}",
-            f"--sam-model {sam['model_type']}",
-            f"--device {sam['device']}",
-        ]
-        if sam["bf16"]:
-            options.append("--bf16")
+        options += sam_cli_options()
+        params = MASKS["sam"].get("amg", {})
     if params:
         options.append("--mask-params '" + json.dumps(params, sort_keys=True) + "'")
     if LABELING.get("bands"):
         options.append("--bands " + ",".join(str(b) for b in LABELING["bands"]))
     return " ".join(options)
+
+
+def sam_cli_options():
+    """The SAM checkpoint options shared by `alps masks` and `alps box-labels`."""
+    sam = MASKS.get("sam") or {}
+    if not sam:
+        raise ValueError("box-prompted pseudo-labels (variant boxes) need labeling.masks.sam (checkpoint)")
+    options = [
+        f"--sam-checkpoint {sam['checkpoint']}",
+        f"--sam-model {sam['model_type']}",
+        f"--device {sam['device']}",
+    ]
+    if sam["bf16"]:
+        options.append("--bf16")
+    return options
 
 
 def encoder_cli_options():
@@ -107,12 +146,13 @@ def encoder_cli_options():
     return " ".join(options)
 
 
-def cluster_cli_options():
-    """`alps cluster` options from the config."""
-    k = CLUSTER["k"]
+def cluster_cli_options(wildcards):
+    """`alps cluster` options of one pseudo-label set (its k and filtering gate over the engine's)."""
+    pl_set = PL_SETS[wildcards.pl]
+    k = pl_set.k if pl_set.k is not None else CLUSTER["k"]
     options = [
         f"--k {'auto' if k is None else k}",
-        f"--area-threshold {LABELING['area_threshold']}",
+        f"--area-threshold {pl_set.area_threshold}",
         f"--seed {SEED}",
         f"--batch-size {CLUSTER['batch_size']}",
         f"--epochs {CLUSTER['epochs']}",
@@ -125,22 +165,45 @@ def cluster_cli_options():
     return " ".join(options)
 
 
+def painted_shards(wildcards):
+    """The painted shards a PL dataset gathers: its own, its parent's (binary) or the box labels."""
+    pl_set = PL_SETS[wildcards.pl]
+    if pl_set.variant == "boxes":
+        return dataset_shards(BOX_SHARD, pl_set.dataset, pl=pl_set.name)
+    return dataset_shards(PAINT_SHARD, pl_set.dataset, pl=STUDY.paint_source(pl_set.name))
+
+
+def training_cli_options(iters):
+    options = [
+        f"--iters {iters}",
+        f"--batch-size {TRAINING['batch_size']}",
+        f"--workers {TRAINING['workers']}",
+        f"--device {TRAINING['device']}",
+        f"--log-interval {TRAINING['log_interval']}",
+        f"--seed {SEED}",
+    ]
+    if TRAINING.get("crop_size"):
+        options.append(f"--crop-size {TRAINING['crop_size']}")
+    if TRAINING.get("amp"):
+        options.append("--amp")
+    return " ".join(options)
+
+
+def training_gpus(wildcards):
+    return 0 if TRAINING.get("device", "cpu") == "cpu" else 1
+
+
 def all_targets(wildcards):
     # The shards are kept artifacts (DVC-versioned): as targets, a lost shard is rebuilt with what depends
     # on it, instead of being ignored because the final outputs are up to date.
-    targets = shard_files(MASK_SHARD)(wildcards) + shard_files(FEATURE_SHARD)(wildcards)
-    targets += [
-        f"{RESULTS}/pl/{PL_NAME}/dataset_card.json",
-        f"{RESULTS}/metrics/label_quality.json",
-        f"{RESULTS}/figures/{PL_NAME}",
-    ]
-    if "training" in config:
-        training = config["training"]
-        targets += [
-            f"{RESULTS}/train/finetune/{training['finetune_dataset']}/{training['model']}-{PL_NAME}-{init}"
-            "/metrics.json"
-            for init in training["inits"]
-        ]
-    if LABELING["binary_variant"]:
-        targets.append(f"{RESULTS}/pl/{DATASET}-binary/dataset_card.json")
+    targets = []
+    for dataset in STUDY.datasets_to_label():
+        targets += dataset_shards(MASK_SHARD, dataset) + dataset_shards(FEATURE_SHARD, dataset)
+    for name, pl_set in PL_SETS.items():
+        targets += [PL_CARD.format(pl=name), f"{RESULTS}/figures/{name}"]
+        if pl_set.evaluate:
+            targets.append(f"{RESULTS}/metrics/label_quality/{name}.json")
+    targets += [f"{STUDY.finetune_dir(run)}/metrics.json" for run in STUDY.finetune_runs]
+    if STUDY.rows:
+        targets.append(f"{RESULTS}/metrics/tables.json")
     return targets

@@ -1,24 +1,25 @@
-# The labeling engine, sharded: masks (+ features) per shard -> one k-means fit -> painting per shard.
+# The labeling engine, sharded: masks (+ features) per dataset shard -> one k-means fit per pseudo-label set
+# -> painting per shard -> the PL dataset. Ablation sets reuse upstream work: an area-threshold variant
+# re-clusters the same features, a binary set re-reads its parent's painted shards.
 
-SPLIT = LABELING["images_split"]
-SHARD_SIZE = LABELING["shard_size"]
-AREA_THRESHOLD = LABELING["area_threshold"]
+ALPS_SETS = [n for n, s in PL_SETS.items() if s.variant == "alps"]
+BOX_SETS = [n for n, s in PL_SETS.items() if s.variant == "boxes"]
 
 
 if FEATURES_IN_MASKS_JOB:
 
     rule masks_and_features:
         input:
-            manifest=f"{DATASET_DIR}/manifest.csv",
+            manifest=MANIFEST,
         output:
             masks=MASK_SHARD,
             features=FEATURE_SHARD,
         params:
             options=mask_cli_options(),
         log:
-            f"{LOGS}/masks/{DATASET}_shard_{{shard}}.log",
+            f"{LOGS}/masks/{{dataset}}_shard_{{shard}}.log",
         benchmark:
-            f"{BENCH}/masks/{DATASET}_shard_{{shard}}.tsv"
+            f"{BENCH}/masks/{{dataset}}_shard_{{shard}}.tsv"
         threads: 2
         resources:
             mem_mb=16000,
@@ -32,15 +33,15 @@ else:
 
     rule masks:
         input:
-            manifest=f"{DATASET_DIR}/manifest.csv",
+            manifest=MANIFEST,
         output:
             MASK_SHARD,
         params:
             options=mask_cli_options(),
         log:
-            f"{LOGS}/masks/{DATASET}_shard_{{shard}}.log",
+            f"{LOGS}/masks/{{dataset}}_shard_{{shard}}.log",
         benchmark:
-            f"{BENCH}/masks/{DATASET}_shard_{{shard}}.tsv"
+            f"{BENCH}/masks/{{dataset}}_shard_{{shard}}.tsv"
         threads: 1
         resources:
             mem_mb=8000,
@@ -51,16 +52,16 @@ else:
 
     rule features:
         input:
-            manifest=f"{DATASET_DIR}/manifest.csv",
+            manifest=MANIFEST,
             masks=MASK_SHARD,
         output:
             FEATURE_SHARD,
         params:
             encoder=encoder_cli_options(),
         log:
-            f"{LOGS}/features/{DATASET}_shard_{{shard}}.log",
+            f"{LOGS}/features/{{dataset}}_shard_{{shard}}.log",
         benchmark:
-            f"{BENCH}/features/{DATASET}_shard_{{shard}}.tsv"
+            f"{BENCH}/features/{{dataset}}_shard_{{shard}}.tsv"
         threads: 1
         resources:
             mem_mb=8000,
@@ -73,16 +74,18 @@ else:
 
 rule cluster:
     input:
-        shard_files(FEATURE_SHARD),
+        lambda wildcards: dataset_shards(FEATURE_SHARD, pl_dataset_of(wildcards)),
     output:
-        model=f"{LABEL_DIR}/cluster/kmeans.joblib",
-        card=f"{LABEL_DIR}/cluster/kmeans.joblib.card.json",
+        model=CLUSTER_MODEL,
+        card=f"{CLUSTER_MODEL}.card.json",
     params:
-        options=cluster_cli_options(),
+        options=cluster_cli_options,
     log:
-        f"{LOGS}/cluster_{DATASET}.log",
+        f"{LOGS}/cluster/{{pl}}.log",
     benchmark:
-        f"{BENCH}/cluster_{DATASET}.tsv"
+        f"{BENCH}/cluster/{{pl}}.tsv"
+    wildcard_constraints:
+        pl=one_of(ALPS_SETS),
     threads: 2
     resources:
         mem_mb=8000,
@@ -92,76 +95,102 @@ rule cluster:
 
 rule paint:
     input:
-        masks=MASK_SHARD,
-        features=FEATURE_SHARD,
-        model=rules.cluster.output.model,
+        masks=lambda wildcards: MASK_SHARD.format(dataset=pl_dataset_of(wildcards), shard=wildcards.shard),
+        features=lambda wildcards: FEATURE_SHARD.format(dataset=pl_dataset_of(wildcards), shard=wildcards.shard),
+        model=CLUSTER_MODEL,
     output:
-        directory(f"{LABEL_DIR}/paint/shard_{{shard}}"),
+        directory(PAINT_SHARD),
     params:
-        binary="--binary" if LABELING["binary_variant"] else "",
+        area=lambda wildcards: PL_SETS[wildcards.pl].area_threshold,
+        # One paint job writes the binary variant too when a binary set reuses this set's masks.
+        binary=lambda wildcards: "--binary" if STUDY.binary_children(wildcards.pl) else "",
     log:
-        f"{LOGS}/paint/{DATASET}_shard_{{shard}}.log",
+        f"{LOGS}/paint/{{pl}}_shard_{{shard}}.log",
+    wildcard_constraints:
+        pl=one_of(ALPS_SETS),
     threads: 1
     resources:
         mem_mb=4000,
     shell:
         "alps paint {input.masks} {input.features} {input.model} {output} "
-        "--area-threshold {AREA_THRESHOLD} {params.binary} > {log} 2>&1"
+        "--area-threshold {params.area} {params.binary} > {log} 2>&1"
+
+
+rule box_labels:
+    """SAMRS*: SAM prompted with each detector box (docs/samrs_star.md)."""
+    input:
+        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
+    output:
+        directory(BOX_SHARD),
+    params:
+        boxes=lambda wildcards: PL_SETS[wildcards.pl].boxes["dir"],
+        classes=lambda wildcards: (
+            c if isinstance(c := PL_SETS[wildcards.pl].boxes["classes"], str) else ",".join(c)
+        ),
+        options=lambda wildcards: " ".join(
+            sam_cli_options()
+            + [f"--batch-size {PL_SETS[wildcards.pl].boxes.get('batch_size', 64)}"]
+            + (["--skip-unknown"] if PL_SETS[wildcards.pl].boxes.get("skip_unknown") else [])
+        ),
+    log:
+        f"{LOGS}/box_labels/{{pl}}_shard_{{shard}}.log",
+    benchmark:
+        f"{BENCH}/box_labels/{{pl}}_shard_{{shard}}.tsv"
+    wildcard_constraints:
+        pl=one_of(BOX_SETS),
+    threads: 2
+    resources:
+        mem_mb=16000,
+        gpu=1,
+    shell:
+        "alps box-labels {input.manifest} {params.boxes} {output} --split {SPLIT} "
+        "--shard-index {wildcards.shard} --shard-size {SHARD_SIZE} --seed {SEED} "
+        "--classes '{params.classes}' {params.options} > {log} 2>&1"
 
 
 rule pl_dataset:
     input:
-        manifest=f"{DATASET_DIR}/manifest.csv",
-        paint=shard_files(f"{LABEL_DIR}/paint/shard_{{shard}}"),
+        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
+        paint=painted_shards,
     output:
-        card=f"{RESULTS}/pl/{PL_NAME}/dataset_card.json",
+        card=PL_CARD,
     params:
-        out_dir=f"{RESULTS}/pl/{PL_NAME}",
+        out_dir=f"{RESULTS}/pl/{{pl}}",
+        options=lambda wildcards: " ".join(
+            (["--binary"] if PL_SETS[wildcards.pl].variant == "binary" else [])
+            + (
+                [f"--num-classes {PL_SETS[wildcards.pl].num_classes}"]
+                if PL_SETS[wildcards.pl].num_classes
+                else []
+            )
+        ),
     log:
-        f"{LOGS}/pl_dataset_{PL_NAME}.log",
+        f"{LOGS}/pl_dataset/{{pl}}.log",
     threads: 1
     resources:
         mem_mb=2000,
     shell:
         "alps pl-dataset {input.manifest} {params.out_dir} --paint-dirs {input.paint} --split {SPLIT} "
-        "> {log} 2>&1"
-
-
-rule pl_dataset_binary:
-    input:
-        manifest=f"{DATASET_DIR}/manifest.csv",
-        paint=shard_files(f"{LABEL_DIR}/paint/shard_{{shard}}"),
-    output:
-        card=f"{RESULTS}/pl/{DATASET}-binary/dataset_card.json",
-    params:
-        out_dir=f"{RESULTS}/pl/{DATASET}-binary",
-    log:
-        f"{LOGS}/pl_dataset_{DATASET}-binary.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-    shell:
-        "alps pl-dataset {input.manifest} {params.out_dir} --paint-dirs {input.paint} --split {SPLIT} "
-        "--binary > {log} 2>&1"
+        "{params.options} > {log} 2>&1"
 
 
 rule label_quality:
     """Pseudo-labels scored against the dataset's own labels (the demo's NDVI/NDWI land cover)."""
     input:
-        card=rules.pl_dataset.output.card,
-        manifest=f"{DATASET_DIR}/manifest.csv",
+        card=PL_CARD,
+        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
     output:
         report(
-            f"{RESULTS}/metrics/label_quality.json",
+            f"{RESULTS}/metrics/label_quality/{{pl}}.json",
             caption="../report/label_quality.rst",
             category="Label quality",
         ),
     params:
-        pred=f"{RESULTS}/pl/{PL_NAME}/ann_dir/{SPLIT}",
-        gt=f"{DATASET_DIR}/ann_dir/{SPLIT}",
-        names=f"{DATASET_DIR}/classes.json",
+        pred=f"{RESULTS}/pl/{{pl}}/ann_dir/{SPLIT}",
+        gt=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/ann_dir/{SPLIT}",
+        names=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/classes.json",
     log:
-        f"{LOGS}/label_quality_{DATASET}.log",
+        f"{LOGS}/label_quality/{{pl}}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -173,21 +202,22 @@ rule label_quality:
 rule figures:
     """Image | pseudo-label | ground truth for the first tiles (the paper's Fig. 3-5)."""
     input:
-        card=rules.pl_dataset.output.card,
-        manifest=f"{DATASET_DIR}/manifest.csv",
+        card=PL_CARD,
+        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
     output:
         report(
-            directory(f"{RESULTS}/figures/{PL_NAME}"),
+            directory(f"{RESULTS}/figures/{{pl}}"),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Pseudo-labels",
+            subcategory="{pl}",
         ),
     params:
-        pl_dataset=f"{RESULTS}/pl/{PL_NAME}",
-        gt=f"{DATASET_DIR}/ann_dir/{SPLIT}",
-        classes=f"{DATASET_DIR}/classes.json",
+        pl_dataset=f"{RESULTS}/pl/{{pl}}",
+        gt=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/ann_dir/{SPLIT}",
+        classes=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/classes.json",
     log:
-        f"{LOGS}/figures_{PL_NAME}.log",
+        f"{LOGS}/figures/{{pl}}.log",
     threads: 1
     resources:
         mem_mb=2000,

@@ -23,6 +23,12 @@ The eight methods (paper, "Implementation details") follow the official mmseg 1.
 
 No model of the eight needs a compiled mmcv op: each builds and runs forward with ``mmcv-lite`` and the
 compatibility module (pinned by tests/test_train_configs.py).
+
+The medical branch (paper Table 6) uses mmseg's UNet (``unet-s5-d16``, FCN head, following
+``unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py``: 40k iterations of SGD 0.01, sliding-window test with
+a stride of 170/256 of the crop) in place of the paper's DoDNet, MED3D and SAM-Med2D, which mmseg does not
+have. Its encoder-decoder is the ``backbone``; the FCN heads are the ``head`` sub-model. UNet needs inputs
+divisible by 16 (four max-pools): crops must be multiples of 16, and test images are padded to one.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from alps.datasets import isaid, potsdam
+from alps.datasets import atlas, isaid, potsdam
 from alps.train.mmcv_compat import ensure_mmcv_ops
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
@@ -51,15 +57,18 @@ from mmseg.registry import METRICS  # noqa: E402
 IGNORE_INDEX = 255
 """Label value that no loss or metric counts: unlabeled pseudo-label pixels, Potsdam's reduced boundary."""
 
-SCHEDULES: dict[str, int] = {"2k": 2000, "80k": 80000, "160k": 160000, "320k": 320000}
-"""Named schedules (iterations): the paper's 80k (CNNs), 160k (transformers), 320k (Table 4), and a short
-``2k`` for the demo."""
+SCHEDULES: dict[str, int] = {"2k": 2000, "40k": 40000, "80k": 80000, "160k": 160000, "320k": 320000}
+"""Named schedules (iterations): the paper's 80k (CNNs), 160k (transformers), 320k (Table 4), mmseg's 40k
+of its medical UNet configs, and a short ``2k`` for the demo."""
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 
 _MIN_WARMUP = 10
 """Shortest linear warm-up (iterations) worth running; shorter schedules train without one."""
+
+UNET_DIVISOR = 16
+"""UNet-S5-D16 max-pools four times: input sides must be multiples of 16 (``UNet._check_input_divisible``)."""
 
 _BN = {"type": "BN", "requires_grad": True}
 _CE = {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0}
@@ -76,8 +85,10 @@ class ModelSpec:
         reference: the official mmseg 1.2.2 config the model follows.
         schedule: the paper's default schedule (a ``SCHEDULES`` key).
         optimizer: ``"sgd"``, ``"sgd-segmenter"``, ``"adamw-vit"``, ``"adamw-swin"`` or ``"adamw-segformer"``.
-        imagenet: the official ImageNet initialisation (a download URL or an ``open-mmlab://`` name).
-        paper: whether it is one of the paper's eight methods (else a small demo/test variant).
+        imagenet: the official ImageNet initialisation (a download URL or an ``open-mmlab://`` name), or
+            a note where mmseg has none.
+        paper: whether it is one of the paper's eight methods (else a small demo/test variant, or the
+            medical branch's stand-in).
     """
 
     name: str
@@ -178,9 +189,19 @@ MODELS: dict[str, ModelSpec] = {
             "mit_b0_20220624-7e0fe6dd.pth",
             paper=False,
         ),
+        ModelSpec(
+            "unet-s5-d16",
+            "UNet-S5-D16 (FCN)",
+            "unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py",
+            "40k",
+            "sgd",
+            "none: mmseg trains its UNet from scratch",
+            paper=False,
+        ),
     )
 }
-"""Every model ``build_config`` knows: the paper's eight and two small variants for the demo and tests."""
+"""Every model ``build_config`` knows: the paper's eight, two small variants for the demo and tests, and
+the medical branch's UNet (``alps.train.models.MEDICAL_MODELS``)."""
 
 PAPER_MODELS: tuple[str, ...] = tuple(name for name, spec in MODELS.items() if spec.paper)
 """The paper's eight methods, in the order of its tables."""
@@ -237,8 +258,11 @@ ISAID_CLASSES = isaid.CLASSES
 POTSDAM_CLASSES = potsdam.CLASSES
 """mmseg's ``PotsdamDataset.METAINFO`` classes (6, after ``reduce_zero_label`` drops the boundary 0)."""
 
-MEDICAL_CLASSES = ("background", "liver", "tumour")
-"""The paper's medical task (ATLAS liver MRI, Table 6): Dice and IoU per class."""
+MEDICAL_CLASSES = atlas.CLASSES
+"""The paper's medical task (ATLAS liver MRI, Table 6): Dice and IoU per class; label 0 is background."""
+
+MEDICAL_DATASETS: frozenset[str] = frozenset({atlas.DATASET_NAME})
+"""``dataset`` values of a ``dataset_card.json`` that ``detect_dataset`` reads as ``medical``."""
 
 CARD_NAME = "dataset_card.json"
 CLASSES_NAME = "classes.json"
@@ -258,10 +282,14 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return (int(h), int(w))
 
 
-def _eval_split(data_root: Path, wanted: str | None) -> str | None:
+def _eval_split(data_root: Path, wanted: str | None, fallbacks: Sequence[str] = ("val",)) -> str | None:
+    """``wanted``, else the first of ``fallbacks`` that has an ``ann_dir/<split>`` folder, else None."""
     if wanted is not None:
         return wanted
-    return "val" if (data_root / "ann_dir" / "val").is_dir() else None
+    for split in fallbacks:
+        if (data_root / "ann_dir" / split).is_dir():
+            return split
+    return None
 
 
 def dataset_spec(
@@ -281,7 +309,8 @@ def dataset_spec(
     * ``folder``: any mmseg-layout folder with a ``classes.json`` (``{"classes": [...], "palette": [...]}``),
       e.g. the demo (3 classes, 256 px tiles, 256 crops).
     * ``medical``: a ``folder`` whose default classes are background/liver/tumour, evaluated with IoU and
-      Dice per class.
+      Dice per class, on ``val`` or, where there is none, on ``test`` (the ATLAS converter,
+      ``alps.datasets.atlas``, splits patients into train and test only, as the paper).
 
     Arguments:
         kind: one of the kinds above.
@@ -289,7 +318,7 @@ def dataset_spec(
         crop_size: training crop side (or ``(h, w)``); default per kind.
         scale: resize target (or ``(w, h)``); default: the crop size (iSAID 896, Potsdam 512, as mmseg).
         eval_split: split evaluated after training; default ``val`` where ``ann_dir/val`` exists (always
-            for isaid/potsdam), else none.
+            for isaid/potsdam; for medical, else ``test`` where ``ann_dir/test`` exists), else none.
 
     Returns:
         The ``DatasetSpec``.
@@ -357,7 +386,7 @@ def dataset_spec(
                 else _palette(len(classes))
             )
         elif kind == "medical":
-            classes, palette = MEDICAL_CLASSES, ((0, 0, 0), (200, 60, 60), (250, 220, 40))
+            classes, palette = MEDICAL_CLASSES, atlas.PALETTE
         else:
             raise FileNotFoundError(f"{classes_path} is missing; it names the classes of {root}")
         crop = _pair(crop_size or 256)
@@ -368,7 +397,7 @@ def dataset_spec(
             palette=palette,  # type: ignore[arg-type]
             crop_size=crop,
             scale=_pair(scale or crop[::-1]),
-            eval_split=_eval_split(root, eval_split),
+            eval_split=_eval_split(root, eval_split, ("val", "test") if kind == "medical" else ("val",)),
             metrics=("mIoU", "mDice") if kind == "medical" else ("mIoU",),
         )
     raise ValueError(f"unknown dataset kind {kind!r}; choose isaid, potsdam, pl, folder or medical")
@@ -382,9 +411,11 @@ def detect_dataset(
 ) -> DatasetSpec:
     """``dataset_spec`` for a folder whose kind is read from its files.
 
-    A ``classes.json`` makes it a ``folder`` (the demo, or any user dataset); else a ``dataset_card.json``
-    with ``num_classes`` makes it a ``pl`` dataset. iSAID and Potsdam are not guessed (their folders carry
-    neither file): name them with ``dataset_spec``.
+    A ``dataset_card.json`` written by a medical converter (its ``dataset`` is in ``MEDICAL_DATASETS``:
+    ``prepare_dataset("atlas", ...)``) makes it ``medical``; else a ``classes.json`` makes it a ``folder``
+    (the demo, or any user dataset); else a ``dataset_card.json`` with ``num_classes`` makes it a ``pl``
+    dataset. iSAID and Potsdam are not guessed (their folders carry neither file): name them with
+    ``dataset_spec``.
 
     Returns:
         The ``DatasetSpec``.
@@ -393,10 +424,14 @@ def detect_dataset(
         ValueError: the folder has neither file.
     """
     root = Path(data_root)
+    card_path = root / CARD_NAME
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    # The ATLAS converter also writes a classes.json; its card tells it apart from a plain folder dataset.
+    if isinstance(card, dict) and card.get("dataset") in MEDICAL_DATASETS:
+        return dataset_spec("medical", root, crop_size, scale, eval_split)
     if (root / CLASSES_NAME).is_file():
         return dataset_spec("folder", root, crop_size, scale, eval_split)
-    card = root / CARD_NAME
-    if card.is_file() and "num_classes" in json.loads(card.read_text()):
+    if isinstance(card, dict) and "num_classes" in card:
         return dataset_spec("pl", root, crop_size, scale, eval_split)
     raise ValueError(
         f"{root}: neither {CLASSES_NAME} nor a {CARD_NAME} with num_classes; pass the kind explicitly "
@@ -571,6 +606,45 @@ def _segformer_head(in_channels: list[int], channels: int, num_classes: int) -> 
     }
 
 
+def _unet_s5_d16() -> dict[str, Any]:
+    """The backbone of mmseg's ``_base_/models/fcn_unet_s5-d16.py`` (5 stages, 64 channels), BN for SyncBN."""
+    return {
+        "type": "UNet",
+        "in_channels": 3,
+        "base_channels": 64,
+        "num_stages": 5,
+        "strides": (1, 1, 1, 1, 1),
+        "enc_num_convs": (2, 2, 2, 2, 2),
+        "dec_num_convs": (2, 2, 2, 2),
+        "downsamples": (True, True, True, True),
+        "enc_dilations": (1, 1, 1, 1, 1),
+        "dec_dilations": (1, 1, 1, 1),
+        "with_cp": False,
+        "conv_cfg": None,
+        "norm_cfg": _BN,
+        "act_cfg": {"type": "ReLU"},
+        "upsample_cfg": {"type": "InterpConv"},
+        "norm_eval": False,
+    }
+
+
+def _unet_fcn_head(in_channels: int, in_index: int, num_classes: int, loss: dict[str, Any]) -> dict[str, Any]:
+    """The FCN head (and auxiliary head) of ``fcn_unet_s5-d16.py``: one 3x3 conv of 64 channels."""
+    return {
+        "type": "FCNHead",
+        "in_channels": in_channels,
+        "in_index": in_index,
+        "channels": 64,
+        "num_convs": 1,
+        "concat_input": False,
+        "dropout_ratio": 0.1,
+        "num_classes": num_classes,
+        "norm_cfg": _BN,
+        "align_corners": False,
+        "loss_decode": loss,
+    }
+
+
 def model_cfg(name: str, num_classes: int, crop_size: tuple[int, int]) -> dict[str, Any]:
     """The ``model`` entry of a config: an ``EncoderDecoder`` with its data preprocessor.
 
@@ -578,13 +652,14 @@ def model_cfg(name: str, num_classes: int, crop_size: tuple[int, int]) -> dict[s
         name: a ``MODELS`` key.
         num_classes: classes of the decode (and auxiliary) head.
         crop_size: training crop ``(h, w)``: the preprocessor pads batches to it; ViT position embeddings
-            and Segmenter's sliding test window follow it.
+            and Segmenter's and UNet's sliding test windows follow it.
 
     Returns:
         The model dict (no ``pretrained``/``init_cfg``: see ``build_config(pretrained=...)``).
 
     Raises:
         KeyError: unknown model name.
+        ValueError: a UNet crop that is not a multiple of 16.
     """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -718,6 +793,21 @@ def model_cfg(name: str, num_classes: int, crop_size: tuple[int, int]) -> dict[s
             backbone, decode = _mit(64, [3, 6, 40, 3]), _segformer_head([64, 128, 320, 512], 768, k)
         else:
             backbone, decode = _mit(32, [2, 2, 2, 2]), _segformer_head([32, 64, 160, 256], 256, k)
+    elif name == "unet-s5-d16":
+        if any(side % UNET_DIVISOR for side in crop_size):
+            raise ValueError(
+                f"unet-s5-d16 needs a crop whose sides are multiples of {UNET_DIVISOR} (four 2x poolings), "
+                f"got {tuple(crop_size)}"
+            )
+        backbone = _unet_s5_d16()
+        # The decoder's last output (64 channels, full resolution) feeds the head, the one before it
+        # (128 channels, 1/2) the auxiliary head, as in fcn_unet_s5-d16.py.
+        decode = _unet_fcn_head(64, 4, k, _CE)
+        aux = _unet_fcn_head(128, 3, k, _CE_AUX)
+        # mmseg's UNet configs slide a crop-sized window with a stride of 170/256 of it (256 -> 170,
+        # 128 -> 85, 64 -> 42, as their HRF, STARE/CHASE and DRIVE configs).
+        stride = tuple(max(1, side * 170 // 256) for side in crop_size)
+        test_cfg = {"mode": "slide", "crop_size": crop_size, "stride": stride}
     else:  # pragma: no cover - MODELS and this function list the same names
         raise KeyError(name)
     model: dict[str, Any] = {
@@ -737,6 +827,11 @@ def model_cfg(name: str, num_classes: int, crop_size: tuple[int, int]) -> dict[s
         "train_cfg": {},
         "test_cfg": test_cfg,
     }
+    if name == "unet-s5-d16":
+        # A test image smaller than the window is decoded whole (slide_inference does not pad it), and
+        # UNet refuses sides that are not multiples of 16: pad test batches to one. The prediction is
+        # cropped back before the metric (``padding_size``), so the padding is never scored.
+        model["data_preprocessor"]["test_cfg"] = {"size_divisor": UNET_DIVISOR}
     if neck is not None:
         model["neck"] = neck
     if aux is not None:

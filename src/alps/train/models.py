@@ -19,4 +19,8 @@ PAPER_MODELS: tuple[str, ...] = (
 SMALL_MODELS: tuple[str, ...] = ("upernet-r18", "segformer-b0")
 """Small variants for the demo and the tests."""
 
-MODEL_NAMES: tuple[str, ...] = PAPER_MODELS + SMALL_MODELS
+MEDICAL_MODELS: tuple[str, ...] = ("unet-s5-d16",)
+"""The medical branch (paper Table 6, ATLAS liver MRI): mmseg's UNet stands in for the paper's DoDNet,
+MED3D and SAM-Med2D, which mmsegmentation does not have (docs/medical.md)."""
+
+MODEL_NAMES: tuple[str, ...] = PAPER_MODELS + SMALL_MODELS + MEDICAL_MODELS

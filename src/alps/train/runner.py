@@ -16,7 +16,9 @@ overall, backbone or head). Both go through ``train_segmentation``:
    our own checkpoint runs under ``allow_trusted_checkpoint_reload``;
 5. the evaluation on the eval split (mmengine's validation after the last iteration, or ``Runner.test()``
    when a resumed run had nothing left to train), then ``WORK_DIR/metrics.json``: aAcc, mIoU, mAcc (and
-   mDice), per class IoU/Acc (and Dice), the checkpoint, iteration, config hash and seed.
+   mDice), per class IoU/Acc (and Dice), the checkpoint, iteration, config hash and seed. A ``medical``
+   dataset adds ``mIoU_fg``/``mDice_fg``: the paper's Table 6 means, over the foreground classes only
+   (liver and tumour; background is left out).
 
 Determinism: mmengine's ``randomness`` seed for Python/numpy/torch and the data samplers, and
 ``deterministic=True`` on CPU. The global torch determinism flags are restored afterwards.
@@ -32,6 +34,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +118,46 @@ def _target_state(cfg: Any) -> dict[str, torch.Tensor]:
 
 
 def _clean(value: Any) -> Any:
-    """JSON-safe floats: NaN (a class absent from prediction and label) becomes None."""
+    """JSON-safe floats: NaN (a class absent from prediction and label) becomes None.
+
+    mmseg rounds its summary values to two decimals in float32; ``round`` drops the float32 tail
+    (91.58999633789062 -> 91.59) so that ``metrics.json`` shows what mmseg logs.
+    """
     value = float(value)
-    return None if math.isnan(value) else value
+    return None if math.isnan(value) else round(value, 2)
+
+
+def foreground_classes(dataset: DatasetSpec) -> tuple[str, ...]:
+    """The classes the paper's medical means average over: every class but label 0 (background).
+
+    Arguments:
+        dataset: the dataset; only ``medical`` datasets have a foreground mean.
+
+    Returns:
+        The class names (``("liver", "tumour")`` for ATLAS), or ``()`` for other kinds.
+    """
+    return tuple(dataset.classes[1:]) if dataset.kind == "medical" else ()
+
+
+def foreground_mean(values: Sequence[float | None]) -> float | None:
+    """The mean of per-class percentages as the paper's Table 6 reports it (two decimals, half up).
+
+    Table 6's "mean" averages liver and tumour only (DSC 79.54 and 24.03 -> 51.79). Half-up rounding in
+    decimal: binary floats would round 51.785 down. A missing class (None: absent from both labels and
+    prediction) makes the mean None rather than a mean over fewer classes.
+
+    Arguments:
+        values: the per-class values, percent with two decimals.
+
+    Returns:
+        The mean, or None if ``values`` is empty or holds a None.
+    """
+    numbers = [v for v in values if v is not None]
+    if not numbers or len(numbers) != len(values):
+        return None
+    # repr is the shortest decimal of each float: 79.54, not 79.540000000000006252776074688881635665893...
+    total = sum((Decimal(repr(float(v))) for v in numbers), Decimal(0))
+    return float((total / len(numbers)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _metrics_record(raw: dict[str, Any], classes: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -259,10 +299,23 @@ def train_segmentation(
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_before
 
     summary, per_class = _metrics_record(raw, dataset.classes) if raw is not None else ({}, {})
+    foreground = foreground_classes(dataset)
+    if foreground and per_class:
+        # mmseg's mIoU/mDice average all classes, background included; Table 6 does not.
+        for metric in ("IoU", "Dice"):
+            if metric in per_class:
+                summary[f"m{metric}_fg"] = foreground_mean([per_class[metric][c] for c in foreground])
+    dataset_record: dict[str, Any] = {
+        "kind": dataset.kind,
+        "root": dataset.data_root,
+        "classes": list(dataset.classes),
+    }
+    if foreground:
+        dataset_record["foreground"] = list(foreground)
     record: dict[str, Any] = {
         "role": role,
         "model": model,
-        "dataset": {"kind": dataset.kind, "root": dataset.data_root, "classes": list(dataset.classes)},
+        "dataset": dataset_record,
         "evaluated": raw is not None,
         "split": dataset.eval_split,
         "checkpoint": final.name,
@@ -371,10 +424,11 @@ def finetune(
             ``init`` is ``none``.
         model: a ``configs.MODELS`` key; must be the pre-trained model's architecture.
         dataset: ``isaid``, ``potsdam``, ``pl``, ``folder`` or ``medical``; default: detected from the
-            folder (``classes.json`` -> folder, e.g. the demo; ``dataset_card.json`` -> pl).
+            folder (an ATLAS card -> medical; ``classes.json`` -> folder, e.g. the demo;
+            ``dataset_card.json`` -> pl).
         iters: training iterations (overrides ``schedule``).
         schedule: ``80k``, ``160k``, ``320k`` or ``2k``; default: the model's.
-        crop_size: training crop side; default per dataset (iSAID 896, Potsdam 512, demo 256).
+        crop_size: training crop side; default per dataset (iSAID 896, Potsdam 512, demo and medical 256).
         resume: resume a killed attempt.
         hooks: extra mmengine hooks.
         **options: further ``configs.build_config`` options.

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Plan the full study of a configuration (default config/paper.yaml) without running it: `alps placeholders`
+# writes empty stand-ins for the raw archives, the SAM checkpoint, the box files and the prepared manifests
+# (with the real datasets' image counts) in a scratch folder, and `snakemake -n` plans the whole DAG there.
+# Prints Snakemake's job counts; the scratch folder is removed afterwards. Usage: paper-dryrun.sh [CONFIG]
+set -euo pipefail
+config=$(realpath "${1:-config/paper.yaml}")
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+alps placeholders "$config" "$scratch"
+if ! snakemake -n --quiet rules --cores 8 --snakefile workflow/Snakefile --directory "$scratch" \
+    --configfile "$config" > "$scratch/dryrun.log" 2>&1; then
+    cat "$scratch/dryrun.log" >&2
+    exit 1
+fi
+# Snakemake prints the job table before and after the plan: show the first one, up to its "total" line.
+awk '/^Job stats:/ {show = 1} show {print} show && /^total/ {exit}' "$scratch/dryrun.log"

@@ -1,0 +1,151 @@
+"""The study planner: configurations -> pseudo-label sets, pre-trainings, fine-tunings and table rows."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from alps.study import SCRATCH, StudyError, normalize_key, plan_study
+
+from conftest import REPO_ROOT
+
+SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
+PUBLISHED = REPO_ROOT / "results" / "paper"
+
+
+def load(name: str) -> dict:
+    config = yaml.safe_load((REPO_ROOT / "config" / name).read_text())
+    validate(config, SCHEMA)
+    return config
+
+
+@pytest.fixture
+def demo() -> dict:
+    return load("config.yaml")
+
+
+@pytest.fixture
+def paper() -> dict:
+    return load("paper.yaml")
+
+
+def test_demo_plan_has_the_tables_1_3b_5_analogues(demo):
+    study = plan_study(demo, PUBLISHED)
+    assert [r.key for r in study.pretrain_runs] == [
+        "segformer-b0/demo-pl/demo",
+        "segformer-b0/demo-binary/demo",
+        "segformer-b0/demo-pl-area0.1/demo",
+        "segformer-b0/demo-pl-area1.0/demo",
+    ]
+    # The backbone fine-tuning from demo-pl fills a row of Tables 1, 3b and 5 and runs once.
+    assert len(study.finetune_runs) == 7
+    assert Counter(r.table for r in study.rows) == {"1": 4, "3b": 2, "5": 3}
+    shared = [r for r in study.rows if r.run and r.run.key == "demo/segformer-b0/demo-pl/demo/backbone"]
+    assert [r.table for r in shared] == ["1", "3b", "5"]
+    # The demo fine-tunes on its own dataset: no published iSAID/Potsdam row is listed as "not run".
+    assert all(r.run is not None for r in study.rows)
+    table5 = [dict(r.keys) for r in study.rows if r.table == "5"]
+    assert [k["area_threshold"] for k in table5] == ["0.1", "0.3", "1.0"]
+    baseline = study.rows[0]
+    assert baseline.run.pretraining == SCRATCH and baseline.run.init == "none"
+    assert dict(baseline.keys) == {
+        "finetune_dataset": "demo",
+        "method": "SegFormer-B0",
+        "type": "Baseline",
+        "pretrained": "-",
+        "step": "demo",
+    }
+
+
+def test_paper_plan_runs_every_cell_of_the_paper_once(paper):
+    study = plan_study(paper, PUBLISHED)
+    # Tables 1 and 2: 8 methods x (baseline + 3 inits x 2 PL sets) on each dataset = 112 fine-tunings;
+    # 3a adds SAMRS* (2 methods x 2 inits), 3b binary and Mixed-PL (2 x 2), 4 the 320k runs (8 x 2),
+    # 5 four area thresholds, 6 UNet baseline and ATLAS-PL.
+    assert len(study.finetune_runs) == 112 + 4 + 4 + 16 + 4 + 2
+    # 8 x iSAID-PL, 8 x SAMRS-PL, 8 x SAMRS-PL 320k, SAMRS* 2, binary 2, Mixed-PL 2, areas 4, ATLAS-PL 1.
+    assert len(study.pretrain_runs) == 35
+    keys = {r.key for r in study.pretrain_runs}
+    # Mixed-PL continues from iSAID-PL's run of the same model and schedule, which is planned too.
+    mixed = next(r for r in study.pretrain_runs if r.pretraining == "mixed-pl" and r.model == "upernet-r50")
+    assert study.parent_run(mixed).key == "upernet-r50/isaid-pl/80k" and "upernet-r50/isaid-pl/80k" in keys
+    assert "segformer-b5/samrs-pl/320k" in keys
+
+
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason="results/paper (the published tables) is missing")
+def test_paper_plan_rows_follow_the_published_tables(paper):
+    import pandas as pd
+
+    study = plan_study(paper, PUBLISHED)
+    for table, file in [("1", "table1_isaid.csv"), ("2", "table2_potsdam.csv"), ("4", "table4_steps.csv")]:
+        published = pd.read_csv(PUBLISHED / file, dtype=str)
+        rows = [r for r in study.rows if r.table == table]
+        assert len(rows) == len(published)
+        for row, (_, expected) in zip(rows, published.iterrows(), strict=True):
+            assert {k: normalize_key(k, v) for k, v in row.keys.items()} == {
+                k: normalize_key(k, expected[k]) for k in row.keys
+            }
+            assert row.run is not None
+    table6 = [r for r in study.rows if r.table == "6"]
+    # The paper's medical models are listed (not run) and our UNet rows follow, saying the models differ.
+    assert [r.keys["method"] for r in table6 if r.run is None] == ["DoDNet"] * 2 + ["MED3D"] * 2 + [
+        "SAM-Med2D"
+    ] * 2
+    unet = [r for r in table6 if r.run is not None]
+    assert [r.keys["pretrained"] for r in unet] == ["baseline", "ATLAS-PL"]
+    assert all("differs" in r.note for r in unet) and all(r.dataset_kind == "medical" for r in table6)
+    table5 = [r for r in study.rows if r.table == "5"]
+    assert [r.keys["area_threshold"] for r in table5] == ["0.1", "0.3", "0.5", "0.7", "1.0"]
+    assert all(r.run is not None for r in table5)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["tables"]["1"].update(pretrained=["nope"]), "tables.1.pretrained: 'nope' is neither"),
+        (lambda c: c["tables"]["1"].update(models=["unet-s5-d16x"]), "tables.1.models: 'unet-s5-d16x'"),
+        (lambda c: c["tables"]["2"].update(finetune_datasets=["vaihingen"]), "tables.2.finetune_datasets"),
+        (
+            lambda c: c["pseudo_labels"]["isaid-binary"].update(of="samrs-star"),
+            "pseudo_labels.isaid-binary.of",
+        ),
+        (lambda c: c["pseudo_labels"]["isaid-pl"].update(dataset="dior"), "pseudo_labels.isaid-pl.dataset"),
+        (lambda c: c["pretrainings"]["mixed-pl"].update(continue_from="mixed-pl"), "the chain loops"),
+        (
+            lambda c: c["pretrainings"].update({"isaid-pl": {"pseudo_labels": "isaid-pl"}}),
+            "the name is taken",
+        ),
+        (lambda c: c["training"]["models"].update({"upernet-r50": "90k"}), "schedule '90k' is not in"),
+        (lambda c: c["tables"]["4"].update(schedules=["base", "640k"]), "tables.4.schedules: '640k'"),
+    ],
+)
+def test_inconsistent_study_is_named(paper, edit, message):
+    config = copy.deepcopy(paper)
+    edit(config)
+    with pytest.raises(StudyError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        plan_study(config)
+
+
+def test_paths_put_each_run_in_its_own_folder(demo):
+    study = plan_study(demo)
+    run = study.finetune_runs[1]
+    assert study.finetune_dir(run) == "results/demo/train/finetune/demo/segformer-b0/demo-pl/demo/overall"
+    assert (
+        study.pretrain_dir(study.pretrain_runs[0]) == "results/demo/train/pretrain/segformer-b0/demo-pl/demo"
+    )
+    assert study.paint_source("demo-binary") == "demo-pl"
+    assert study.binary_children("demo-pl") == ["demo-binary"]
+    assert study.datasets_to_label() == ["demo"]
+    assert study.iters("demo") == 100
+
+
+def test_normalize_key_matches_the_papers_spellings():
+    assert normalize_key("method", "PspNet") == normalize_key("method", "Pspnet")
+    assert normalize_key("step", "80K") == normalize_key("step", "80k") == normalize_key("step", "80000")
+    assert normalize_key("area_threshold", "0.3") == normalize_key("area_threshold", "0.30")
+    assert normalize_key("area_threshold", "1") == normalize_key("area_threshold", "1.0")
+    assert normalize_key("pretrained", "-") == normalize_key("pretrained", "baseline")

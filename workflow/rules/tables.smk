@@ -1,0 +1,25 @@
+# The result tables (paper Tables 1-6, or the demo's analogues): every fine-tuning's metrics beside the
+# paper's published value (results/paper), as CSV, Markdown and LaTeX (docs/tables.md). The numbers also go
+# to metrics/tables.json, outside the tables folder, so that DVC tracks them as metrics.
+
+
+rule tables:
+    input:
+        [f"{STUDY.finetune_dir(run)}/metrics.json" for run in STUDY.finetune_runs],
+    output:
+        tables=report(
+            directory(f"{RESULTS}/tables"),
+            patterns=["{name}.md"],
+            caption="../report/tables.rst",
+            category="Result tables",
+        ),
+        metrics=f"{RESULTS}/metrics/tables.json",
+    log:
+        f"{LOGS}/tables.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    run:
+        from alps.tables import write_study_tables
+
+        write_study_tables(config, output.tables, output.metrics, log=log[0])
