@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import shutil
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -43,7 +42,7 @@ from alps.io.atomic import atomic_write_text
 from alps.io.images import read_image
 from alps.io.manifest import read_manifest
 from alps.masks.base import MaskSet, encode_masks
-from alps.masks.sam import _check_image, _EmbeddingKeepingPredictor, load_sam
+from alps.masks.sam import _check_image, _EmbeddingKeepingPredictor, load_sam, usable_bf16
 from alps.paint import UNLABELED
 from alps.pipeline import _replace_dir, paint_mask_sets
 from alps.sharding import images_from_source, select_shard
@@ -200,14 +199,7 @@ class BoxPromptLabeler:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model.eval()
-        if bf16 and self.device.type != "cuda":
-            warnings.warn(
-                f"bf16 autocast is only used on CUDA; running SAM in float32 on {self.device}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            bf16 = False
-        self.bf16 = bf16
+        self.bf16 = bf16 = usable_bf16(bf16, self.device)
         self.batch_size = batch_size
         # The same predictor the sam mask backend uses: bf16 autocast of the encoder only, float32 decoder.
         self._predictor = _EmbeddingKeepingPredictor(self.model, bf16)

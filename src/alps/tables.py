@@ -542,6 +542,27 @@ class _Built:
     key_columns: list[str]
     value_columns: list[str]
     rows: list[dict[str, Any]]
+    analogue_of: list[str] = field(default_factory=list)  # fine-tuning datasets of a table not on the paper's
+
+
+TABLE_SUBJECTS: dict[str, str] = {
+    "1": "pseudo-label pre-training with each sub-model initialisation, against training from scratch",
+    "2": "pseudo-label pre-training with each sub-model initialisation, against training from scratch",
+    "3a": "SAMRS* (box-prompted SAM) against ALPS pseudo-labels for pre-training",
+    "3b": "binary-mask against clustered pseudo-label pre-training",
+    "4": "longer pre-training",
+    "5": "area size threshold of the filtering gate",
+    "6": "baseline against pseudo-label pre-training",
+}
+"""What each table compares, for the titles of its analogues on other datasets (e.g. the demo's)."""
+
+
+def table_title(built: _Built) -> str:
+    """The paper's title of the table, or "Table N analogue on <datasets>: <what it compares>"."""
+    if built.analogue_of:
+        subject = TABLE_SUBJECTS.get(built.table, "")
+        return f"Table {built.table} analogue on {', '.join(built.analogue_of)}: {subject} (%)"
+    return TABLE_TITLES.get(built.table, f"Table {built.table}")
 
 
 def _key_columns(table_id: str, rows: Sequence[TableRow]) -> list[str]:
@@ -637,7 +658,11 @@ def _build(table_id: str, rows: Sequence[TableRow], published: Mapping[str, pd.D
     frame = pd.DataFrame.from_records(records, columns=columns_out)
     for column in ("reproduced", "published", "difference"):
         frame[column] = pd.to_numeric(frame[column]).astype(float)
-    return _Built(table_id, frame, key_columns, value_columns, summary_rows)
+    # A table whose rows fine-tune on none of the paper's datasets is an analogue (the demo's Table 1).
+    analogue_of = []
+    if not any(row.dataset_kind in _KNOWN_KINDS for row in rows):
+        analogue_of = sorted({row.keys.get("finetune_dataset", row.dataset_kind) for row in rows})
+    return _Built(table_id, frame, key_columns, value_columns, summary_rows, analogue_of)
 
 
 def build_table(
@@ -827,7 +852,7 @@ def _summary(built: _Built) -> dict[str, Any]:
     miou = compared[compared["column"].isin(["mIoU", "miou"])]["difference"]
     return {
         "table": built.table,
-        "title": TABLE_TITLES.get(built.table, f"Table {built.table}"),
+        "title": table_title(built),
         "files": {kind: f"table{built.table}.{kind}" for kind in ("csv", "md", "tex")},
         "key_columns": built.key_columns,
         "value_columns": built.value_columns,
@@ -915,7 +940,7 @@ def write_tables(
     written: list[Path] = []
     summaries = []
     for b in built:
-        title = TABLE_TITLES.get(b.table, f"Table {b.table}")
+        title = table_title(b)
         for suffix, text in (
             ("csv", _csv_text(b.frame)),
             ("md", render_markdown(b, title)),

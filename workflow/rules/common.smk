@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from alps.config import check_config
 from alps.datasets import converter_options
 from alps.sharding import images_from_source, shard_count
-from alps.study import SCRATCH, plan_study
+from alps.study import DATASET_KINDS, SCRATCH, plan_study
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)

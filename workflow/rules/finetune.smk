@@ -2,9 +2,6 @@
 # pre-training with one sub-model initialisation. Iterations are the model's own schedule; {schedule} names
 # the pre-training's. Only metrics.json is declared as output, so a killed run resumes (see pretrain.smk).
 
-DATASET_KINDS_FOR_TRAINING = {"isaid": "isaid", "potsdam": "potsdam", "atlas": "medical"}
-
-
 def finetune_inputs(wildcards):
     inputs = {"manifest": MANIFEST.format(dataset=wildcards.dataset)}
     if wildcards.pretraining != SCRATCH:
@@ -21,7 +18,8 @@ def finetune_init(wildcards):
 
 
 def finetune_dataset_kind(wildcards):
-    kind = DATASET_KINDS_FOR_TRAINING.get(DATASETS[wildcards.dataset]["converter"])
+    # The paper's datasets need their kind named; the rest (the demo) is detected from its folder.
+    kind = DATASET_KINDS.get(DATASETS[wildcards.dataset]["converter"])
     return f"--dataset {kind}" if kind else ""
 
 

@@ -328,6 +328,26 @@ class _FastEmbeddingKeepingAMG(_EmbeddingKeepingAMG, ExactFastAMG):
     """``_EmbeddingKeepingAMG`` on the exact fast path of ``alps.masks.fast_amg`` (same masks, less work)."""
 
 
+def usable_bf16(requested: bool, device: torch.device) -> bool:
+    """Whether bf16 autocast of SAM's encoder is used: only on CUDA (a warning says so elsewhere).
+
+    Arguments:
+        requested: the caller asked for bf16.
+        device: where the model runs.
+
+    Returns:
+        ``requested`` on CUDA, else False.
+    """
+    if requested and device.type != "cuda":
+        warnings.warn(
+            f"bf16 autocast is only used on CUDA; running SAM in float32 on {device}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+    return requested
+
+
 class SamMaskGenerator:
     """The ``sam`` mask backend: SAM's automatic mask generator, returning the embedding with the masks.
 
@@ -353,17 +373,10 @@ class SamMaskGenerator:
     ) -> None:
         self.model = model.eval()
         self.config = config if config is not None else SamConfig()
-        if bf16 and self.device.type != "cuda":
-            warnings.warn(
-                f"bf16 autocast is only used on CUDA; running SAM in float32 on {self.device}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            bf16 = False
-        self.bf16 = bf16
+        self.bf16 = usable_bf16(bf16, self.device)
         self.exact_fast_path = exact_fast_path
         amg_class = _FastEmbeddingKeepingAMG if exact_fast_path else _EmbeddingKeepingAMG
-        self._amg = amg_class(self.model, self.config, bf16)
+        self._amg = amg_class(self.model, self.config, self.bf16)
 
     @classmethod
     def from_checkpoint(

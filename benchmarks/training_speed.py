@@ -1,0 +1,110 @@
+"""Seconds per training iteration of the paper's methods, fp32 against mixed precision (AMP), on one device.
+
+Fine-tunes each model with `alps.train.runner.finetune` (the real mmengine path, the config the workflow
+uses) on a synthetic 3-class folder dataset of random 512 px images, and times the training iterations with
+an mmengine hook: the median interval over the last iterations, after warm-up. Prints one line per model and
+precision and the AMP speed-up measured in the same run. On a GPU this is what an 80k/160k schedule costs;
+on the CPU only fp32 runs (AMP is CUDA only). Random data: the timing, not the accuracy, is the point.
+
+    python benchmarks/training_speed.py --device cuda --models upernet-r50 segformer-b5 --iters 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from PIL import Image
+
+from alps.train.runner import finetune
+
+
+class IterationTimer(Hook):
+    """Records the wall time after each training iteration (CUDA synchronised, so kernels are counted)."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:  # noqa: ANN001
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.stamps.append(time.perf_counter())
+
+
+def synthetic_dataset(root: Path, size: int, images: int, seed: int = 0) -> Path:
+    """A folder dataset (classes.json, img_dir/ann_dir train/val) of random images and blocky labels."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", images), ("val", 2)):
+        for index in range(count):
+            image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            label = np.kron(rng.integers(0, 3, (size // 64, size // 64)), np.ones((64, 64))).astype(np.uint8)
+            for folder, array in (("img_dir", image), ("ann_dir", label)):
+                path = root / folder / split / f"{split}_{index:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(path)
+    classes = {"classes": ["a", "b", "c"], "palette": [[0, 0, 0], [255, 0, 0], [0, 255, 0]]}
+    (root / "classes.json").write_text(json.dumps(classes))
+    return root
+
+
+def seconds_per_iter(model: str, dataset: Path, work_dir: Path, args: argparse.Namespace, amp: bool) -> float:
+    timer = IterationTimer()
+    finetune(
+        dataset,
+        work_dir,
+        model=model,
+        dataset="folder",
+        iters=args.iters,
+        crop_size=args.crop,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        amp=amp,
+        val_interval=args.iters * 10,  # no validation inside the timed loop
+        resume=False,
+        hooks=[timer],
+    )
+    intervals = np.diff(timer.stamps)[args.warmup :]
+    return float(statistics.median(intervals))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["upernet-r50", "segformer-b5"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=10, help="iterations left out of the median")
+    parser.add_argument("--crop", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    precisions = [False, True] if args.device.startswith("cuda") else [False]
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = synthetic_dataset(Path(tmp) / "data", args.crop, images=8)
+        name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+        print(f"device {name}, batch {args.batch_size}, crop {args.crop}, median of iterations "
+              f"{args.warmup + 1}..{args.iters}")  # fmt: skip
+        for model in args.models:
+            timings = {}
+            for amp in precisions:
+                label = "amp" if amp else "fp32"
+                timings[label] = seconds_per_iter(model, dataset, Path(tmp) / f"{model}-{label}", args, amp)
+                peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else 0.0
+                hours = timings[label] * 80000 / 3600
+                print(f"{model:20s} {label:5s} {timings[label]:.3f} s/iter  ({hours:.1f} h per 80k)  "
+                      f"peak {peak:.1f} GiB")  # fmt: skip
+                if args.device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+            if "amp" in timings:
+                print(f"{model:20s} AMP speed-up x{timings['fp32'] / timings['amp']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
