@@ -32,7 +32,7 @@ class IterationTimer(Hook):
     def __init__(self) -> None:
         self.stamps: list[float] = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:  # noqa: ANN001
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.stamps.append(time.perf_counter())

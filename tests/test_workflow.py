@@ -198,7 +198,8 @@ def test_paper_dryrun_plans_the_full_study():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "total" in result.stdout
-    # Shards of 1000 images: iSAID 33,978 training patches -> 34, SAMRS 73,560 -> 74, ATLAS 3,840 -> 4.
+    # Shards of 1000 images (alps.placeholders.PAPER_IMAGE_COUNTS): iSAID 33,978 training patches -> 34,
+    # SAMRS 73,560 -> 74, ATLAS 3,840 slices -> 4.
     isaid, samrs, atlas = 34, 74, 4
     assert job_counts(result.stdout) == {
         "masks_and_features": isaid + samrs + atlas,  # the sam encoder: features come with the masks

@@ -19,7 +19,8 @@ import pandas as pd
 from alps.io.manifest import write_manifest
 
 PAPER_IMAGE_COUNTS: dict[str, dict[str, int]] = {
-    # mmsegmentation's iSAID patches (896 px windows, tools/dataset_converters/isaid.py).
+    # iSAID cut into 896 px patches with 384 px overlap (alps.datasets.isaid, as mmsegmentation's
+    # converter): about 34k / 11.6k, an estimate (no raw iSAID here); only the shard arithmetic uses it.
     "isaid": {"train": 33978, "val": 11644},
     # The paper's merged SAMRS pool (FAST + SIOR + SOTA), split 7:3 (its Sec. "Datasets").
     "samrs": {"train": 73560, "val": 31526},
@@ -28,7 +29,8 @@ PAPER_IMAGE_COUNTS: dict[str, dict[str, int]] = {
     # ATLAS 2023: 60 training and 30 test patients; about 64 axial slices each (an estimate).
     "atlas": {"train": 3840, "test": 1920},
 }
-"""Images per split of each converter's prepared dataset, for the dry run's shard arithmetic."""
+"""Images per split of each converter's prepared dataset, for the dry run's shard arithmetic (SAMRS and
+Potsdam as the paper and the converter give them; iSAID and ATLAS estimated)."""
 
 DEFAULT_COUNTS: dict[str, int] = {"train": 100, "val": 25}
 
