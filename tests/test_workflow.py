@@ -219,3 +219,62 @@ def test_paper_dryrun_plans_the_full_study():
         "all": 1,
         "total": 801,
     }
+
+
+@pytest.mark.slow
+def test_a_run_killed_inside_a_mask_shard_resumes_without_corrupt_output(tmp_path):
+    """SIGKILL to the whole Snakemake process group while a masks job runs, then the same command again."""
+    import hashlib
+    import re
+    import signal
+    import time
+
+    config = write_config(
+        tmp_path, **{"labeling.masks.felzenszwalb": {"scale": 150.0, "sigma": 0.8, "min_size": 5}}
+    )
+    results = tmp_path / "results"
+    shard = results / "labeling/demo/masks/shard_0000.parquet"
+    prepared = snakemake(str(results / "datasets/demo/manifest.csv"), config=config)
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    command = [str(BIN / "snakemake"), str(shard), "--cores", "1", "--configfile", str(config)]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log = results / "logs/masks/demo_shard_0000.log"
+    deadline = time.monotonic() + 120
+    # `alps masks` logs "<image id>: <n> masks" after each image: wait for the first one.
+    while time.monotonic() < deadline and not re.search(
+        r": \d+ masks", log.read_text() if log.exists() else ""
+    ):
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the shard: the job has started working on its images
+    assert process.poll() is None, (
+        "the masks job finished before it could be killed; the test needs a slower shard"
+    )
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    # A hard kill leaves Snakemake's lock behind (in the repository's .snakemake, shared by every test);
+    # `--unlock` is the documented first step after one, so it comes before any assertion can fail.
+    unlocked = snakemake(str(shard), "--unlock", config=config)
+    assert unlocked.returncode == 0, unlocked.stderr[-3000:]
+    # Atomic writes: nothing at the shard's path, no half-written Parquet file.
+    assert not shard.exists()
+    resumed = snakemake(str(shard), config=config)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    clean_config = write_config(
+        fresh, **{"labeling.masks.felzenszwalb": {"scale": 150.0, "sigma": 0.8, "min_size": 5}}
+    )
+    clean_shard = fresh / "results/labeling/demo/masks/shard_0000.parquet"
+    clean = snakemake(str(clean_shard), config=clean_config)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (shard, clean_shard)]
+    assert digest[0] == digest[1]
