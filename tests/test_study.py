@@ -149,3 +149,8 @@ def test_normalize_key_matches_the_papers_spellings():
     assert normalize_key("area_threshold", "0.3") == normalize_key("area_threshold", "0.30")
     assert normalize_key("area_threshold", "1") == normalize_key("area_threshold", "1.0")
     assert normalize_key("pretrained", "-") == normalize_key("pretrained", "baseline")
+
+
+def test_unquoted_table_ids_are_read_as_the_papers(demo):
+    demo["tables"] = {1: demo["tables"]["1"], 5: demo["tables"]["5"]}
+    assert {r.table for r in plan_study(demo).rows} == {"1", "5"}

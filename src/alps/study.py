@@ -376,7 +376,7 @@ def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = Non
 
     rows: list[PlannedRow] = []
     published = Path(published_dir) if published_dir is not None else None
-    tables = config.get("tables") or {}
+    tables = {str(k): v for k, v in (config.get("tables") or {}).items()}
     if tables and not models:
         raise StudyError("tables: result tables need training.models to train")
     for table in TABLE_IDS:

@@ -10,6 +10,9 @@ from alps.datasets import converter_options
 from alps.sharding import images_from_source, shard_count
 from alps.study import DATASET_KINDS, SCRATCH, plan_study
 
+# Table ids are the paper's ("1", "3a"); YAML reads an unquoted 1 as a number, which would fail the schema.
+if isinstance(config.get("tables"), dict):
+    config["tables"] = {str(k): v for k, v in config["tables"].items()}
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
 
