@@ -154,3 +154,11 @@ def test_normalize_key_matches_the_papers_spellings():
 def test_unquoted_table_ids_are_read_as_the_papers(demo):
     demo["tables"] = {1: demo["tables"]["1"], 5: demo["tables"]["5"]}
     assert {r.table for r in plan_study(demo).rows} == {"1", "5"}
+
+
+def test_pretrain_checkpoint_is_the_last_iteration(paper):
+    study = plan_study(paper)
+    run = next(r for r in study.pretrain_runs if r.key == "segformer-b5/samrs-pl/320k")
+    assert study.pretrain_checkpoint(run) == (
+        "results/paper-study/train/pretrain/segformer-b5/samrs-pl/320k/iter_320000.pth"
+    )

@@ -184,6 +184,10 @@ class Study:
     def pretrain_dir(self, run: PretrainRun) -> str:
         return f"{self.results_dir}/train/pretrain/{run.key}"
 
+    def pretrain_checkpoint(self, run: PretrainRun) -> str:
+        """The final checkpoint a pre-training leaves (mmengine's ``iter_<iterations>.pth``)."""
+        return f"{self.pretrain_dir(run)}/iter_{self.iters(run.schedule)}.pth"
+
     def finetune_dir(self, run: FinetuneRun) -> str:
         return f"{self.results_dir}/train/finetune/{run.key}"
 

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from alps.config import check_config
 from alps.datasets import converter_options
 from alps.sharding import images_from_source, shard_count
-from alps.study import DATASET_KINDS, SCRATCH, plan_study
+from alps.study import DATASET_KINDS, SCRATCH, PretrainRun, plan_study
 
 # Table ids are the paper's ("1", "3a"); YAML reads an unquoted 1 as a number, which would fail the schema.
 if isinstance(config.get("tables"), dict):

@@ -12,8 +12,8 @@ def finetune_inputs(wildcards):
 def finetune_init(wildcards):
     if wildcards.pretraining == SCRATCH:
         return "--init none"
-    metrics = PRETRAIN_METRICS.format(**wildcards)
-    weights = metrics.replace("metrics.json", f"iter_{STUDY.iters(wildcards.schedule)}.pth")
+    run = PretrainRun(wildcards.model, wildcards.pretraining, wildcards.schedule)
+    weights = STUDY.pretrain_checkpoint(run)
     return f"--init {wildcards.init} --from {weights}"
 
 

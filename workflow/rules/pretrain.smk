@@ -18,8 +18,7 @@ def pretrain_init(wildcards):
     parent = STUDY.pretrainings[wildcards.pretraining].continue_from
     if parent is None:
         return ""
-    work_dir = PRETRAIN_METRICS.format(model=wildcards.model, pretraining=parent, schedule=wildcards.schedule)
-    weights = work_dir.replace("metrics.json", f"iter_{STUDY.iters(wildcards.schedule)}.pth")
+    weights = STUDY.pretrain_checkpoint(PretrainRun(wildcards.model, parent, wildcards.schedule))
     return f"--init backbone --from {weights}"
 
 
