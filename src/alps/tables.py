@@ -935,8 +935,11 @@ def write_tables(
         raise TableError("no rows: nothing to tabulate")
     published_path = Path(published_dir) if published_dir is not None else None
     published = load_published(published_path) if published_path is not None else {}
-    built = _build_all(rows, published)
-    out = Path(out_dir)
+    return _write_built(_build_all(rows, published), Path(out_dir), published_path)
+
+
+def _write_built(built: Sequence[_Built], out: Path, published_path: Path | None) -> list[Path]:
+    """``write_tables`` after the tables are built: the per-table files and the index."""
     written: list[Path] = []
     summaries = []
     for b in built:
@@ -993,26 +996,26 @@ def study_rows(
     ]
 
 
-def table_metrics(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def table_metrics(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     """The reproduced mIoU/mAcc (Table 6: DSC and IoU means) of every run row, for ``dvc metrics``.
 
     Arguments:
-        out_dir: a folder ``write_tables`` wrote.
+        frames: the long tables by table id (``collect``).
 
     Returns:
         ``{"table<id>": {"<row keys joined by ' | '>": {"mIoU": ..., "mAcc": ...}}}``; rows not run are left
         out (DVC shows numbers, not "not run").
     """
     metrics: dict[str, Any] = {}
-    for path in sorted(Path(out_dir).glob("table*.csv")):
-        frame = pd.read_csv(path, dtype={"reproduced": float}, keep_default_na=False, na_values=[""])
-        table = path.stem
+    for table_id, frame in sorted(frames.items()):
         summary = frame[frame["column"].isin(["mIoU", "mAcc", "dsc_mean", "miou"])]
         summary = summary[summary["status"].isin([STATUS_COMPARED, STATUS_NO_PUBLISHED])]
-        key_columns = TABLE_KEYS.get(table.removeprefix("table"), ())
+        key_columns = TABLE_KEYS.get(table_id, ())
         for _, line in summary.iterrows():
             label = " | ".join(str(line[c]) for c in key_columns if c in line) or str(line["row"])
-            metrics.setdefault(table, {}).setdefault(label, {})[line["column"]] = float(line["reproduced"])
+            metrics.setdefault(f"table{table_id}", {}).setdefault(label, {})[line["column"]] = float(
+                line["reproduced"]
+            )
     return metrics
 
 
@@ -1029,7 +1032,7 @@ def write_study_tables(
     Arguments:
         config: the validated workflow configuration.
         out_dir: the tables folder (``write_tables``).
-        metrics_path: the JSON that ``table_metrics`` fills (kept outside ``out_dir``, so DVC can track it
+        metrics_path: the JSON of ``table_metrics`` (kept outside ``out_dir``, so DVC can track it
             as metrics while ``out_dir`` is a cached output).
         published_dir: the published tables (default ``results/paper``).
         log: a file that receives a line per table written.
@@ -1037,8 +1040,16 @@ def write_study_tables(
     Returns:
         The files written.
     """
-    written = write_tables(study_rows(config, published_dir), out_dir, published_dir)
-    atomic_write_text(Path(metrics_path), json.dumps(table_metrics(out_dir), indent=2, sort_keys=True) + "\n")
+    published_path = Path(published_dir) if published_dir is not None else None
+    published = load_published(published_path) if published_path is not None else {}
+    rows = study_rows(config, published_dir)
+    if not rows:
+        raise TableError("the configuration has no tables: nothing to tabulate")
+    # Built once: the same tables give the files and the DVC metrics.
+    built = _build_all(rows, published)
+    written = _write_built(built, Path(out_dir), published_path)
+    metrics = table_metrics({b.table: b.frame for b in built})
+    atomic_write_text(Path(metrics_path), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if log is not None:
         lines = [f"wrote {path}" for path in [*written, Path(metrics_path)]]
         atomic_write_text(Path(log), "\n".join(lines) + "\n")
