@@ -464,6 +464,33 @@ def official_encoder(checkpoint: Path, model_type: str) -> Any:
     return encoder.eval()
 
 
+OFFICIAL_FOLDERS = ("masks", "vectors", "vector_json", "labels", "vis")
+
+
+def official_folders(root: Path) -> tuple[Path, ...]:
+    """The official script's output folders (masks, vectors, vector_json, labels, vis), created."""
+    folders = tuple(root / name for name in OFFICIAL_FOLDERS)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def official_store_masks(image: np.ndarray, records: list[dict[str, Any]], mask_root: Path, stem: str) -> int:
+    """One PNG per mask in ``<stem>_all_mask/``, as the script stores them; returns how many."""
+    folder = mask_root / f"{stem}_all_mask"
+    folder.mkdir(exist_ok=True)
+    return official_write_mask_folder(image, records, folder)
+
+
+def official_cluster_and_paint(profiler: StageProfiler, root: Path, k: int) -> None:
+    """The script's last two steps on the vectors in ``root``: k-means over all of them, then painting."""
+    mask_root, _, jsons, labels, vis = (root / name for name in OFFICIAL_FOLDERS)
+    with profiler.stage("clustering"):
+        official_cluster(jsons, root / "mask2instance.json", k)
+    with profiler.stage("painting"):
+        official_paint(root / "mask2instance.json", mask_root, labels, vis, k)
+
+
 def run_baseline(config: dict[str, Any]) -> dict[str, Any]:
     """(a): the official per-image design on the images, from SAM to painted labels."""
     import cv2
@@ -473,11 +500,7 @@ def run_baseline(config: dict[str, Any]) -> dict[str, Any]:
     start, cpu_start = time.perf_counter(), time.process_time()
     root = Path(config["workdir"]) / "baseline"
     images = [Path(p) for p in config["images"]]
-    mask_root, vectors, jsons, labels, vis = (
-        root / name for name in ("masks", "vectors", "vector_json", "labels", "vis")
-    )
-    for folder in (mask_root, vectors, jsons, labels, vis):
-        folder.mkdir(parents=True, exist_ok=True)
+    mask_root, vectors, jsons, _, _ = official_folders(root)
     with profiler.stage("load models"):
         sam = sam_model_registry[config["model"]](checkpoint=config["checkpoint"])
         sam.mask_threshold = config["mask_threshold"]
@@ -488,19 +511,14 @@ def run_baseline(config: dict[str, Any]) -> dict[str, Any]:
             image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             records = generator.generate(image)
         with profiler.stage("mask storage"):
-            folder = mask_root / f"{path.stem}_all_mask"
-            folder.mkdir(exist_ok=True)
-            written += official_write_mask_folder(image, records, folder)
+            written += official_store_masks(image, records, mask_root, path.stem)
         del image, records
     del sam, generator
     with profiler.stage("load models"):
         encoder = official_encoder(Path(config["checkpoint"]), config["model"])
     dataset = OfficialMaskDataset(images, mask_root, profiler)
     official_features(dataset, profiler, vectors, jsons, encoder=encoder)
-    with profiler.stage("clustering"):
-        official_cluster(jsons, root / "mask2instance.json", config["k"])
-    with profiler.stage("painting"):
-        official_paint(root / "mask2instance.json", mask_root, labels, vis, config["k"])
+    official_cluster_and_paint(profiler, root, config["k"])
     return profiler.report(start, cpu_start, images=len(images), masks=written)
 
 
@@ -514,11 +532,7 @@ def run_post_baseline(config: dict[str, Any]) -> dict[str, Any]:
     start, cpu_start = time.perf_counter(), time.process_time()
     root = Path(config["workdir"]) / "post_baseline"
     images = [Path(p) for p in config["nwpu_images"]]
-    mask_root, vectors, jsons, labels, vis = (
-        root / name for name in ("masks", "vectors", "vector_json", "labels", "vis")
-    )
-    for folder in (mask_root, vectors, jsons, labels, vis):
-        folder.mkdir(parents=True, exist_ok=True)
+    mask_root, vectors, jsons, _, _ = official_folders(root)
     with profiler.stage("oracle input"):
         source = CocoMaskSource(config["coco_json"])
     written = 0
@@ -527,17 +541,12 @@ def run_post_baseline(config: dict[str, Any]) -> dict[str, Any]:
             image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             records = oracle_records(source.generate(image, path.stem))
         with profiler.stage("mask storage"):
-            folder = mask_root / f"{path.stem}_all_mask"
-            folder.mkdir(exist_ok=True)
-            written += official_write_mask_folder(image, records, folder)
+            written += official_store_masks(image, records, mask_root, path.stem)
     with profiler.stage("oracle input"):
         embeddings = load_embeddings(Path(config["workdir"]) / "embeddings", images)
     dataset = OfficialMaskDataset(images, mask_root, profiler, load_image=False)
     official_features(dataset, profiler, vectors, jsons, embeddings=embeddings)
-    with profiler.stage("clustering"):
-        official_cluster(jsons, root / "mask2instance.json", config["k"])
-    with profiler.stage("painting"):
-        official_paint(root / "mask2instance.json", mask_root, labels, vis, config["k"])
+    official_cluster_and_paint(profiler, root, config["k"])
     return profiler.report(start, cpu_start, images=len(images), masks=written)
 
 
