@@ -92,7 +92,7 @@ def test_every_model_builds_and_runs_forward_on_cpu(name: str, demo_like: Path) 
 def test_dataset_specs(tmp_path: Path, demo_like: Path, pl_dir: Path) -> None:
     isaid = dataset_spec("isaid", tmp_path / "iSAID")
     assert (isaid.num_classes, isaid.crop_size, isaid.dataset_type) == (16, (896, 896), "iSAIDDataset")
-    assert isaid.seg_map_suffix == "_instance_color_RGB.png"
+    assert isaid.seg_map_suffix == ".png"  # what datasets/isaid.py writes
     potsdam = dataset_spec("potsdam", tmp_path / "potsdam")
     assert (potsdam.num_classes, potsdam.crop_size, potsdam.reduce_zero_label) == (6, (512, 512), True)
     pl = dataset_spec("pl", pl_dir)

@@ -338,7 +338,8 @@ def dataset_spec(
             crop_size=crop,
             scale=_pair(scale or crop[::-1]),
             dataset_type="iSAIDDataset",
-            seg_map_suffix="_instance_color_RGB.png",
+            # The converter (datasets/isaid.py) writes ann_dir/<split>/<name>.png, index labels.
+            seg_map_suffix=".png",
             eval_split=eval_split or "val",
         )
     if kind == "potsdam":
