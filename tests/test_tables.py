@@ -8,6 +8,7 @@ every difference is known. None of them is a training result.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,6 +51,11 @@ PAPER_DIR = REPO_ROOT / "results" / "paper"
 SHARED_PAPER = REPO_ROOT.parent / "shared" / "paper"
 DELTA = 1.0
 """Synthetic value = published + DELTA, so every difference must be +1.00."""
+
+
+def _squeeze(text: str) -> str:
+    """Markdown with the column padding (runs of spaces, or of dashes in the rule line) squeezed to one."""
+    return re.sub(r"-{3,}", "---", re.sub(r" {2,}", " ", text))
 
 
 def shared_paper() -> Path:
@@ -277,8 +283,12 @@ def test_markdown_and_latex_have_the_papers_layout(
     values = [c for c in paper.columns if c not in ("table", *keys)]
     header = [KEY_TITLES[k] for k in keys] + [VALUE_TITLES.get(v, v) for v in values] + ["Note"]
     md = (all_tables["out"] / f"table{table_id}.md").read_text().splitlines()
-    table_lines = [line for line in md if line.startswith("|")]
+    table_lines = [_squeeze(line) for line in md if line.startswith("|")]
     assert table_lines[0] == "| " + " | ".join(header) + " |"
+    # Keys left-aligned, values right-aligned, the note left-aligned.
+    assert [c.strip() for c in table_lines[1].strip("|").split("|")] == (
+        [":---"] * len(keys) + ["---:"] * len(values) + [":---"]
+    )
     body = table_lines[2:]
     assert len(body) == len(paper)
     first = paper.iloc[0]
@@ -349,7 +359,7 @@ def test_missing_metrics_file_reads_not_run(tmp_path: Path, published: dict[str,
     not_run = frame[frame["row"] > 2]
     assert (not_run["status"] == "not run").all() and (not_run["reproduced"] == "").all()
     assert (not_run["difference"] == "").all() and (not_run["published"] != "").all()
-    md = (tmp_path / "out" / "table5.md").read_text()
+    md = _squeeze((tmp_path / "out" / "table5.md").read_text())
     assert "| 0.5 | UperNet | Potsdam | 80k | not run (paper 65.22) | not run (paper 76.90) |" in md
     assert "| 0.1 | UperNet | Potsdam | 80k | 71.17 (paper 70.17, +1.00) | 84.73 (paper 83.73, +1.00) |" in md
     summary = json.loads((tmp_path / "out" / "tables.json").read_text())["tables"][0]
@@ -469,7 +479,7 @@ def test_demo_table_without_published_values(tmp_path: Path, published_dir: Path
     assert set(frame[frame["row"] == 1]["status"]) == {"not run"}
     assert set(frame[frame["row"] == 2]["status"]) == {"no published value"}
     assert frame[(frame["row"] == 3) & (frame["column"] == "water")]["status"].iloc[0] == "absent"
-    md = (tmp_path / "out" / "tabledemo.md").read_text()
+    md = _squeeze((tmp_path / "out" / "tabledemo.md").read_text())
     assert "| segformer-b0 | Baseline | not run | not run | not run | not run | not run |" in md
     assert "| segformer-b0 | Overall | 70.00 (no published value) | 85.50 (no published value) |" in md
     assert "| 71.00 (no published value) | 80.00 (no published value) | n/a |" in md
