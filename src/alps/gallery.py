@@ -399,10 +399,10 @@ def gallery_from_shards(
         for mask_path, feature_path in zip(mask_shards, feature_shards, strict=True):
             mask_sets = read_mask_shard(mask_path)
             features = read_feature_shard(feature_path)
-            expected = sum(len(m) for m in mask_sets)
-            if len(features) != expected:
+            expected = [m.image_id for m in mask_sets for _ in range(len(m))]
+            if features.image_ids.tolist() != expected:
                 raise ValueError(
-                    f"{feature_path} holds {len(features)} vectors but {mask_path} holds {expected} masks; "
+                    f"{feature_path} is not the feature shard of {mask_path} (images or mask counts differ); "
                     "pass the feature shard of each mask shard, in the same order"
                 )
             ids = assign_clusters(model, features.vectors, features.area_fraction, threshold)
