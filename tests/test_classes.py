@@ -232,6 +232,9 @@ def test_label_rerun_without_a_map_removes_the_map_files(images, tmp_path):
     ]
     assert main([*args, "--class-map", str(tmp_path / "m.yaml"), "--no-gallery"]) == 0
     assert (out / "classes.json").is_file() and not (out / "gallery").exists()
+    # The map's copy in the output folder is a valid map for the next run.
+    assert main([*args, "--class-map", str(out / "class_map.yaml"), "--no-gallery"]) == 0
+    assert (out / "class_map.yaml").read_text() == "0: a\n1: b\n"
     assert main(args) == 0
     assert not (out / "classes.json").exists() and not (out / "class_map.yaml").exists()
     assert (out / "gallery" / "index.html").is_file()

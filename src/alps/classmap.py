@@ -268,7 +268,9 @@ def apply_class_map_to_label_dir(out_dir: str | os.PathLike[str], class_map: Cla
     for name in ("labels", "vis"):
         _replace_dir(staging / name, out / name)
     shutil.rmtree(staging)
-    shutil.copyfile(class_map.path, out / CLASS_MAP_COPY)
+    copy = out / CLASS_MAP_COPY
+    if not (copy.exists() and copy.samefile(class_map.path)):  # a rerun may pass the copy itself
+        shutil.copyfile(class_map.path, copy)
     atomic_write_text(out / CLASSES_JSON, _classes_json(class_map))
     total = int(counts.sum())
     return {
