@@ -386,8 +386,12 @@ def gallery_from_shards(
             f"{len(mask_shards)} mask shards but {len(feature_shards)} feature shards; pair them"
         )
     model = ClusterModel.load(model_path)
-    card = getattr(model, "card", None) or {}
-    threshold = area_threshold if area_threshold is not None else float(card.get("area_threshold", 0.3))
+    threshold = area_threshold
+    if threshold is None:
+        card = getattr(model, "card", None) or {}
+        if "area_threshold" not in card:
+            raise ValueError(f"{model_path} does not say its filtering gate; pass --area-threshold")
+        threshold = float(card["area_threshold"])
     names = None
     if class_map_path is not None:
         from alps.classmap import load_class_map
