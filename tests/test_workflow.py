@@ -136,8 +136,9 @@ def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
         "pretrain": 2,
         "finetune": 2,  # the baseline does not depend on the pseudo-labels
         "tables": 1,
+        "gallery": 2,  # the cluster gallery of each alps set (rules/gallery.smk)
         "all": 1,
-        "total": 20,
+        "total": 22,
     }
 
 
@@ -216,8 +217,9 @@ def test_paper_dryrun_plans_the_full_study():
         # 2 x 2; 3b binary and Mixed-PL 2 x 2; 4 the 320k runs 8 x 2; 5 four areas; 6 UNet x 2.
         "finetune": 8 * 7 * 2 + 4 + 4 + 16 + 4 + 2,
         "tables": 1,
+        "gallery": 7,  # one per alps set, like the clustering
         "all": 1,
-        "total": 801,
+        "total": 808,
     }
 
 

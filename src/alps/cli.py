@@ -384,6 +384,7 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
 def cmd_label(args: argparse.Namespace) -> None:
     from alps.pipeline import images_from_source, label
 
+    _check_class_map(args)
     card = label(
         images_from_source(args.images),
         args.out_dir,
@@ -393,6 +394,8 @@ def cmd_label(args: argparse.Namespace) -> None:
         area_threshold=args.area_threshold,
         bands=args.bands,
         binary=args.binary,
+        class_map=args.class_map,
+        gallery=not args.no_gallery,
     )
     log.info(
         "labeled %d images into %s: K=%d, %d of %d masks kept, coverage %.3f",
@@ -434,6 +437,96 @@ def cmd_placeholders(args: argparse.Namespace) -> None:
     config = yaml.safe_load(Path(args.config).read_text())
     created = write_placeholders(config, args.root)
     log.info("wrote %d placeholder inputs of %s under %s", len(created), args.config, args.root)
+
+
+# -- issue #17: the cluster gallery and class maps (alps.gallery, alps.classmap) --------------------------
+def _check_class_map(args: argparse.Namespace) -> None:
+    """Validate ``alps label --class-map`` before any work, when K is fixed (``--k auto``: after the fit)."""
+    if args.class_map is not None and args.k is not None:
+        from alps.classmap import load_class_map
+
+        load_class_map(args.class_map, args.k)
+
+
+def cmd_gallery(args: argparse.Namespace) -> None:
+    from alps.gallery import gallery_from_shards
+    from alps.sharding import images_from_source
+
+    items = images_from_source(args.source, args.split)
+    summary = gallery_from_shards(
+        {item.image_id: item.path for item in items},
+        args.mask_shards,
+        args.feature_shards,
+        args.model,
+        args.out_dir,
+        area_threshold=args.area_threshold,
+        paint_dirs=args.paint_dirs,
+        class_map_path=args.class_map,
+        examples=args.examples,
+        seed=args.seed,
+        tile=args.tile,
+        bands=args.bands,
+    )
+    log.info("gallery of %d pseudo-classes: %s", summary["k"], Path(args.out_dir) / "index.html")
+
+
+def cmd_apply_class_map(args: argparse.Namespace) -> None:
+    from alps.classmap import apply_class_map_to_dataset
+
+    k = None
+    if args.model is not None:
+        from alps.cluster import ClusterModel
+
+        k = ClusterModel.load(args.model).k
+    card = apply_class_map_to_dataset(args.pl_dataset, args.out_dir, args.class_map, k=k)
+    log.info(
+        "%s: %d named classes %s, coverage %.3f",
+        args.out_dir,
+        card["num_classes"],
+        card["classes"],
+        card["coverage"],
+    )
+
+
+def _add_class_commands(sub: Any) -> None:
+    label_parser = sub.choices["label"]
+    label_parser.add_argument(
+        "--class-map",
+        type=Path,
+        help="YAML naming the clusters (docs/classes.md): labels hold the named classes",
+    )
+    label_parser.add_argument("--no-gallery", action="store_true", help="do not write gallery/")
+
+    p = sub.add_parser("gallery", help="example masks of every pseudo-class, as static HTML + one sheet each")
+    p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")
+    p.add_argument("out_dir", type=Path, help="the gallery folder (index.html, cluster_NNN.png)")
+    p.add_argument("--split", help="manifest split that was labeled")
+    p.add_argument("--mask-shards", type=Path, nargs="+", required=True, help="mask shards (.parquet)")
+    p.add_argument(
+        "--feature-shards",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="their feature shards, in the same order",
+    )
+    p.add_argument("--model", type=Path, required=True, help="the cluster model")
+    p.add_argument("--area-threshold", type=_fraction, help="filtering gate (default: the model's)")
+    p.add_argument("--paint-dirs", type=Path, nargs="+", help="painted shards: pixel shares from their stats")
+    p.add_argument("--class-map", type=Path, help="show the names a class map gives the clusters")
+    p.add_argument("--examples", type=int, default=12, help="example masks per pseudo-class")
+    p.add_argument("--tile", type=int, default=128, help="example size in pixels")
+    p.add_argument("--seed", type=int, default=0, help="chooses the examples")
+    p.add_argument("--bands", type=_bands, help="1-based bands used as RGB, e.g. 4,3,2")
+    p.set_defaults(func=cmd_gallery)
+
+    p = sub.add_parser(
+        "apply-class-map", help="a NEW pseudo-label dataset whose labels are a class map's named classes"
+    )
+    p.add_argument("pl_dataset", type=Path, help="a pseudo-label dataset (alps pl-dataset); left unchanged")
+    p.add_argument("out_dir", type=Path, help="the new dataset folder")
+    p.add_argument("--class-map", type=Path, required=True, help="YAML: cluster id -> name (docs/classes.md)")
+    p.add_argument("--model", type=Path, help="the cluster model: every id 0..K-1 must be mapped")
+    p.set_defaults(func=cmd_apply_class_map)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -654,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--published", type=Path, help="published tables folder (default: results/paper of the repository)"
     )
     p.set_defaults(func=cmd_tables)
+    _add_class_commands(sub)
     return parser
 
 

@@ -340,11 +340,15 @@ def label(
     area_threshold: float = 0.3,
     bands: Sequence[int] | None = None,
     binary: bool = False,
+    class_map: str | os.PathLike[str] | None = None,
+    gallery: bool = True,
 ) -> dict[str, Any]:
     """All labeling stages in one process (the ``alps label`` command).
 
     Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png``,
-    ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``.
+    ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``; with ``gallery``,
+    the cluster gallery ``gallery/`` (``alps.gallery``); with ``class_map``, ``labels/`` and ``vis/`` hold
+    the map's named classes, with ``classes.json`` and the map's copy (``alps.classmap``).
 
     Returns:
         The label card (K, counts, class pixel histogram, coverage).
@@ -393,6 +397,22 @@ def label(
         "seed": cluster_config.seed,
         "alps_version": __version__,
     }
+    from alps.gallery import finish_label_dir  # issue #17: gallery and class map
+
+    card.update(
+        finish_label_dir(
+            out,
+            items,
+            mask_sets,
+            ids,
+            model.k,
+            stats["class_pixels"],
+            seed=cluster_config.seed,
+            bands=bands,
+            class_map=class_map,
+            gallery=gallery,
+        )
+    )
     atomic_write_text(out / "label_card.json", json.dumps(card, indent=2) + "\n")
     return card
 

@@ -275,6 +275,27 @@ def _palette(n: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(tuple(int(v) for v in row) for row in make_palette(max(n, 1))[:n])  # type: ignore[misc]
 
 
+def _pl_names(
+    root: Path, card: dict[str, Any], k: int
+) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    """Class names and palette of a PL dataset: its card's ``classes``/``palette`` (a class map's, or a
+    SAMRS* vocabulary), else its ``classes.json``, else ``cluster_00``... and the cluster palette. Ids past
+    the named ones (``--num-classes`` padding) are called ``unused_NN``."""
+    info = card
+    if "classes" not in info and (root / CLASSES_NAME).is_file():
+        info = json.loads((root / CLASSES_NAME).read_text())
+    if "classes" not in info:
+        return tuple(f"cluster_{i:02d}" for i in range(k)), _palette(k)
+    names = [str(c) for c in info["classes"]]
+    if len(names) > k:
+        raise ValueError(f"{root}: {len(names)} class names for num_classes {k}")
+    names += [f"unused_{i:02d}" for i in range(len(names), k)]
+    palette = list(_palette(k))
+    for i, colour in enumerate(info.get("palette", [])[:k]):
+        palette[i] = tuple(int(v) for v in colour)  # type: ignore[assignment]
+    return tuple(names), tuple(palette)
+
+
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)
@@ -305,7 +326,8 @@ def dataset_spec(
       mmseg's ``tools/dataset_converters/isaid.py``), 896 crops of images resized to 896.
     * ``potsdam``: mmseg's ``PotsdamDataset`` (6 classes, ``reduce_zero_label``), 512 crops.
     * ``pl``: a pseudo-label dataset (``alps.pipeline.assemble_pl_dataset``): K = ``num_classes`` of its
-      ``dataset_card.json``, classes ``cluster_00``..., 255 ignored, 512 crops.
+      ``dataset_card.json``, classes named by the card (a class map's or SAMRS* names; ``alps.classmap``),
+      else ``cluster_00``..., 255 ignored, 512 crops.
     * ``folder``: any mmseg-layout folder with a ``classes.json`` (``{"classes": [...], "palette": [...]}``),
       e.g. the demo (3 classes, 256 px tiles, 256 crops).
     * ``medical``: a ``folder`` whose default classes are background/liver/tumour, evaluated with IoU and
@@ -364,11 +386,12 @@ def dataset_spec(
         if k < 1 or k > IGNORE_INDEX:
             raise ValueError(f"{card_path}: num_classes {k} must be in 1..{IGNORE_INDEX}")
         crop = _pair(crop_size or 512)
+        classes, palette = _pl_names(root, card, k)
         return DatasetSpec(
             kind=kind,
             data_root=str(root),
-            classes=tuple(f"cluster_{i:02d}" for i in range(k)),
-            palette=_palette(k),
+            classes=classes,
+            palette=palette,
             crop_size=crop,
             scale=_pair(scale or crop[::-1]),
             train_split=str(card.get("split", "train")),
