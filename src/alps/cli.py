@@ -393,7 +393,16 @@ def cmd_label(args: argparse.Namespace) -> None:
         area_threshold=args.area_threshold,
         bands=args.bands,
         binary=args.binary,
+        on_error=args.on_error,
     )
+    if card["skipped"]:
+        names = ", ".join(entry["path"] for entry in card["skipped"])
+        log.warning(
+            "skipped %d unreadable image(s) (listed in %s): %s",
+            len(card["skipped"]),
+            Path(args.out_dir) / "label_card.json",
+            names,
+        )
     log.info(
         "labeled %d images into %s: K=%d, %d of %d masks kept, coverage %.3f",
         card["images"],
@@ -637,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_options(p, "efficientnet-lite0")
     _add_cluster_options(p)
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant")
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
+    )
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("tables", help="the paper's tables from fine-tuning runs, beside the published values")
@@ -670,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("running as Slurm job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         # Expected failures (bad input, missing files) get one clear line, not a traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"alps {args.command}: error: {message}", file=sys.stderr)
