@@ -181,9 +181,7 @@ def _masks_and_features(
             image, valid = read_image_with_valid(item.path, bands=bands)
         except ImageReadError as exc:
             if on_error != "skip":
-                raise ImageReadError(
-                    f"{exc}; repair or remove the file, or leave unreadable images out with --on-error skip"
-                ) from exc
+                raise
             log.warning("skipped an unreadable image: %s", exc)
             skipped.append({"item": item.image_id, "path": str(item.path), "reason": str(exc)})
             continue
@@ -450,8 +448,9 @@ def label(
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
     with OutputSet(out_dir, LABEL_OUTPUT_SET, "alps label") as outputs:
         # Refused before the long work, not after it.
+        dirs = LABEL_DIRS if binary else tuple(d for d in LABEL_DIRS if d != "binary")
         outputs.check(
-            [MASKS_FILE, FEATURES_FILE, MODEL_FILE, f"{MODEL_FILE}.card.json", LABEL_CARD_FILE, *LABEL_DIRS]
+            [MASKS_FILE, FEATURES_FILE, MODEL_FILE, f"{MODEL_FILE}.card.json", LABEL_CARD_FILE, *dirs]
         )
         card = _label_into(
             outputs.build_dir,
@@ -482,7 +481,12 @@ def _label_into(
 ) -> dict[str, Any]:
     """``label``'s stages, writing every output into the (empty) folder ``out``."""
     seed_everything(cluster_config.seed)
-    mask_sets, vector_blocks, skipped = _masks_and_features(items, generator, encoder, bands, on_error)
+    try:
+        mask_sets, vector_blocks, skipped = _masks_and_features(items, generator, encoder, bands, on_error)
+    except ImageReadError as exc:
+        raise ImageReadError(
+            f"{exc}; repair or remove the file, or leave unreadable images out with --on-error skip"
+        ) from exc
     if not mask_sets:
         raise ImageReadError(f"none of the {len(items)} image(s) could be read: {skipped[0]['reason']}")
     write_mask_shard(out / MASKS_FILE, mask_sets)

@@ -38,12 +38,17 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
         directory: a folder of images.
 
     Returns:
-        The paths whose suffix is one of ``IMAGE_SUFFIXES`` (case-insensitive), sorted.
+        The paths whose suffix is one of ``IMAGE_SUFFIXES`` (case-insensitive), sorted; hidden files
+        (temporary files of a killed writer, macOS's ``._name`` resource forks) are not images.
     """
     folder = Path(directory)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a directory")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def read_raster(path: str | os.PathLike[str]) -> NDArray[np.generic]:
