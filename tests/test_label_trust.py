@@ -351,10 +351,7 @@ def test_a_garbage_sam_checkpoint_is_named_and_never_run(kind, images, tmp_path,
     assert main([*args, "--sam-model", "vit_tiny"]) == 2
     line = _error_line(capsys)
     assert str(checkpoint) in line
-    if kind != "wrong_dict":
-        assert "is not a SAM checkpoint" in line and "official SAM weights" in line
-    else:
-        assert "does not match model_type vit_tiny" in line
+    assert "is not a SAM checkpoint" in line and "official SAM weights" in line
     assert "weights_only=False" not in line
     assert not _Payload.marker.exists()
 
@@ -436,3 +433,48 @@ def test_output_set_refuses_a_symlinked_output(tmp_path):
         with pytest.raises(ValueError, match="labels .not written by tester"):
             outputs.publish()
     assert (elsewhere / "keep.png").read_bytes() == b"x"
+
+
+def test_planted_links_are_not_followed(tmp_path):
+    """A link in place of the lock or the build folder must not make a run write or delete elsewhere."""
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (out / ".t.lock").symlink_to(victim)
+    with pytest.raises(ValueError, match=r"lock file .*\.t\.lock .*remove whatever is there"):
+        OutputSet(out, "t", "tester").__enter__()
+    assert victim.read_text() == "precious"
+    (out / ".t.lock").unlink()
+    victims = tmp_path / "victims"
+    victims.mkdir()
+    (victims / "keep.txt").write_text("precious")
+    (out / ".t.build").symlink_to(victims)
+    with OutputSet(out, "t", "tester") as outputs:
+        assert outputs.build_dir.is_dir() and not outputs.build_dir.is_symlink()
+    assert (victims / "keep.txt").read_text() == "precious"
+
+
+def test_other_bad_inputs_get_one_clear_line(images, tmp_path, capsys):
+    """Inputs that used to end in a traceback, or in silence."""
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    (dangling / "t0.png").symlink_to(images / "t0.png")
+    (dangling / "gone.png").symlink_to(tmp_path / "deleted.png")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    listing = tmp_path / "classes.json"
+    listing.write_text("[1, 2]")
+    cases = [
+        (
+            ["label", str(images), str(tmp_path / "o"), *K3, "--mask-params", '{"bogus": 1}'],
+            "unknown felzenszwalb",
+        ),
+        (["label", str(dangling), str(tmp_path / "o"), *K3], f"{dangling / 'gone.png'}: no such image file"),
+        (["label", str(images), str(a_file), *K3], f"output folder {a_file} exists and is not a folder"),
+        (["evaluate-labels", str(images), str(images), "--class-names", str(listing)], "a 'classes' list"),
+        (["evaluate-labels", str(images), str(images), "--class-names", str(a_file)], f"{a_file}: not JSON"),
+    ]
+    for argv, fragment in cases:
+        assert main(argv) == 2, argv
+        assert fragment in _error_line(capsys)

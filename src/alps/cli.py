@@ -371,7 +371,11 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
 
     names = None
     if args.class_names:
-        names = json.loads(Path(args.class_names).read_text()).get("classes")
+        try:
+            value = json.loads(Path(args.class_names).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{args.class_names}: not JSON ({exc})") from exc
+        names = value.get("classes") if isinstance(value, dict) else None
         if not isinstance(names, list):
             raise ValueError(f"{args.class_names}: expected a JSON object with a 'classes' list of names")
     report = evaluate_label_dirs(args.pred_dir, args.gt_dir, args.num_classes, args.ignore, names)

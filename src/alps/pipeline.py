@@ -7,6 +7,7 @@ the mask generator to the feature encoder in memory, so the image encoder runs o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -81,11 +82,11 @@ def build_mask_generator(
     if backend == "felzenszwalb":
         from alps.masks.superpixel import FelzenszwalbMaskGenerator
 
-        return FelzenszwalbMaskGenerator(**params)
+        return FelzenszwalbMaskGenerator(**_known_params(FelzenszwalbMaskGenerator, params, backend))
     if backend == "slic":
         from alps.masks.superpixel import SlicMaskGenerator
 
-        return SlicMaskGenerator(**params)
+        return SlicMaskGenerator(**_known_params(SlicMaskGenerator, params, backend))
     if backend == "coco":
         if coco_json is None:
             raise ValueError("the coco mask backend needs a COCO instances json (--coco-json)")
@@ -97,10 +98,20 @@ def build_mask_generator(
             raise ValueError("the sam mask backend needs a checkpoint file (--sam-checkpoint)")
         from alps.masks.sam import SamConfig, SamMaskGenerator
 
+        config = SamConfig(**_known_params(SamConfig, params, backend))
         return SamMaskGenerator.from_checkpoint(
-            sam_checkpoint, sam_model, device=device, config=SamConfig(**params), bf16=bf16
+            sam_checkpoint, sam_model, device=device, config=config, bf16=bf16
         )
     raise ValueError(f"unknown mask backend {backend!r}; choose one of {list(MASK_BACKENDS)}")
+
+
+def _known_params(cls: Any, params: dict[str, Any], backend: str) -> dict[str, Any]:
+    """``params`` if they are all fields of the dataclass ``cls``, else a ValueError naming the valid ones."""
+    valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {backend} mask parameter(s) {unknown}; valid: {', '.join(valid)}")
+    return params
 
 
 def _progress(items: Sequence[Any], desc: str) -> Any:
@@ -485,7 +496,7 @@ def _label_into(
         mask_sets, vector_blocks, skipped = _masks_and_features(items, generator, encoder, bands, on_error)
     except ImageReadError as exc:
         raise ImageReadError(
-            f"{exc}; repair or remove the file, or leave unreadable images out with --on-error skip"
+            f"{exc}; repair or remove the file, or pass --on-error skip to leave out the images that fail"
         ) from exc
     if not mask_sets:
         raise ImageReadError(f"none of the {len(items)} image(s) could be read: {skipped[0]['reason']}")

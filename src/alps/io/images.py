@@ -47,7 +47,10 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        # A broken link is listed, so that reading it fails by name rather than the image going missing.
+        if (p.is_file() or p.is_symlink())
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.startswith(".")
     )
 
 

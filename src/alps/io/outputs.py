@@ -173,6 +173,8 @@ class OutputSet:
     # ------------------------------------------------------------------------------------- lifetime
 
     def __enter__(self) -> OutputSet:
+        if os.path.lexists(self.folder) and not self.folder.is_dir():
+            raise OutputSetError(f"the output folder {self.folder} exists and is not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
@@ -200,7 +202,15 @@ class OutputSet:
             self._unlock()
 
     def _lock(self) -> None:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        # O_NOFOLLOW: a planted link must not make us truncate and write whatever file it points to.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.lock_path, flags, 0o666)
+        except OSError as exc:
+            raise OutputSetError(
+                f"cannot open the lock file {self.lock_path} ({exc.strerror}); it must be a plain file "
+                f"{self.writer} creates: remove whatever is there"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -114,8 +114,9 @@ def load_sam(checkpoint: str | os.PathLike[str], model_type: str, device: str = 
             f"unknown SAM model_type {model_type!r}; valid model types: {', '.join(SAM_ARCHITECTURES)}"
         )
     if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
         raise FileNotFoundError(
-            f"SAM checkpoint {path} does not exist; download the official checkpoints from {CHECKPOINT_URL}"
+            f"SAM checkpoint {path} {what}; download the official checkpoints from {CHECKPOINT_URL}"
         )
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
@@ -143,6 +144,11 @@ def load_sam(checkpoint: str | os.PathLike[str], model_type: str, device: str = 
     try:
         sam.load_state_dict(state_dict)
     except (RuntimeError, TypeError, AttributeError, ValueError) as exc:  # values that are not tensors too
+        if not any(key in state_dict for key in sam.state_dict()):
+            raise ValueError(
+                f"{path} is not a SAM checkpoint: it holds none of SAM's weights (keys such as "
+                f"{list(state_dict)[:3]}). Pass the official SAM weights ({CHECKPOINT_URL})"
+            ) from exc
         guess = _guess_model_type(state_dict)
         hint = (
             f"it holds {guess} weights, pass model_type {guess}"
