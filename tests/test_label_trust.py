@@ -115,8 +115,9 @@ def test_a_failed_rerun_leaves_the_previous_outputs_whole(labeled, images, tmp_p
     """Defect: a rerun with --k too large left new masks/features beside old labels, model and card."""
     out = _copy(labeled, tmp_path)
     before = _snapshot(out)
-    assert main(["label", str(images), str(out), "--masks", "felzenszwalb", "--k", "250"]) == 2
-    _error_line(capsys)
+    finer = ["--masks", "felzenszwalb", "--mask-params", '{"scale": 50}']  # other masks than the first run's
+    assert main(["label", str(images), str(out), *finer, "--k", "250"]) == 2
+    assert "fewer than k=250" in _error_line(capsys)
     assert _snapshot(out) == before
     assert not (out / ".alps-label.build").exists()
 
