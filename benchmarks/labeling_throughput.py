@@ -581,8 +581,9 @@ def profile_engine(profiler: StageProfiler) -> None:
         setattr(pipeline, name, profiler.wrap(storage, getattr(pipeline, name)))
     for name in ("fit_kmeans", "assign_clusters", "batches_from_arrays"):
         setattr(pipeline, name, profiler.wrap("clustering", getattr(pipeline, name)))
-    for name in ("paint_mask_sets", "_replace_dir"):
-        setattr(pipeline, name, profiler.wrap("painting", getattr(pipeline, name)))
+    pipeline.paint_mask_sets = profiler.wrap("painting", pipeline.paint_mask_sets)
+    # Publishing the outputs (digests, renames into place) replaced swapping the painted folders in.
+    pipeline.OutputSet.publish = profiler.wrap("painting", pipeline.OutputSet.publish)
 
 
 def run_engine(config: dict[str, Any]) -> dict[str, Any]:
@@ -603,7 +604,7 @@ def run_engine(config: dict[str, Any]) -> dict[str, Any]:
         encoder = build_encoder("sam")
     generator.generate = profiler.wrap("masks (SAM AMG)", generator.generate)  # type: ignore[method-assign]
     encoder.features_for = profiler.wrap("features", encoder.features_for)  # type: ignore[method-assign]
-    pipeline.read_image = profiler.wrap("masks (SAM AMG)", pipeline.read_image)
+    pipeline.read_image_with_valid = profiler.wrap("masks (SAM AMG)", pipeline.read_image_with_valid)
     items = [pipeline.ImageItem(Path(p).stem, Path(p)) for p in config["images"]]
     card = pipeline.label(
         items,
@@ -654,7 +655,7 @@ def run_post_engine(config: dict[str, Any]) -> dict[str, Any]:
     encoder = build_encoder("sam")
     encoder.features_for = profiler.wrap("features", encoder.features_for)  # type: ignore[method-assign]
     # Reading the image stands in for SAM's input; the baseline's post-SAM steps read none either.
-    pipeline.read_image = profiler.wrap("oracle input", pipeline.read_image)
+    pipeline.read_image_with_valid = profiler.wrap("oracle input", pipeline.read_image_with_valid)
     items = [pipeline.ImageItem(p.stem, p) for p in images]
     card = pipeline.label(
         items,

@@ -96,6 +96,32 @@ def test_efficientnet_is_deterministic(effnet: EfficientNetLite0Encoder) -> None
     np.testing.assert_allclose(fresh, first, atol=1e-6)
 
 
+def test_features_are_the_same_bit_for_bit_at_any_thread_count(effnet: EfficientNetLite0Encoder) -> None:
+    """Issue 14: 1 and 2 torch threads gave features up to 2.4e-4 apart; the encoder now fixes its count."""
+    from PIL import Image
+
+    from alps.features.encoders import ENCODER_THREADS
+    from alps.masks.superpixel import FelzenszwalbMaskGenerator
+
+    path = SHARED_DATA / "potsdam" / "img_dir" / "2_10_0_0_512_512.png"
+    if not path.exists():
+        pytest.skip(f"real sample data {path} is absent")
+    image = np.asarray(Image.open(path).convert("RGB"))[:192, :256].copy()
+    mask_set = FelzenszwalbMaskGenerator().generate(image, "potsdam")
+    before = torch.get_num_threads()
+    try:
+        features = {}
+        for threads in (1, 2, 1, 2):
+            torch.set_num_threads(threads)
+            features.setdefault(threads, []).append(effnet.features_for(image, mask_set))
+            assert torch.get_num_threads() == threads  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(before)
+    assert ENCODER_THREADS == 1 and len(mask_set) > 5
+    for run in (*features[1], *features[2]):
+        assert np.array_equal(run, features[1][0])
+
+
 def test_efficientnet_layers_and_max_side_geometry() -> None:
     encoder = EfficientNetLite0Encoder(layers=("stem", "stage3", "head"), l2_normalize=False, max_side=128)
     assert encoder.feature_dim == 32 + 40 + 1280

@@ -69,7 +69,8 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
 
 
 def test_list_images_filters_and_sorts(tmp_path, blocky_image):
-    for name in ("b.PNG", "a.jpg", "notes.txt"):
+    # Hidden files are not images: a killed writer's temp file, macOS's "._a.jpg" resource forks.
+    for name in ("b.PNG", "a.jpg", "notes.txt", "._a.jpg", ".002.png.1a2b3c.png"):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG"]
     with pytest.raises(FileNotFoundError):

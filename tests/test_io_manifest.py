@@ -41,7 +41,7 @@ def _rows() -> list[dict[str, Any]]:
         {
             "image_id": "holiday photo",
             "split": "val",
-            "image_path": "../raw/photo 1.jpg",
+            "image_path": "raw/photo 1.jpg",
             "height": 480,
             "width": 640,
             "source": "",
@@ -116,6 +116,9 @@ def _set(row: int, column: str, value: Any) -> pd.DataFrame:
         (_set(0, "image_path", "/abs/x.png"), 0, "image_path", "absolute"),
         (_set(0, "image_path", "C:\\data\\x.png"), 0, "image_path", "absolute"),
         (_set(0, "label_path", "/abs/y.png"), 0, "label_path", "absolute"),
+        (_set(0, "image_path", "../outside/secret.png"), 0, "image_path", "leaves the manifest's folder"),
+        (_set(1, "image_path", "img_dir/../../x.png"), 1, "image_path", "leaves the manifest's folder"),
+        (_set(0, "label_path", "..\\outside\\y.png"), 0, "label_path", "leaves the manifest's folder"),
         (_set(1, "height", 256.0), 1, "height", "not an integer"),
         (_set(1, "height", True), 1, "height", "not an integer"),
         (_set(1, "width", 0), 1, "width", "must be > 0"),
@@ -169,6 +172,8 @@ def _csv_with(tmp_path: Path, row: int, column: str, text: str) -> Path:
         (0, "split", "TEST", "not one of"),
         (1, "image_id", "s2_r00_c00", "duplicates row 0"),
         (0, "image_path", "", "empty value"),
+        (0, "image_path", "../outside/secret.png", "leaves the manifest's folder"),
+        (1, "label_path", "/etc/passwd", "absolute"),
     ],
 )
 def test_read_rejects(tmp_path: Path, row: int, column: str, text: str, fragment: str) -> None:
@@ -211,12 +216,37 @@ def test_resolve_paths(tmp_path: Path) -> None:
     out = resolve_paths(df, root)
     assert out.loc[0, "image_path"] == os.fspath(root / "img_dir/train/s2_r00_c00.png")
     assert out.loc[0, "label_path"] == os.fspath(root / "ann_dir/train/s2_r00_c00.png")
-    assert out.loc[1, "image_path"] == os.fspath(root / "../raw/photo 1.jpg")
+    assert out.loc[1, "image_path"] == os.fspath(root / "raw/photo 1.jpg")
     assert out.loc[1, "label_path"] == ""
     assert df.loc[0, "image_path"] == "img_dir/train/s2_r00_c00.png"  # the input is not modified
     with pytest.raises(FileNotFoundError, match=r"row 0 \(image s2_r00_c00\), column 'image_path'"):
         resolve_paths(df, root, must_exist=True)
-    for rel in ("img_dir/train/s2_r00_c00.png", "ann_dir/train/s2_r00_c00.png", "../raw/photo 1.jpg"):
+    for rel in ("img_dir/train/s2_r00_c00.png", "ann_dir/train/s2_r00_c00.png", "raw/photo 1.jpg"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
     assert resolve_paths(df, root, must_exist=True).loc[1, "label_path"] == ""
+
+
+def test_resolve_paths_rejects_a_symlink_out_of_the_folder(tmp_path: Path) -> None:
+    """A manifest names only files inside its folder, also where a symbolic link would lead elsewhere."""
+    root = tmp_path / "dataset"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"secret")
+    df = read_manifest(write_manifest(_frame(), root / "manifest.csv"))
+    (root / "img_dir" / "train").mkdir(parents=True)
+    (root / "img_dir/train/s2_r00_c00.png").symlink_to(outside / "secret.png")
+    with pytest.raises(ManifestError, match=r"row 0 .*'image_path'.*outside the manifest's folder"):
+        resolve_paths(df, root)
+    # A linked folder leaving it is refused as well; a link that stays inside is fine.
+    (root / "img_dir/train/s2_r00_c00.png").unlink()
+    (root / "img_dir/train/s2_r00_c00.png").symlink_to(root / "manifest.csv")
+    (root / "raw").symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"row 1 .*leads to .*outside"):
+        resolve_paths(df, root)
+    # The dataset folder itself may be reached through a link (data/ -> a big disk).
+    (root / "raw").unlink()
+    (root / "raw").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    assert resolve_paths(df, link).loc[1, "image_path"] == os.fspath(link / "raw/photo 1.jpg")

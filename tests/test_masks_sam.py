@@ -258,7 +258,7 @@ def test_checkpoint_with_wrong_keys(checkpoint: Path, tmp_path: Path) -> None:
 
 def test_checkpoint_that_is_not_a_state_dict(tmp_path: Path) -> None:
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read SAM checkpoint"):
+    with pytest.raises(ValueError, match="garbage.pth is not a SAM checkpoint: it cannot be read as a plain"):
         load_sam(tmp_path / "garbage.pth", "vit_tiny")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(ValueError, match="not a state dict"):

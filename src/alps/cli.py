@@ -371,7 +371,11 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
 
     names = None
     if args.class_names:
-        names = json.loads(Path(args.class_names).read_text()).get("classes")
+        try:
+            value = json.loads(Path(args.class_names).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{args.class_names}: not JSON ({exc})") from exc
+        names = value.get("classes") if isinstance(value, dict) else None
         if not isinstance(names, list):
             raise ValueError(f"{args.class_names}: expected a JSON object with a 'classes' list of names")
     report = evaluate_label_dirs(args.pred_dir, args.gt_dir, args.num_classes, args.ignore, names)
@@ -396,7 +400,16 @@ def cmd_label(args: argparse.Namespace) -> None:
         binary=args.binary,
         class_map=args.class_map,
         gallery=not args.no_gallery,
+        on_error=args.on_error,
     )
+    if card["skipped"]:
+        names = ", ".join(entry["path"] for entry in card["skipped"])
+        log.warning(
+            "skipped %d unreadable image(s) (listed in %s): %s",
+            len(card["skipped"]),
+            Path(args.out_dir) / "label_card.json",
+            names,
+        )
     log.info(
         "labeled %d images into %s: K=%d, %d of %d masks kept, coverage %.3f",
         card["images"],
@@ -730,6 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_options(p, "efficientnet-lite0")
     _add_cluster_options(p)
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant")
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
+    )
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("tables", help="the paper's tables from fine-tuning runs, beside the published values")
@@ -764,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("running as Slurm job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         # Expected failures (bad input, missing files) get one clear line, not a traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"alps {args.command}: error: {message}", file=sys.stderr)

@@ -136,17 +136,26 @@ def evaluate_label_dirs(
     Arguments:
         pred_dir: pseudo-labels (uint8, cluster id, 255 = unlabeled).
         gt_dir: ground-truth index PNGs with the same file stems.
-        num_classes: number of ground-truth classes (default: max value found + 1).
+        num_classes: number of ground-truth classes (default: the number of ``class_names``, else the
+            largest value found + 1).
         ignore_values: ground-truth values to leave out (e.g. 255, or 0 for "background" to score objects).
-        class_names: optional class names for the report.
+        class_names: optional names of classes 0, 1, ... for the report.
 
     Returns:
         ``{"images", "num_clusters", "num_classes", "ignore_values", "hungarian", "majority"}``.
 
     Raises:
         FileNotFoundError: a prediction has no ground truth, or ``pred_dir`` has no PNG.
+        ValueError: the class names do not fit ``num_classes``, or the ground truth holds a larger class.
     """
-    pred_paths = sorted(Path(pred_dir).glob("*.png"))
+    if class_names is not None:
+        if num_classes is None:
+            # The names say how many classes there are; the largest may be absent from these images.
+            num_classes = len(class_names)
+        elif len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+    # Hidden files are never labels (temporary files of a writer, editor backups).
+    pred_paths = sorted(p for p in Path(pred_dir).glob("*.png") if not p.name.startswith("."))
     if not pred_paths:
         raise FileNotFoundError(f"no pseudo-label PNG in {pred_dir}")
     gt_root = Path(gt_dir)
@@ -159,20 +168,21 @@ def evaluate_label_dirs(
         gt = _read_index_png(gt_path)
         if pred.shape != gt.shape:
             raise ValueError(f"{pred_path} is {pred.shape} but its ground truth {gt_path} is {gt.shape}")
-        pairs.append((pred, gt))
-    labeled = [p[p != UNLABELED] for p, _ in pairs]
+        pairs.append((pred, gt, gt_path))
+    labeled = [p[p != UNLABELED] for p, _, _ in pairs]
     num_clusters = int(max((int(x.max()) for x in labeled if x.size), default=0)) + 1
     if num_classes is None:
-        kept = [g[~np.isin(g, list(ignore_values))] for _, g in pairs]
+        kept = [g[~np.isin(g, list(ignore_values))] for _, g, _ in pairs]
         num_classes = int(max((int(x.max()) for x in kept if x.size), default=0)) + 1
     confusion = np.zeros((num_clusters + 1, num_classes), dtype=np.int64)
-    for pred, gt in pairs:
-        confusion += accumulate_confusion(pred, gt, num_clusters, num_classes, ignore_values)
+    for pred, gt, gt_path in pairs:
+        try:
+            confusion += accumulate_confusion(pred, gt, num_clusters, num_classes, ignore_values)
+        except ValueError as exc:
+            raise ValueError(f"{gt_path}: {exc}") from exc
     # Ignored values are not classes: no cluster may be matched to them, no IoU is reported for them.
     scored = [c for c in range(num_classes) if c not in set(ignore_values)]
     names = [str(c) for c in range(num_classes)] if class_names is None else list(class_names)
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names given for {num_classes} classes")
     confusion = confusion[:, scored]
     class_names = [names[c] for c in scored]
     return {

@@ -7,6 +7,7 @@ the mask generator to the feature encoder in memory, so the image encoder runs o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,12 +22,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from alps import __version__
+from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON
 from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_kmeans
-from alps.features.encoders import FeatureEncoder, build_encoder
+from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
 from alps.io.atomic import atomic_output, atomic_write_text
-from alps.io.images import read_image
-from alps.masks.base import MaskGenerator, MaskSet
+from alps.io.images import ImageReadError, read_image, read_image_with_valid
+from alps.io.outputs import OutputSet
+from alps.masks.base import MaskGenerator, MaskSet, encode_masks
 from alps.masks.shards import read_mask_shard, write_mask_shard
 from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
 from alps.sharding import ImageItem, images_from_source, select_shard, shard_count
@@ -37,6 +40,12 @@ MASK_BACKENDS = ("sam", "felzenszwalb", "slic", "coco")
 
 CLUSTER_LABELER = "alps"
 """``labeler`` of shards painted with k-means cluster ids (also assumed for shards that do not say)."""
+
+ON_ERROR_CHOICES = ("fail", "skip")
+"""What ``label`` does with an image it cannot read: stop naming it, or leave it out and report it."""
+
+# Masks are restricted to valid pixels this many pixels at a time (bool bytes: 128 MB).
+_RESTRICT_PIXELS = 1 << 27
 
 
 def seed_everything(seed: int) -> None:
@@ -74,11 +83,11 @@ def build_mask_generator(
     if backend == "felzenszwalb":
         from alps.masks.superpixel import FelzenszwalbMaskGenerator
 
-        return FelzenszwalbMaskGenerator(**params)
+        return FelzenszwalbMaskGenerator(**_known_params(FelzenszwalbMaskGenerator, params, backend))
     if backend == "slic":
         from alps.masks.superpixel import SlicMaskGenerator
 
-        return SlicMaskGenerator(**params)
+        return SlicMaskGenerator(**_known_params(SlicMaskGenerator, params, backend))
     if backend == "coco":
         if coco_json is None:
             raise ValueError("the coco mask backend needs a COCO instances json (--coco-json)")
@@ -90,10 +99,20 @@ def build_mask_generator(
             raise ValueError("the sam mask backend needs a checkpoint file (--sam-checkpoint)")
         from alps.masks.sam import SamConfig, SamMaskGenerator
 
+        config = SamConfig(**_known_params(SamConfig, params, backend))
         return SamMaskGenerator.from_checkpoint(
-            sam_checkpoint, sam_model, device=device, config=SamConfig(**params), bf16=bf16
+            sam_checkpoint, sam_model, device=device, config=config, bf16=bf16
         )
     raise ValueError(f"unknown mask backend {backend!r}; choose one of {list(MASK_BACKENDS)}")
+
+
+def _known_params(cls: Any, params: dict[str, Any], backend: str) -> dict[str, Any]:
+    """``params`` if they are all fields of the dataclass ``cls``, else a ValueError naming the valid ones."""
+    valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {backend} mask parameter(s) {unknown}; valid: {', '.join(valid)}")
+    return params
 
 
 def _progress(items: Sequence[Any], desc: str) -> Any:
@@ -121,6 +140,72 @@ def _feature_records(
     }
 
 
+def _restrict_to_valid(mask_set: MaskSet, valid: np.ndarray | None) -> MaskSet:
+    """Cut the image's no-data pixels out of every mask (dropping masks left empty).
+
+    No mask then covers no-data: it is painted unlabeled (255), its pixels count in no feature, and the
+    mask shard carries this to every later stage.
+    """
+    if valid is None or len(mask_set) == 0:
+        return mask_set
+    rles: list[dict[str, Any]] = []
+    kept: list[int] = []
+    step = max(1, _RESTRICT_PIXELS // max(1, mask_set.height * mask_set.width))
+    for start in range(0, len(mask_set), step):
+        index = np.arange(start, min(len(mask_set), start + step))
+        masks = mask_set.decode(index) & valid
+        nonempty = masks.reshape(len(index), -1).any(axis=1)
+        if nonempty.any():
+            rles += encode_masks(masks[nonempty])
+            kept += index[nonempty].tolist()
+    return MaskSet(
+        mask_set.image_id,
+        mask_set.height,
+        mask_set.width,
+        rles,
+        mask_set.predicted_iou[kept],
+        mask_set.stability_score[kept],
+        mask_set.embedding,
+    )
+
+
+def _masks_and_features(
+    items: Sequence[ImageItem],
+    generator: MaskGenerator,
+    encoder: FeatureEncoder | None,
+    bands: Sequence[int] | None,
+    on_error: str,
+) -> tuple[list[MaskSet], list[np.ndarray], list[dict[str, str]]]:
+    """The per-image loop: read, generate masks (cut to valid pixels), compute features.
+
+    Returns:
+        The mask sets (embeddings dropped) and feature blocks of the images read, in item order, and the
+        images skipped (``on_error="skip"``) as ``{"item", "path", "reason"}``.
+
+    Raises:
+        ImageReadError: an image cannot be read and ``on_error`` is ``"fail"``.
+    """
+    mask_sets: list[MaskSet] = []
+    vectors: list[np.ndarray] = []
+    skipped: list[dict[str, str]] = []
+    for item in _progress(items, f"masks ({generator.name})"):
+        try:
+            image, valid = read_image_with_valid(item.path, bands=bands)
+        except ImageReadError as exc:
+            if on_error != "skip":
+                raise
+            log.warning("skipped an unreadable image: %s", exc)
+            skipped.append({"item": item.image_id, "path": str(item.path), "reason": str(exc)})
+            continue
+        mask_set = _restrict_to_valid(generator.generate(image, item.image_id), valid)
+        if encoder is not None:
+            vectors.append(_features(encoder, image, mask_set))
+        mask_set.embedding = None
+        mask_sets.append(mask_set)
+        log.info("%s: %d masks", item.image_id, len(mask_set))
+    return mask_sets, vectors, skipped
+
+
 def run_masks(
     items: Sequence[ImageItem],
     generator: MaskGenerator,
@@ -134,22 +219,14 @@ def run_masks(
 
     With ``encoder`` and ``features_out``, features are computed while each image's masks (and SAM's
     embedding) are still in memory: this is how the ``sam`` encoder avoids a second encoder pass.
+    Declared no-data pixels (``alps.io.images``) are cut out of every mask.
 
     Returns:
         The mask sets, in item order (embeddings dropped).
     """
     if (encoder is None) != (features_out is None):
         raise ValueError("pass both `encoder` and `features_out`, or neither")
-    mask_sets: list[MaskSet] = []
-    vectors: list[np.ndarray] = []
-    for item in _progress(items, f"masks ({generator.name})"):
-        image = read_image(item.path, bands=bands)
-        mask_set = generator.generate(image, item.image_id)
-        if encoder is not None:
-            vectors.append(_features(encoder, image, mask_set))
-        mask_set.embedding = None
-        mask_sets.append(mask_set)
-        log.info("%s: %d masks", item.image_id, len(mask_set))
+    mask_sets, vectors, _ = _masks_and_features(items, generator, encoder, bands, "fail")
     write_mask_shard(out_shard, mask_sets)
     if encoder is not None and features_out is not None:
         write_feature_shard(features_out, **_feature_records(mask_sets, vectors, encoder.name))
@@ -330,6 +407,16 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+LABEL_OUTPUT_SET = "alps-label"
+"""Names ``alps label``'s lock, record and build folder in OUT (``alps.io.outputs``)."""
+
+MASKS_FILE = "masks.parquet"
+FEATURES_FILE = "features.npz"
+MODEL_FILE = "kmeans.joblib"
+LABEL_CARD_FILE = "label_card.json"
+LABEL_DIRS = ("labels", "vis", "binary")
+
+
 def label(
     items: Sequence[ImageItem],
     out_dir: str | os.PathLike[str],
@@ -342,29 +429,91 @@ def label(
     binary: bool = False,
     class_map: str | os.PathLike[str] | None = None,
     gallery: bool = True,
+    on_error: str = "fail",
 ) -> dict[str, Any]:
     """All labeling stages in one process (the ``alps label`` command).
 
     Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png``,
-    ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``; with ``gallery``,
-    the cluster gallery ``gallery/`` (``alps.gallery``); with ``class_map``, ``labels/`` and ``vis/`` hold
-    the map's named classes, with ``classes.json`` and the map's copy (``alps.classmap``).
+    ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``, all at once after
+    the whole run succeeded (``alps.io.outputs``): a failed run leaves the previous outputs as they were, a
+    second run on the same ``out_dir`` is refused while one runs, and only files the previous run recorded
+    as its own (unchanged) are replaced or removed; anything else in their way stops the run, named.
+
+    Arguments:
+        items: the images.
+        out_dir: the output folder (the user's; other files in it are left alone).
+        generator: the mask backend.
+        encoder: the feature encoder.
+        cluster_config: the k-means settings (its seed seeds every stage).
+        area_threshold: the gate: masks covering more of their image are not clustered.
+        bands: 1-based bands used as RGB.
+        binary: also paint the binary-mask variant.
+        class_map: a class map (``alps.classmap``): ``labels/`` and ``vis/`` hold the map's named classes,
+            with ``classes.json`` and the map's copy.
+        gallery: write the cluster gallery ``gallery/`` (``alps.gallery``).
+        on_error: ``"fail"`` (an unreadable image stops the run, named) or ``"skip"`` (it is left out and
+            listed under ``skipped`` in the card).
 
     Returns:
-        The label card (K, counts, class pixel histogram, coverage).
+        The label card (K, counts, class pixel histogram, coverage, skipped images).
+
+    Raises:
+        OutputSetError: another run holds ``out_dir``, or a file not ours is in an output's way.
+        ImageReadError: an unreadable image with ``on_error="fail"``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
+    with OutputSet(out_dir, LABEL_OUTPUT_SET, "alps label") as outputs:
+        # Refused before the long work, not after it.
+        dirs = LABEL_DIRS if binary else tuple(d for d in LABEL_DIRS if d != "binary")
+        extra = (["gallery"] if gallery else []) + ([CLASSES_JSON, CLASS_MAP_COPY] if class_map else [])
+        outputs.check(
+            [MASKS_FILE, FEATURES_FILE, MODEL_FILE, f"{MODEL_FILE}.card.json", LABEL_CARD_FILE, *dirs, *extra]
+        )
+        card = _label_into(
+            outputs.build_dir,
+            items,
+            generator,
+            encoder,
+            cluster_config,
+            area_threshold=area_threshold,
+            bands=bands,
+            binary=binary,
+            class_map=class_map,
+            gallery=gallery,
+            on_error=on_error,
+        )
+        outputs.publish()
+    return card
+
+
+def _label_into(
+    out: Path,
+    items: Sequence[ImageItem],
+    generator: MaskGenerator,
+    encoder: FeatureEncoder,
+    cluster_config: ClusterConfig,
+    *,
+    area_threshold: float,
+    bands: Sequence[int] | None,
+    binary: bool,
+    class_map: str | os.PathLike[str] | None,
+    gallery: bool,
+    on_error: str,
+) -> dict[str, Any]:
+    """``label``'s stages, writing every output into the (empty) folder ``out``."""
     seed_everything(cluster_config.seed)
-    mask_sets = run_masks(
-        items,
-        generator,
-        out / "masks.parquet",
-        encoder=encoder,
-        features_out=out / "features.npz",
-        bands=bands,
-    )
-    features = read_feature_shard(out / "features.npz")
+    try:
+        mask_sets, vector_blocks, skipped = _masks_and_features(items, generator, encoder, bands, on_error)
+    except ImageReadError as exc:
+        raise ImageReadError(
+            f"{exc}; repair or remove the file, or pass --on-error skip to leave out the images that fail"
+        ) from exc
+    if not mask_sets:
+        raise ImageReadError(f"none of the {len(items)} image(s) could be read: {skipped[0]['reason']}")
+    write_mask_shard(out / MASKS_FILE, mask_sets)
+    write_feature_shard(out / FEATURES_FILE, **_feature_records(mask_sets, vector_blocks, encoder.name))
+    features = read_feature_shard(out / FEATURES_FILE)
     gate = features.area_fraction <= area_threshold
     vectors = split_per_image(mask_sets, features.vectors)
     kept = split_per_image(mask_sets, gate)
@@ -373,28 +522,23 @@ def label(
         batches_from_arrays(per_image_vectors, cluster_config.batch_size, cluster_config.seed), cluster_config
     )
     model.card["area_threshold"] = area_threshold
-    model.save(out / "kmeans.joblib")
+    model.save(out / MODEL_FILE)
     ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
     per_image = split_per_image(mask_sets, ids)
-    # Paint into a staging folder and swap it in whole: a failed run leaves the previous labels intact, and
-    # images removed since a previous run do not leave their old labels behind.
-    staging = out / ".paint.tmp"
-    if staging.exists():
-        shutil.rmtree(staging)
     stats = paint_mask_sets(
-        mask_sets, per_image, staging, k=model.k, binary_dir=staging / "binary" if binary else None
+        mask_sets, per_image, out, k=model.k, binary_dir=out / "binary" if binary else None
     )
-    for name in ("labels", "vis", "binary"):
-        _replace_dir(staging / name, out / name)
-    shutil.rmtree(staging)
     card = {
         **stats,
         "masks": len(features.vectors),
         "masks_kept": int(gate.sum()),
         "mask_backend": generator.name,
         "encoder": encoder.name,
+        "encoder_threads": ENCODER_THREADS,
         "area_threshold": area_threshold,
         "seed": cluster_config.seed,
+        "on_error": on_error,
+        "skipped": skipped,
         "alps_version": __version__,
     }
     from alps.gallery import finish_label_dir  # issue #17: gallery and class map
@@ -413,7 +557,7 @@ def label(
             gallery=gallery,
         )
     )
-    atomic_write_text(out / "label_card.json", json.dumps(card, indent=2) + "\n")
+    atomic_write_text(out / LABEL_CARD_FILE, json.dumps(card, indent=2) + "\n")
     return card
 
 

@@ -5,6 +5,7 @@ Kept free of heavy imports (no torch): the Snakemake workflow imports it at pars
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,8 +51,18 @@ def images_from_source(source: str | os.PathLike[str], split: str | None = None)
     return sorted(items, key=lambda item: item.image_id)
 
 
+def _check_shard_size(shard_size: int) -> None:
+    if isinstance(shard_size, bool) or not isinstance(shard_size, numbers.Integral) or shard_size < 1:
+        raise ValueError(f"the shard size is a number of images, at least 1; got {shard_size!r}")
+
+
 def shard_count(num_items: int, shard_size: int) -> int:
-    """Number of shards of ``shard_size`` images (the last may be smaller)."""
+    """Number of shards of ``shard_size`` images (the last may be smaller).
+
+    Raises:
+        ValueError: ``shard_size`` is not a positive integer.
+    """
+    _check_shard_size(shard_size)
     return max(1, -(-num_items // shard_size))
 
 

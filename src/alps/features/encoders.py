@@ -7,11 +7,19 @@ image (``EncodedImage``); the masked mean of ``alps.features.pooling`` then give
   generating the masks (``MaskSet.embedding``); it never runs SAM again.
 - ``EfficientNetLite0Encoder`` ("efficientnet-lite0") runs the ImageNet-trained EfficientNet-Lite0 on
   the CPU (or any torch device) at the image's native resolution and can pool several stages at once.
+
+Determinism: on the CPU, torch's convolutions and reductions split their sums by the number of intra-op
+threads, so the same image gave features differing by up to 2.4e-4 between 1 and 2 threads. Every encoder
+therefore computes on the CPU with exactly ``ENCODER_THREADS`` torch threads (the caller's setting is
+restored afterwards): features are the same bit for bit whatever ``torch.set_num_threads``,
+``OMP_NUM_THREADS`` or the core count say, on one kind of CPU. Parallelism comes from running shards side
+by side (the workflow's jobs), not from threads inside one encoder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,9 +31,26 @@ from numpy.typing import NDArray
 from alps.features.pooling import masked_mean_features
 from alps.masks.base import MaskSet
 
+ENCODER_THREADS = 1
+"""Torch intra-op threads every encoder computes with on the CPU (see the module doc: determinism)."""
+
 # Masks are decoded from RLE this many pixels at a time (bool bytes: 128 MB), so that an image with
 # hundreds of masks on a 10k x 10k tile never holds every decoded mask at once.
 _DECODE_PIXELS = 1 << 27
+
+
+@contextlib.contextmanager
+def fixed_torch_threads(device: torch.device | str, threads: int = ENCODER_THREADS) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads when ``device`` is the CPU, then restore."""
+    before = torch.get_num_threads()
+    change = torch.device(device).type == "cpu" and before != threads
+    if change:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -230,7 +255,8 @@ class SamEmbeddingEncoder:
             image, mask_set = None, image
         if mask_set is None:
             raise ValueError("features_for needs a mask set")
-        return self.encode(image, mask_set).pool_mask_set(mask_set)
+        with fixed_torch_threads("cpu"):
+            return self.encode(image, mask_set).pool_mask_set(mask_set)
 
 
 # EfficientNet-Lite0's layers that can be pooled: name -> (index of its last block, channels, stride).
@@ -352,6 +378,10 @@ class EfficientNetLite0Encoder:
         """
         if image is None:
             raise ValueError("the efficientnet-lite0 encoder needs the image")
+        with fixed_torch_threads(self.device):
+            return self._encode(image)
+
+    def _encode(self, image: NDArray[np.uint8]) -> EncodedImage:
         height, width = _check_image(image)
         x = (
             torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
@@ -386,7 +416,8 @@ class EfficientNetLite0Encoder:
         """
         if len(mask_set) == 0:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
-        return self.encode(image).pool_mask_set(mask_set, self.l2_normalize)
+        with fixed_torch_threads(self.device):
+            return self.encode(image).pool_mask_set(mask_set, self.l2_normalize)
 
 
 _ENCODERS: dict[str, Callable[..., FeatureEncoder]] = {

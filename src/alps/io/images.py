@@ -5,6 +5,11 @@ feature encoders, the painter) wants 3-band uint8, so the conversion rules live 
 - ``bands`` picks three bands (1-based, as GDAL and rasterio number them); a 1-band image is repeated.
 - uint8 data is kept as is; any other dtype is stretched per band between the ``percentiles`` of its
   valid pixels, so that a 16-bit scene with a few hot pixels still uses the full 0..255 range.
+- valid pixels: where a raster declares no-data (a GeoTIFF's ``nodata`` value, an internal mask or an
+  alpha band, as GDAL's masks say), exactly the pixels GDAL marks valid in every chosen band; the rest is
+  0 in the image and ``read_image_with_valid`` returns where it is, so that the labeling leaves it
+  unlabeled. Without such a declaration every pixel is valid, and only the stretch leaves out zeros
+  (the no-data of most satellite products that do not declare it).
 """
 
 from __future__ import annotations
@@ -33,28 +38,45 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
         directory: a folder of images.
 
     Returns:
-        The paths whose suffix is one of ``IMAGE_SUFFIXES`` (case-insensitive), sorted.
+        The paths whose suffix is one of ``IMAGE_SUFFIXES`` (case-insensitive), sorted; hidden files
+        (temporary files of a killed writer, macOS's ``._name`` resource forks) are not images.
     """
     folder = Path(directory)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a directory")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        # A broken link is listed, so that reading it fails by name rather than the image going missing.
+        if (p.is_file() or p.is_symlink())
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.startswith(".")
+    )
 
 
 def read_raster(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     """Read every band of an image, unscaled, as a (bands, H, W) array of its own dtype."""
+    return read_raster_with_valid(path)[0]
+
+
+def read_raster_with_valid(
+    path: str | os.PathLike[str],
+) -> tuple[NDArray[np.generic], NDArray[np.bool_] | None]:
+    """Read every band of an image, unscaled, and where each band holds valid data.
+
+    Returns:
+        The (bands, H, W) raster of its own dtype, and a (bands, H, W) boolean array of its valid pixels
+        (GDAL's per-band masks: nodata value, internal mask, alpha), or None when the file declares none.
+
+    Raises:
+        ImageReadError: the file is missing or cannot be decoded.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
     try:
         if path.suffix.lower() in _RASTERIO_SUFFIXES:
-            import rasterio
-            from rasterio.errors import NotGeoreferencedWarning
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(path) as src:
-                    return src.read()
+            return _read_rasterio(path)
         with Image.open(path) as im:
             im.load()
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
@@ -65,27 +87,69 @@ def read_raster(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if array.ndim == 2:
-        return array[None]
-    return np.moveaxis(array, -1, 0)
+        return array[None], None
+    return np.moveaxis(array, -1, 0), None
+
+
+def _read_rasterio(path: Path) -> tuple[NDArray[np.generic], NDArray[np.bool_] | None]:
+    import rasterio
+    from rasterio.enums import MaskFlags
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            raster = src.read()
+            if all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums):
+                return raster, None
+            return raster, src.read_masks() > 0
 
 
 def stretch_to_uint8(
-    band: NDArray[np.generic], percentiles: tuple[float, float] = (2.0, 98.0)
+    band: NDArray[np.generic],
+    percentiles: tuple[float, float] = (2.0, 98.0),
+    valid: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.uint8]:
-    """Linearly map one band's ``percentiles`` of finite, non-zero pixels to 0..255.
+    """Linearly map one band's ``percentiles`` of its valid, finite pixels to 0..255.
 
-    Zero is treated as no-data (as it is in most satellite products); a constant band maps to 0.
+    Arguments:
+        band: one (H, W) band.
+        percentiles: the lower and upper percentile mapped to 0 and 255.
+        valid: the band's valid pixels (its declared no-data left out); without it, zero is treated as
+            no-data (as it is in most satellite products). Invalid pixels come out 0.
+
+    Returns:
+        The (H, W) uint8 band; a constant band maps to 0.
     """
     values = band.astype(np.float64)
-    valid = np.isfinite(values) & (values != 0)
+    finite = np.isfinite(values)
+    valid = finite & (values != 0) if valid is None else finite & valid
     if not valid.any():
         return np.zeros(band.shape, dtype=np.uint8)
     low, high = np.percentile(values[valid], percentiles)
     if high <= low:
         return np.zeros(band.shape, dtype=np.uint8)
     scaled = (values - low) / (high - low) * 255.0
-    scaled[~np.isfinite(scaled)] = 0
+    scaled[~finite] = 0
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def _chosen_bands(count: int, bands: Sequence[int] | None, source: str) -> list[int]:
+    """The three 1-based band numbers used as R, G, B."""
+    if bands is None:
+        # RGBA -> RGB; 2-band (grey + alpha) -> grey; >4 bands: the first three, as GDAL does.
+        return [1, 1, 1] if count in (1, 2) else [1, 2, 3]
+    chosen = list(bands)
+    if len(chosen) == 1:
+        chosen = chosen * 3
+    if len(chosen) != 3:
+        raise ImageReadError(f"{source}: `bands` must name 1 or 3 bands, got {chosen}")
+    bad = [b for b in chosen if not 1 <= b <= count]
+    if bad:
+        raise ImageReadError(
+            f"{source}: band(s) {bad} do not exist; the image has {count} band(s), numbered 1..{count}"
+        )
+    return chosen
 
 
 def to_rgb_uint8(
@@ -93,31 +157,34 @@ def to_rgb_uint8(
     bands: Sequence[int] | None = None,
     percentiles: tuple[float, float] = (2.0, 98.0),
     source: str = "image",
+    valid: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.uint8]:
-    """Turn a (bands, H, W) raster into HxWx3 uint8 (see the module docstring for the rules)."""
-    count = raster.shape[0]
-    if bands is None:
-        # RGBA -> RGB; 2-band (grey + alpha) -> grey; >4 bands: the first three, as GDAL does.
-        chosen = [1, 1, 1] if count in (1, 2) else [1, 2, 3]
-    else:
-        chosen = list(bands)
-        if len(chosen) == 1:
-            chosen = chosen * 3
-        if len(chosen) != 3:
-            raise ImageReadError(f"{source}: `bands` must name 1 or 3 bands, got {chosen}")
-        bad = [b for b in chosen if not 1 <= b <= count]
-        if bad:
-            raise ImageReadError(
-                f"{source}: band(s) {bad} do not exist; the image has {count} band(s), numbered 1..{count}"
-            )
+    """Turn a (bands, H, W) raster into HxWx3 uint8 (see the module docstring for the rules).
+
+    Arguments:
+        raster: the bands.
+        bands: 1-based bands used as R, G, B.
+        percentiles: the stretch of non-uint8 data.
+        source: how messages name the image.
+        valid: (bands, H, W) valid pixels, if the raster declares no-data; invalid pixels come out 0.
+    """
+    chosen = _chosen_bands(raster.shape[0], bands, source)
     planes = [raster[b - 1] for b in chosen]
+    masks = [None] * 3 if valid is None else [valid[b - 1] for b in chosen]
     if raster.dtype == np.uint8:
         out = np.stack(planes, axis=-1)
     elif raster.dtype == bool:
         out = np.stack([p.astype(np.uint8) * 255 for p in planes], axis=-1)
     else:
-        out = np.stack([stretch_to_uint8(p, percentiles) for p in planes], axis=-1)
+        out = np.stack([stretch_to_uint8(p, percentiles, m) for p, m in zip(planes, masks, strict=True)], -1)
+    if valid is not None:
+        out[~valid_pixels(valid, chosen)] = 0
     return np.ascontiguousarray(out)
+
+
+def valid_pixels(valid: NDArray[np.bool_], chosen: Sequence[int]) -> NDArray[np.bool_]:
+    """(H, W): the pixels valid in every chosen band (1-based numbers)."""
+    return np.logical_and.reduce([valid[b - 1] for b in sorted(set(chosen))])
 
 
 def read_image(
@@ -134,12 +201,29 @@ def read_image(
         percentiles: lower and upper percentile of the stretch applied to non-uint8 data.
 
     Returns:
-        An ``(H, W, 3)`` ``uint8`` array.
+        An ``(H, W, 3)`` ``uint8`` array (declared no-data is 0; ``read_image_with_valid`` says where).
 
     Raises:
         ImageReadError: the file is missing, cannot be decoded, or lacks the requested bands.
     """
-    raster = read_raster(path)
+    return read_image_with_valid(path, bands, percentiles)[0]
+
+
+def read_image_with_valid(
+    path: str | os.PathLike[str],
+    bands: Sequence[int] | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
+    """``read_image``, and the (H, W) pixels holding valid data (None: the file declares no no-data).
+
+    Raises:
+        ImageReadError: the file is missing, cannot be decoded, or lacks the requested bands.
+    """
+    raster, valid = read_raster_with_valid(path)
     if raster.ndim != 3 or raster.shape[1] == 0 or raster.shape[2] == 0:
         raise ImageReadError(f"{path}: empty image (shape {raster.shape})")
-    return to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=str(path))
+    image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=str(path), valid=valid)
+    if valid is None:
+        return image, None
+    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, str(path)))
+    return image, None if pixels.all() else pixels

@@ -26,7 +26,10 @@ transform      str     the image's affine transform, ``"a,b,c,d,e,f"`` as in ras
 =============  ======  =====================================================================================
 
 Paths are relative so that a dataset folder can be moved or pulled by DVC on another machine; use
-``resolve_paths`` to turn them into absolute paths. Absolute paths are rejected.
+``resolve_paths`` to turn them into absolute paths. A manifest may only name files inside its own folder
+(datasets are shared, and a later stage hard-links or copies what a manifest names into its outputs):
+absolute paths and ``..`` are rejected when the manifest is read, and ``resolve_paths`` rejects a path
+that leaves the folder through a symbolic link.
 """
 
 from __future__ import annotations
@@ -103,6 +106,12 @@ def _to_int(value: Any) -> int | None:
 def _check_relative(path_text: str, where: str, row: int, column: str) -> None:
     if PurePosixPath(path_text).is_absolute() or PureWindowsPath(path_text).drive:
         message = f"{path_text!r} is absolute; paths must be relative to the manifest's folder"
+        raise _fail(where, message, row, column)
+    if ".." in PurePosixPath(path_text.replace("\\", "/")).parts:
+        message = (
+            f"{path_text!r} leaves the manifest's folder ('..'); a manifest may only name files inside "
+            "its own folder"
+        )
         raise _fail(where, message, row, column)
 
 
@@ -266,8 +275,10 @@ def resolve_paths(
 
     Raises:
         FileNotFoundError: ``must_exist`` is set and a file is missing (the message names the row).
+        ManifestError: a path leaves ``root`` (``..``, absolute, or through a symbolic link).
     """
     base = Path(root).expanduser().absolute()
+    real_base = Path(os.path.realpath(base))
     out = df.copy()
     for column in ("image_path", "label_path"):
         if column not in out.columns:
@@ -277,9 +288,18 @@ def resolve_paths(
             if _is_missing(value) or value == "":
                 resolved.append("")
                 continue
+            image_id = out["image_id"].iloc[row] if "image_id" in out.columns else row
+            _check_relative(str(value), f"manifest in {base}", row, column)
             full = base / str(value)
+            if not Path(os.path.realpath(full)).is_relative_to(real_base):
+                raise _fail(
+                    f"manifest in {base}",
+                    f"{value!r} (image {image_id}) leads to {os.path.realpath(full)}, outside the manifest's "
+                    "folder, through a symbolic link; a manifest may only name files inside its own folder",
+                    row,
+                    column,
+                )
             if must_exist and not full.is_file():
-                image_id = out["image_id"].iloc[row] if "image_id" in out.columns else row
                 raise FileNotFoundError(
                     f"manifest row {row} (image {image_id}), column {column!r}: {full} not found"
                 )

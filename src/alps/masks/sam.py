@@ -114,24 +114,41 @@ def load_sam(checkpoint: str | os.PathLike[str], model_type: str, device: str = 
             f"unknown SAM model_type {model_type!r}; valid model types: {', '.join(SAM_ARCHITECTURES)}"
         )
     if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
         raise FileNotFoundError(
-            f"SAM checkpoint {path} does not exist; download the official checkpoints from {CHECKPOINT_URL}"
+            f"SAM checkpoint {path} {what}; download the official checkpoints from {CHECKPOINT_URL}"
         )
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
     try:
         # weights_only: the official checkpoints are plain tensors, so refuse to unpickle arbitrary code.
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"cannot read SAM checkpoint {path} as a plain state dict: {exc}") from exc
+    except Exception as exc:  # torch raises anything from KeyError to UnpicklingError on a foreign file
+        # torch's own message is long and, for pickles, suggests weights_only=False: wrong for received files.
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = "objects other than tensors, or not a PyTorch file at all"
+        else:
+            reason = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise ValueError(
+            f"{path} is not a SAM checkpoint: it cannot be read as a plain state dict of tensors "
+            f"({type(exc).__name__}{': ' + reason if reason else ''}); files holding code or other objects "
+            f"are refused. Pass the official SAM weights (e.g. sam_vit_h_4b8939.pth, {CHECKPOINT_URL}) "
+            "with the matching --sam-model"
+        ) from exc
     if not isinstance(state_dict, Mapping):
         raise ValueError(
-            f"SAM checkpoint {path} holds a {type(state_dict).__name__}, not a state dict of tensors"
+            f"{path} is not a SAM checkpoint: it holds a {type(state_dict).__name__}, not a state dict of "
+            f"tensors. Pass the official SAM weights ({CHECKPOINT_URL})"
         )
     sam = build_sam(model_type)
     try:
         sam.load_state_dict(state_dict)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:  # values that are not tensors too
+        if not any(key in state_dict for key in sam.state_dict()):
+            raise ValueError(
+                f"{path} is not a SAM checkpoint: it holds none of SAM's weights (keys such as "
+                f"{list(state_dict)[:3]}). Pass the official SAM weights ({CHECKPOINT_URL})"
+            ) from exc
         guess = _guess_model_type(state_dict)
         hint = (
             f"it holds {guess} weights, pass model_type {guess}"

@@ -1,0 +1,352 @@
+"""Output sets: the files one command owns inside a folder it shares with its user, published whole.
+
+``alps label IMAGES OUT`` writes masks, features, the k-means model, labels, colour maps and a card into
+``OUT``, a folder the user chose and may keep other files in. ``OutputSet`` makes that safe:
+
+- **one run at a time**: a lock (``OUT/.<name>.lock``, ``fcntl.flock``); a second run on the same ``OUT`` is
+  refused with a message instead of mixing its files with the first one's;
+- **all or nothing**: the run writes into a build folder (``OUT/.<name>.build``); ``OUT`` changes only when
+  the run succeeded, and then every output is swapped in at once (a failed rerun leaves the previous
+  outputs as they were, a removed image does not leave its old label behind);
+- **nothing we did not write is deleted**: a record (``OUT/.<name>.json``) lists every file the last
+  publication put into ``OUT`` with its SHA-256. A rerun replaces or removes only recorded files whose
+  content is unchanged; any other file where an output goes (a hand-made label in ``labels/``, a file of
+  another tool, an edited output, outputs of a version without the record) stops the run, naming it;
+- **kill -9 safe**: publication is a few renames, driven by a journal (``OUT/.<name>.publish.json``) that
+  the next run (under the lock) finishes before anything else; leftovers of killed runs (the build folder,
+  temporary files of ``alps.io.atomic``) are swept at start.
+
+The record and the journal are files anyone who can write ``OUT`` can write: they are checked to name only
+top-level entries of ``OUT`` and files inside them, and a recorded file is only replaced while its content
+still has the recorded digest, so a forged record cannot make a run delete anything outside ``OUT`` or any
+file whose content its forger did not already know.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from alps.io.atomic import atomic_write_text, is_temp_name
+from alps.io.digest import file_sha256
+
+RECORD_FORMAT = "alps-output-set/1"
+_SHOWN = 5  # problem paths named in one message
+
+
+class OutputSetError(ValueError):
+    """The run cannot write its outputs: another run holds the folder, or a file there is not ours."""
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """What one publication put into the folder.
+
+    Attributes:
+        entries: the top-level names it created (files and folders).
+        files: every file under those entries (relative POSIX path) -> SHA-256 of its content.
+    """
+
+    entries: tuple[str, ...]
+    files: dict[str, str]
+
+    def to_json(self, writer: str) -> dict[str, Any]:
+        return {"format": RECORD_FORMAT, "writer": writer, "entries": list(self.entries), "files": self.files}
+
+
+def _check_entry(name: Any, where: Path) -> str:
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+    ):
+        raise OutputSetError(f"{where}: {name!r} is not a top-level output name; the file is damaged")
+    return name
+
+
+def _check_file(rel: Any, entries: set[str], where: Path) -> str:
+    parts = rel.split("/") if isinstance(rel, str) else []
+    if not parts or parts[0] not in entries or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise OutputSetError(f"{where}: {rel!r} is not a file under a recorded output; the file is damaged")
+    return rel
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OutputSetError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(value, dict):
+        raise OutputSetError(f"{path}: expected a JSON object")
+    return value
+
+
+def _parse_record(value: Any, where: Path) -> OutputRecord:
+    if not isinstance(value, dict) or value.get("format") != RECORD_FORMAT:
+        raise OutputSetError(f"{where}: not a record of format {RECORD_FORMAT}")
+    raw_entries, raw_files = value.get("entries"), value.get("files")
+    if not isinstance(raw_entries, list) or not isinstance(raw_files, dict):
+        raise OutputSetError(f"{where}: 'entries' must be a list and 'files' an object")
+    entries = tuple(_check_entry(e, where) for e in raw_entries)
+    allowed = set(entries)
+    files: dict[str, str] = {}
+    for rel, digest in raw_files.items():
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise OutputSetError(f"{where}: {rel!r} has no SHA-256 digest")
+        files[_check_file(rel, allowed, where)] = digest
+    return OutputRecord(entries, files)
+
+
+def _walk_files(root: Path, entry: str) -> list[tuple[str, Path]]:
+    """Every non-directory under ``root / entry`` (itself, if it is a file) as (relative path, path)."""
+    top = root / entry
+    if top.is_symlink() or not top.is_dir():
+        return [(entry, top)]
+    found = []
+    for folder, dirs, files in os.walk(top):  # does not follow symbolic links to folders
+        base = Path(folder)
+        rel_base = base.relative_to(root).as_posix()
+        found += [(f"{rel_base}/{name}", base / name) for name in files]
+        # A link to a folder is listed in `dirs` but not walked: report it as a file that is not ours.
+        found += [(f"{rel_base}/{name}", base / name) for name in dirs if (base / name).is_symlink()]
+    return sorted(found)
+
+
+def _digests(root: Path, entries: Iterable[str]) -> dict[str, str]:
+    return {rel: file_sha256(path) for entry in entries for rel, path in _walk_files(root, entry)}
+
+
+class OutputSet:
+    """The outputs one command owns in a shared folder; use as a context manager (see the module doc).
+
+    Example::
+
+        with OutputSet(out, "alps-label", "alps label") as outputs:
+            outputs.check(["labels", "masks.parquet"])  # fail fast, before the long work
+            write_everything_into(outputs.build_dir)
+            outputs.publish()
+
+    Arguments:
+        folder: the output folder (created if missing).
+        name: names the hidden lock, record, journal and build folder (``.<name>.lock`` ...).
+        writer: the command, as messages name it (``alps label``).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], name: str, writer: str) -> None:
+        self.folder = Path(folder)
+        self.name = name
+        self.writer = writer
+        self._lock_fd: int | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.folder / f".{self.name}.lock"
+
+    @property
+    def record_path(self) -> Path:
+        return self.folder / f".{self.name}.json"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.folder / f".{self.name}.publish.json"
+
+    @property
+    def build_dir(self) -> Path:
+        """Where the run writes its outputs, as they are to appear in ``folder``."""
+        return self.folder / f".{self.name}.build"
+
+    @property
+    def _old_dir(self) -> Path:
+        return self.folder / f".{self.name}.old"
+
+    # ------------------------------------------------------------------------------------- lifetime
+
+    def __enter__(self) -> OutputSet:
+        if os.path.lexists(self.folder) and not self.folder.is_dir():
+            raise OutputSetError(f"the output folder {self.folder} exists and is not a folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            if self.journal_path.exists():
+                self._roll_forward(self._read_journal())
+            self._sweep()
+            self.build_dir.mkdir()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            # A publication cut short (the journal is there) is finished by the next run from the build
+            # folder, as after a kill; anything else built is dropped.
+            if self.build_dir.exists() and not self.journal_path.exists():
+                shutil.rmtree(self.build_dir)
+        finally:
+            self._unlock()
+
+    def _lock(self) -> None:
+        # O_NOFOLLOW: a planted link must not make us truncate and write whatever file it points to.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.lock_path, flags, 0o666)
+        except OSError as exc:
+            raise OutputSetError(
+                f"cannot open the lock file {self.lock_path} ({exc.strerror}); it must be a plain file "
+                f"{self.writer} creates: remove whatever is there"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip()
+            os.close(fd)
+            holder = holder or "an unknown process"
+            raise OutputSetError(
+                f"{self.folder} is in use by another `{self.writer}` run ({holder} holds {self.lock_path}); "
+                "wait for it to finish, or choose another output folder"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # Who holds it, for the message above (the lock is the flock, not this text).
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            # The lock file stays: removing it would let a third run lock a new file while a second one
+            # still waits on the old one.
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _sweep(self) -> None:
+        """Remove what killed runs left: the build and retired folders, temporary files of our outputs."""
+        for leftover in (self.build_dir, self._old_dir):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            elif os.path.lexists(leftover):
+                leftover.unlink()
+        record = self.read_record()
+        ours = (self.record_path.name, self.journal_path.name, *record.entries)
+        for path in self.folder.iterdir():
+            # Only temporary files of our own names: another program may be writing its own beside them.
+            if is_temp_name(path.name) and any(path.name.startswith(f".{name}.") for name in ours):
+                path.unlink(missing_ok=True)
+        for entry in record.entries:
+            for _, path in _walk_files(self.folder, entry):
+                if is_temp_name(path.name):
+                    path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------ checking
+
+    def read_record(self) -> OutputRecord:
+        """The record of the last publication (empty when there was none)."""
+        if not os.path.lexists(self.record_path):
+            return OutputRecord((), {})
+        try:
+            return _parse_record(_read_json(self.record_path), self.record_path)
+        except OutputSetError as exc:
+            raise OutputSetError(
+                f"{exc}: {self.writer} cannot tell its earlier outputs in {self.folder} from other files; "
+                f"move them out by hand and delete {self.record_path.name}, or choose another output folder"
+            ) from exc
+
+    def check(self, names: Iterable[str]) -> None:
+        """Refuse now (not after hours of work) if publishing ``names`` would replace a file not ours.
+
+        Arguments:
+            names: the top-level outputs the run will publish.
+
+        Raises:
+            OutputSetError: which files are in the way, and what to do.
+        """
+        record = self.read_record()
+        self._refuse_foreign(sorted(set(names) | set(record.entries)), record)
+
+    def _refuse_foreign(self, entries: Iterable[str], record: OutputRecord) -> None:
+        problems: list[str] = []
+        recorded = set(record.entries)
+        for entry in entries:
+            if not os.path.lexists(self.folder / entry):
+                continue
+            for rel, path in _walk_files(self.folder, entry):
+                if entry not in recorded or rel not in record.files:
+                    problems.append(f"{path} (not written by {self.writer})")
+                elif path.is_symlink() or not path.is_file():
+                    problems.append(f"{path} (not a plain file)")
+                elif file_sha256(path) != record.files[rel]:
+                    problems.append(f"{path} (changed since {self.writer} wrote it)")
+        if problems:
+            shown = "; ".join(problems[:_SHOWN])
+            more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+            raise OutputSetError(
+                f"{self.writer} replaces only the files its previous run in {self.folder} recorded in "
+                f"{self.record_path.name}, and will not replace or delete: {shown}{more}. Move these out of "
+                f"{self.folder} (or delete them), or choose another output folder"
+            )
+
+    # ---------------------------------------------------------------------------------- publishing
+
+    def publish(self) -> OutputRecord:
+        """Swap the build folder's outputs into the folder, replacing the previous run's, all at once.
+
+        Returns:
+            The new record.
+
+        Raises:
+            OutputSetError: a file in the way is not ours (nothing was changed then).
+        """
+        old = self.read_record()
+        entries = tuple(sorted(p.name for p in self.build_dir.iterdir() if not is_temp_name(p.name)))
+        for entry in entries:
+            _check_entry(entry, self.build_dir)
+        retire = sorted(e for e in set(entries) | set(old.entries) if os.path.lexists(self.folder / e))
+        self._refuse_foreign(retire, old)
+        record = OutputRecord(entries, _digests(self.build_dir, entries))
+        journal = {"retire": retire, "publish": list(entries), "record": record.to_json(self.writer)}
+        atomic_write_text(self.journal_path, json.dumps(journal, indent=1) + "\n")
+        self._roll_forward(journal)
+        return record
+
+    def _read_journal(self) -> dict[str, Any]:
+        journal = _read_json(self.journal_path)
+        retire, publish = journal.get("retire"), journal.get("publish")
+        if not isinstance(retire, list) or not isinstance(publish, list):
+            raise OutputSetError(f"{self.journal_path}: damaged ('retire' and 'publish' must be lists)")
+        for name in (*retire, *publish):
+            _check_entry(name, self.journal_path)
+        _parse_record(journal.get("record"), self.journal_path)
+        return journal
+
+    def _roll_forward(self, journal: dict[str, Any]) -> None:
+        """Carry out a publication (again, after a kill: every step can be repeated)."""
+        # Every old output goes aside before any new one comes in, so a repeated step never confuses
+        # them: an entry in the retired folder was retired, an entry still in the build was not published.
+        self._old_dir.mkdir(exist_ok=True)
+        for name in journal["retire"]:
+            if os.path.lexists(self.folder / name) and not os.path.lexists(self._old_dir / name):
+                os.replace(self.folder / name, self._old_dir / name)
+        for name in journal["publish"]:
+            if os.path.lexists(self.build_dir / name):
+                os.replace(self.build_dir / name, self.folder / name)
+        atomic_write_text(self.record_path, json.dumps(journal["record"], indent=1, sort_keys=True) + "\n")
+        self.journal_path.unlink()
+        shutil.rmtree(self._old_dir)
