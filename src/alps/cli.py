@@ -382,8 +382,14 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
+    from alps.geo.scene import SceneOptions
     from alps.pipeline import images_from_source, label
 
+    georefs = {}
+    if args.images.suffix.lower() == ".csv":
+        from alps.geo.georef import manifest_georefs
+
+        georefs = manifest_georefs(args.images)
     card = label(
         images_from_source(args.images),
         args.out_dir,
@@ -393,6 +399,7 @@ def cmd_label(args: argparse.Namespace) -> None:
         area_threshold=args.area_threshold,
         bands=args.bands,
         binary=args.binary,
+        scene_options=SceneOptions(args.tile_size, args.overlap, georefs),
     )
     log.info(
         "labeled %d images into %s: K=%d, %d of %d masks kept, coverage %.3f",
@@ -434,6 +441,72 @@ def cmd_placeholders(args: argparse.Namespace) -> None:
     config = yaml.safe_load(Path(args.config).read_text())
     created = write_placeholders(config, args.root)
     log.info("wrote %d placeholder inputs of %s under %s", len(created), args.config, args.root)
+
+
+def cmd_vectorize(args: argparse.Namespace) -> None:
+    from alps.geo.vectorize import read_class_names, vectorize
+
+    classes = read_class_names(args.classes) if args.classes else None
+    summary = vectorize(
+        args.labels,
+        args.out,
+        fmt=args.format,
+        simplify=args.simplify,
+        min_area=args.min_area,
+        classes=classes,
+        layer=args.layer,
+    )
+    log.info(
+        "wrote %d polygons (%s, CRS %s) to %s",
+        summary["polygons"],
+        summary["driver"],
+        summary["crs"],
+        args.out,
+    )
+
+
+def cmd_mosaic(args: argparse.Namespace) -> None:
+    from alps.geo.mosaic import mosaic_dataset
+
+    card = mosaic_dataset(args.manifest, args.labels_dir, args.out_dir, split=args.split)
+    log.info("mosaicked %d scenes into %s", len(card["scenes"]), args.out_dir)
+
+
+def _add_geo_commands(sub: Any) -> None:
+    """``alps vectorize`` and ``alps mosaic`` (alps.geo)."""
+    p = sub.add_parser("vectorize", help="label raster -> polygons (GeoPackage or GeoJSON) in its CRS")
+    p.add_argument("labels", type=Path, help="a label GeoTIFF/PNG of alps label or alps mosaic")
+    p.add_argument("out", type=Path, help="the vector file (.gpkg, or .geojson)")
+    p.add_argument("--format", choices=["gpkg", "geojson"], help="default: from OUT's suffix, else gpkg")
+    p.add_argument("--simplify", type=float, default=0.0, help="simplification tolerance in CRS units")
+    p.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller (CRS units^2)")
+    p.add_argument(
+        "--classes",
+        type=Path,
+        help="JSON with a 'classes' list naming the label ids (default: label_card.json)",
+    )
+    p.add_argument("--layer", default="labels", help="layer name")
+    p.set_defaults(func=cmd_vectorize)
+
+    p = sub.add_parser(
+        "mosaic", help="one label raster per scene from a prepare-folder dataset's tile labels"
+    )
+    p.add_argument("manifest", type=Path, help="the dataset's manifest.csv (alps prepare folder)")
+    p.add_argument(
+        "labels_dir", type=Path, help="tile labels <image_id>.png (a PL dataset's ann_dir/<split>)"
+    )
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--split", help="only the tiles of this split")
+    p.set_defaults(func=cmd_mosaic)
+
+
+def _show_defaults(sub: Any) -> None:
+    """Every sub-command's --help shows each option's default (options without help text get one)."""
+    for parser in sub.choices.values():
+        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        for action in parser._actions:
+            if action.help is None and action.option_strings and action.default is not None:
+                action.help = "default: %(default)s"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -637,6 +710,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_options(p, "efficientnet-lite0")
     _add_cluster_options(p)
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant")
+    p.add_argument(
+        "--tile-size", type=int, default=1024, help="scenes larger than this are labeled tile by tile"
+    )
+    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles in pixels")
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("tables", help="the paper's tables from fine-tuning runs, beside the published values")
@@ -654,6 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--published", type=Path, help="published tables folder (default: results/paper of the repository)"
     )
     p.set_defaults(func=cmd_tables)
+    _add_geo_commands(sub)
+    _show_defaults(sub)
     return parser
 
 

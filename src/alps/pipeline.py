@@ -24,6 +24,7 @@ from alps import __version__
 from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_kmeans
 from alps.features.encoders import FeatureEncoder, build_encoder
 from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
+from alps.geo.scene import Scene, SceneOptions, iter_images, open_scenes, paint_scenes, run_parameters
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.io.images import read_image
 from alps.masks.base import MaskGenerator, MaskSet
@@ -129,11 +130,13 @@ def run_masks(
     encoder: FeatureEncoder | None = None,
     features_out: str | os.PathLike[str] | None = None,
     bands: Sequence[int] | None = None,
+    scenes: Sequence[Scene] | None = None,
 ) -> list[MaskSet]:
     """Generate the masks of ``items`` into one mask shard (and, optionally, their feature shard).
 
     With ``encoder`` and ``features_out``, features are computed while each image's masks (and SAM's
     embedding) are still in memory: this is how the ``sam`` encoder avoids a second encoder pass.
+    With ``scenes`` (``alps.geo.scene``), the tiles of the scenes are labeled instead of whole images.
 
     Returns:
         The mask sets, in item order (embeddings dropped).
@@ -142,14 +145,13 @@ def run_masks(
         raise ValueError("pass both `encoder` and `features_out`, or neither")
     mask_sets: list[MaskSet] = []
     vectors: list[np.ndarray] = []
-    for item in _progress(items, f"masks ({generator.name})"):
-        image = read_image(item.path, bands=bands)
-        mask_set = generator.generate(image, item.image_id)
+    for image_id, image in iter_images(items, bands, scenes):
+        mask_set = generator.generate(image, image_id)
         if encoder is not None:
             vectors.append(_features(encoder, image, mask_set))
         mask_set.embedding = None
         mask_sets.append(mask_set)
-        log.info("%s: %d masks", item.image_id, len(mask_set))
+        log.info("%s: %d masks", image_id, len(mask_set))
     write_mask_shard(out_shard, mask_sets)
     if encoder is not None and features_out is not None:
         write_feature_shard(features_out, **_feature_records(mask_sets, vectors, encoder.name))
@@ -340,8 +342,12 @@ def label(
     area_threshold: float = 0.3,
     bands: Sequence[int] | None = None,
     binary: bool = False,
+    scene_options: SceneOptions | None = None,
 ) -> dict[str, Any]:
     """All labeling stages in one process (the ``alps label`` command).
+
+    Every image is a scene (``alps.geo.scene``): labeled whole if it fits in a tile, else tile by tile
+    with one k-means over all tiles and mosaicked into one label; georeferenced scenes get GeoTIFF labels.
 
     Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png``,
     ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``.
@@ -352,6 +358,7 @@ def label(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cluster_config.seed)
+    scenes = open_scenes(items, bands, scene_options)
     mask_sets = run_masks(
         items,
         generator,
@@ -359,6 +366,7 @@ def label(
         encoder=encoder,
         features_out=out / "features.npz",
         bands=bands,
+        scenes=scenes,
     )
     features = read_feature_shard(out / "features.npz")
     gate = features.area_fraction <= area_threshold
@@ -377,8 +385,14 @@ def label(
     staging = out / ".paint.tmp"
     if staging.exists():
         shutil.rmtree(staging)
-    stats = paint_mask_sets(
-        mask_sets, per_image, staging, k=model.k, binary_dir=staging / "binary" if binary else None
+    stats = paint_scenes(
+        scenes,
+        mask_sets,
+        per_image,
+        staging,
+        k=model.k,
+        bands=bands,
+        binary_dir=staging / "binary" if binary else None,
     )
     for name in ("labels", "vis", "binary"):
         _replace_dir(staging / name, out / name)
@@ -392,6 +406,7 @@ def label(
         "area_threshold": area_threshold,
         "seed": cluster_config.seed,
         "alps_version": __version__,
+        **run_parameters(generator, encoder, cluster_config, bands, scene_options),
     }
     atomic_write_text(out / "label_card.json", json.dumps(card, indent=2) + "\n")
     return card
