@@ -228,8 +228,11 @@ def cmd_paint(args: argparse.Namespace) -> None:
 
 
 def cmd_pl_dataset(args: argparse.Namespace) -> None:
+    from alps.geo.georef import manifest_georefs
     from alps.pipeline import assemble_pl_dataset, images_from_source
 
+    # Tiles of a georeferenced scene keep their CRS and transform in the PL dataset (.aux.xml sidecars).
+    georefs = manifest_georefs(args.source) if args.source.suffix.lower() == ".csv" else None
     card = assemble_pl_dataset(
         images_from_source(args.source, args.split),
         args.paint_dirs,
@@ -237,6 +240,7 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
         split=args.split or "train",
         binary=args.binary,
         num_classes=args.num_classes,
+        georefs=georefs,
     )
     log.info(
         "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from alps import __version__
 from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_kmeans
 from alps.features.encoders import FeatureEncoder, build_encoder
 from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
+from alps.geo.georef import Georef, write_georef_sidecars
 from alps.geo.scene import Scene, SceneOptions, iter_images, open_scenes, paint_scenes, run_parameters
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.io.images import read_image
@@ -455,6 +456,7 @@ def assemble_pl_dataset(
     split: str = "train",
     binary: bool = False,
     num_classes: int | None = None,
+    georefs: Mapping[str, Georef] | None = None,
 ) -> dict[str, Any]:
     """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
 
@@ -475,6 +477,8 @@ def assemble_pl_dataset(
         binary: use the binary variant as labels.
         num_classes: declare this many label ids instead (the paper's SAMRS-PL declares 64 with k=46);
             must be at least the largest painted label + 1.
+        georefs: per image id, the tile's CRS and transform (``alps.geo.georef.manifest_georefs``): its
+            image and label PNGs get a ``.aux.xml`` sidecar that places them in GIS tools.
 
     Returns:
         The dataset card.
@@ -520,6 +524,8 @@ def assemble_pl_dataset(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(read_image(source)).save(target)
             _link_or_copy(label_path, tmp / "ann_dir" / split / label_path.name)
+            if georefs and image_id in georefs:
+                write_georef_sidecars([target, tmp / "ann_dir" / split / label_path.name], georefs[image_id])
             label = np.asarray(Image.open(label_path))
             vis_target = tmp / "vis" / split / label_path.name
             if binary:

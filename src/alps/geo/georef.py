@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,3 +167,9 @@ def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Georef | None]
             array = src.read(1)
             georef = Georef(_crs_text(src.crs), src.transform) if src.crs is not None else None
     return array, georef
+
+
+def write_georef_sidecars(pngs: Sequence[str | os.PathLike[str]], georef: Georef) -> None:
+    """``write_pam_sidecar`` for each PNG (an image tile and its label share one georeferencing)."""
+    for png in pngs:
+        write_pam_sidecar(png, georef)

@@ -82,8 +82,8 @@ def vectorize(
     Raises:
         ValueError: an unknown format, a negative tolerance or area, or a raster with several bands.
     """
-    import pyogrio
     import shapely
+    from pyogrio.raw import write as write_vector
     from rasterio.features import shapes
 
     labels, out = Path(labels), Path(out)
@@ -125,7 +125,7 @@ def vectorize(
         crs = CRS.from_user_input(georef.crs).to_wkt()
     with atomic_output(out) as tmp:
         tmp.unlink()  # GDAL creates the file itself; an empty file is not a GeoPackage
-        pyogrio.write(
+        write_vector(
             tmp,
             shapely.to_wkb(geoms) if len(geoms) else np.zeros(0, dtype=object),
             field_data,
@@ -134,6 +134,8 @@ def vectorize(
             driver=DRIVERS[fmt],
             geometry_type="Polygon",
             crs=crs,
+            # GeoPackage 1.2: read without warnings by the GDAL of Debian 12 / QGIS 3.28 LTR too.
+            dataset_options={"VERSION": "1.2"} if fmt == "gpkg" else None,
         )
     return {
         "polygons": len(geoms),
