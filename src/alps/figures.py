@@ -34,12 +34,13 @@ def legend_panel(
 ) -> NDArray[np.uint8]:
     """A white panel listing ``(name, colour, share)`` rows: a colour swatch, the name and the pixel share.
 
-    Rows that do not fit in ``height`` are summed into a last "... more" row, so the panel never grows
-    taller than the image it explains.
+    Rows that do not fit in ``height`` are summed into one "N more" row, so a legend of many clusters is no
+    taller than the image it explains (beside a tiny image it still has three rows).
     """
     from PIL import ImageDraw
 
-    rows = max(1, (height - 4) // _ROW)
+    # At least three rows (largest cluster, the rest, unlabeled) even beside a tiny image.
+    rows = max(min(len(entries), 3), (height - 4) // _ROW)
     shown = list(entries)
     if len(shown) > rows:
         # Keep "unlabeled" (last) and the largest clusters; the rest become one row.
