@@ -48,11 +48,11 @@ class Georef:
 
     def window(self, x: int, y: int) -> Georef:
         """The georeferencing of a window whose top-left pixel is ``(x, y)``."""
-        return Georef(self.crs, self.transform * Affine.translation(x, y))
+        return Georef(self.crs, self.transform @ Affine.translation(x, y))
 
     def origin_of(self, x: int, y: int) -> Georef:
         """The georeferencing of the raster holding this one at offset ``(x, y)`` (inverse of ``window``)."""
-        return Georef(self.crs, self.transform * Affine.translation(-x, -y))
+        return Georef(self.crs, self.transform @ Affine.translation(-x, -y))
 
 
 def raster_georef(path: str | os.PathLike[str]) -> Georef | None:
