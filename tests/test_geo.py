@@ -367,3 +367,41 @@ def test_every_subcommand_help_shows_defaults(monkeypatch):
                 )
     label_help = sub.choices["label"].format_help()
     assert "(default: 1024)" in label_help and "(default: felzenszwalb)" in label_help
+
+
+@pytest.mark.slow
+def test_workflow_mosaics_the_pl_labels_of_a_folder_dataset(tmp_path):
+    """The real DAG: prepare folder (tiles) -> masks -> features -> k-means -> paint -> PL set -> mosaic."""
+    import yaml
+
+    from conftest import REPO_ROOT
+    from test_workflow import snakemake
+
+    raw = tmp_path / "raw"
+    crop_geotiff(shared_data(*SPACENET), raw / "site.tif", 200, 200, 224)
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    config["results_dir"] = str(tmp_path / "results")
+    config["datasets"] = {
+        "site": {"converter": "folder", "raw_dir": str(raw), "options": {"tile_size": 128, "overlap": 32}}
+    }
+    config["pseudo_labels"] = {"site-pl": {"dataset": "site", "label": "Site-PL"}}
+    config["tables"] = {}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    result = snakemake(str(tmp_path / "results" / "mosaic" / "site-pl"), config=config_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    label, georef = read_label(tmp_path / "results" / "mosaic" / "site-pl" / "site.tif")
+    assert label.shape == (224, 224) and georef == raster_georef(raw / "site.tif")
+    # Every mosaic pixel is the PL label of its nearest tile.
+    manifest = tmp_path / "results" / "datasets" / "site" / "manifest.csv"
+    import pandas as pd
+
+    rows = list(pd.read_csv(manifest).itertuples())
+    centres = np.array([(r.window_x + r.window_w / 2, r.window_y + r.window_h / 2) for r in rows])
+    yy, xx = np.mgrid[0:224, 0:224] + 0.5
+    nearest = ((xx[..., None] - centres[:, 0]) ** 2 + (yy[..., None] - centres[:, 1]) ** 2).argmin(axis=-1)
+    pl = tmp_path / "results" / "pl" / "site-pl" / "ann_dir" / "train"
+    for index, row in enumerate(rows):
+        tile = np.asarray(Image.open(pl / f"{row.image_id}.png"))
+        where = np.nonzero(nearest == index)
+        np.testing.assert_array_equal(label[where], tile[where[0] - row.window_y, where[1] - row.window_x])
