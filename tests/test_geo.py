@@ -337,6 +337,11 @@ def test_pl_dataset_tiles_keep_their_georeferencing(tmp_path):
             with rasterio.open(tmp_path / "pl" / folder / "train" / f"{image_id}.png") as src:
                 assert src.crs.to_epsg() == 32616
                 assert src.transform == georef.transform
+    # `alps label` on the manifest: each PNG tile's label is a GeoTIFF placed by its manifest row.
+    assert main(["label", str(manifest), str(tmp_path / "tiles"), "--k", "3"]) == 0
+    for image_id, georef in georefs.items():
+        label, placed = read_label(tmp_path / "tiles" / "labels" / f"{image_id}.tif")
+        assert placed == Georef("EPSG:32616", georef.transform)
     # alps mosaic turns the PL dataset's tile labels into one GeoTIFF of the scene.
     assert (
         main(["mosaic", str(manifest), str(tmp_path / "pl" / "ann_dir" / "train"), str(tmp_path / "m")]) == 0
