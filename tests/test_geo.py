@@ -410,3 +410,15 @@ def test_workflow_mosaics_the_pl_labels_of_a_folder_dataset(tmp_path):
         tile = np.asarray(Image.open(pl / f"{row.image_id}.png"))
         where = np.nonzero(nearest == index)
         np.testing.assert_array_equal(label[where], tile[where[0] - row.window_y, where[1] - row.window_x])
+
+
+def test_tile_ids_that_collide_with_an_image_are_refused(tmp_path):
+    from alps.geo.scene import open_scenes
+    from alps.sharding import ImageItem
+
+    source = shared_data(*VAIHINGEN)
+    Image.open(source).crop((0, 0, 200, 160)).save(tmp_path / "a.png")
+    Image.open(source).crop((0, 0, 100, 100)).save(tmp_path / "a_0_128_0_128.png")
+    items = [ImageItem("a", tmp_path / "a.png"), ImageItem("a_0_128_0_128", tmp_path / "a_0_128_0_128.png")]
+    with pytest.raises(ValueError, match="rename the image"):
+        open_scenes(items, None, SceneOptions(tile_size=128, overlap=32))

@@ -21,6 +21,7 @@ vectors of all tiles stay in memory (k-means needs them all).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -132,7 +133,7 @@ class Scene:
     windows: list[Window]
     georef: Georef | None
     stretch: list[tuple[float, float]] | None = None
-    _pixels: NDArray[np.uint8] | None = field(default=None, repr=False)
+    decoded_whole: bool = False
 
     @property
     def tiled(self) -> bool:
@@ -150,8 +151,9 @@ class Scene:
         if not self.tiled:
             return read_image(self.path, bands=bands)
         x, y, w, h = window
-        if self._pixels is not None:
-            return np.ascontiguousarray(self._pixels[y : y + h, x : x + w])
+        if self.decoded_whole:
+            pixels = _decode_whole(self.path, tuple(bands) if bands is not None else None)
+            return np.ascontiguousarray(pixels[y : y + h, x : x + w])
         import rasterio
         from rasterio.windows import Window as RioWindow
 
@@ -171,8 +173,8 @@ class Scene:
         shape = preview_shape(self.height, self.width, max_side)
         if not self.tiled:
             image = read_image(self.path, bands=bands)
-        elif self._pixels is not None:
-            image = self._pixels
+        elif self.decoded_whole:
+            image = _decode_whole(self.path, tuple(bands) if bands is not None else None)
         else:
             import rasterio
 
@@ -198,6 +200,12 @@ class Scene:
             "transform": list(self.georef.transform)[:6] if self.georef else None,
             "tiles": len(self.windows),
         }
+
+
+@functools.lru_cache(maxsize=1)
+def _decode_whole(path: Path, bands: tuple[int, ...] | None) -> NDArray[np.uint8]:
+    """A PNG/JPEG scene's RGB pixels; only the last scene stays cached, so memory holds one scene at most."""
+    return read_image(path, bands=bands)
 
 
 def preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
@@ -245,7 +253,6 @@ def open_scene(
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
     georef = raster_georef(path) or options.georefs.get(image_id)
-    pixels: NDArray[np.uint8] | None = None
     if path.suffix.lower() in _RASTERIO_SUFFIXES:
         import rasterio
 
@@ -258,10 +265,11 @@ def open_scene(
             raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
         to_rgb_uint8(sample, bands=bands, source=str(path))  # validates `bands` with the usual messages
     else:
-        rgb = read_image(path, bands=bands)
+        # PNG/JPEG/BMP cannot be read by windows: decoded whole when its tiles are read (one scene at a time).
+        rgb = _decode_whole(path, tuple(bands) if bands is not None else None)
         height, width = rgb.shape[:2]
-        count, dtype, sample = 3, str(rgb.dtype), None
-        pixels = rgb
+        with Image.open(path) as im:
+            count, dtype, sample = len(im.getbands()), str(rgb.dtype), None
     _warn_bands(path, count, bands)
     windows = tile_windows(height, width, options.tile_size, options.overlap)
     chosen = _chosen_bands(count, bands)
@@ -279,7 +287,7 @@ def open_scene(
         windows,
         georef,
         stretch,
-        pixels if len(windows) > 1 else None,
+        decoded_whole=sample is None and len(windows) > 1,
     )
 
 
@@ -507,7 +515,18 @@ def open_scenes(
 ) -> list[Scene]:
     """``open_scene`` of every ``ImageItem`` (id and path)."""
     options = options or SceneOptions()
-    return [open_scene(item.image_id, item.path, bands, options) for item in items]
+    scenes = [open_scene(item.image_id, item.path, bands, options) for item in items]
+    seen: dict[str, str] = {}
+    for scene in scenes:
+        for window in scene.windows:
+            tile_id = scene.tile_id(window)
+            if tile_id in seen:
+                raise ValueError(
+                    f"tile {tile_id!r} of {scene.path} has the id of an image or tile of {seen[tile_id]}; "
+                    "rename the image (tiles are named <stem>_<y0>_<y1>_<x0>_<x1>)"
+                )
+            seen[tile_id] = str(scene.path)
+    return scenes
 
 
 def iter_images(
