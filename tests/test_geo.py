@@ -422,3 +422,21 @@ def test_tile_ids_that_collide_with_an_image_are_refused(tmp_path):
     items = [ImageItem("a", tmp_path / "a.png"), ImageItem("a_0_128_0_128", tmp_path / "a_0_128_0_128.png")]
     with pytest.raises(ValueError, match="rename the image"):
         open_scenes(items, None, SceneOptions(tile_size=128, overlap=32))
+
+
+def test_vectorize_and_mosaic_bad_input_get_one_clear_line(tmp_path, capsys):
+    (tmp_path / "broken.tif").write_bytes(b"not a tiff")
+    assert main(["vectorize", str(tmp_path / "broken.tif"), str(tmp_path / "o.gpkg")]) == 2
+    assert "broken.tif: not a readable label raster" in capsys.readouterr().err
+    assert main(["vectorize", str(tmp_path / "none.tif"), str(tmp_path / "o.gpkg")]) == 2
+    assert "no such label raster" in capsys.readouterr().err
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    Image.open(shared_data(*VAIHINGEN)).crop((0, 0, 100, 100)).save(raw / "irrg.png")
+    options = '{"tile_size": 64, "overlap": 16}'
+    assert main(["prepare", "folder", str(raw), str(tmp_path / "ds"), "--options", options]) == 0
+    (tmp_path / "empty").mkdir()
+    manifest = str(tmp_path / "ds" / "manifest.csv")
+    assert main(["mosaic", manifest, str(tmp_path / "empty"), str(tmp_path / "m")]) == 2
+    assert "irrg_0_64_0_64.png: the label of tile 'irrg_0_64_0_64' is missing" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "irrg.png").exists()

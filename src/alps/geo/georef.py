@@ -159,13 +159,19 @@ def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Georef | None]
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
-            if src.count != 1:
-                raise ValueError(f"{path}: a label raster has one band, this one has {src.count}")
-            array = src.read(1)
-            georef = Georef(_crs_text(src.crs), src.transform) if src.crs is not None else None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such label raster")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+    except rasterio.errors.RasterioError as exc:
+        raise ValueError(f"{path}: not a readable label raster ({exc})") from exc
+    with src:
+        if src.count != 1:
+            raise ValueError(f"{path}: a label raster has one band, this one has {src.count}")
+        array = src.read(1)
+        georef = Georef(_crs_text(src.crs), src.transform) if src.crs is not None else None
     return array, georef
 
 
