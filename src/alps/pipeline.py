@@ -350,8 +350,9 @@ def label(
     Every image is a scene (``alps.geo.scene``): labeled whole if it fits in a tile, else tile by tile
     with one k-means over all tiles and mosaicked into one label; georeferenced scenes get GeoTIFF labels.
 
-    Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png``,
-    ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``.
+    Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png`` (``.tif``
+    for georeferenced scenes), ``vis/<id>.png`` and ``vis/<id>.overlay.png`` (and ``binary/<id>.png|tif``)
+    and ``label_card.json`` (with the inputs and every parameter) under ``out_dir``.
 
     Returns:
         The label card (K, counts, class pixel histogram, coverage).
