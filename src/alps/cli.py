@@ -487,7 +487,7 @@ def _add_geo_commands(sub: Any) -> None:
     p.add_argument(
         "--classes",
         type=Path,
-        help="JSON with a 'classes' list naming the label ids (default: label_card.json)",
+        help="JSON with a 'classes' list naming the label ids (default: the label_card.json beside labels/)",
     )
     p.add_argument("--layer", default="labels", help="layer name")
     p.set_defaults(func=cmd_vectorize)
@@ -504,10 +504,20 @@ def _add_geo_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_mosaic)
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except ``None`` (no default) and where the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
 def _show_defaults(sub: Any) -> None:
     """Every sub-command's --help shows each option's default (options without help text get one)."""
     for parser in sub.choices.values():
-        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        parser.formatter_class = _DefaultsFormatter
         for action in parser._actions:
             if action.help is None and action.option_strings and action.default is not None:
                 action.help = "default: %(default)s"
