@@ -292,7 +292,11 @@ def test_nodata_is_left_unlabeled_and_out_of_the_stretch(tmp_path):
     _geotiff(folder / "scene.tif", scene, -9999)
     out = tmp_path / "out"
     assert main(["label", str(folder), str(out), *K3]) == 0
-    label = np.asarray(Image.open(out / "labels" / "scene.png"))
+    import rasterio
+
+    # A scene with a CRS gets a GeoTIFF label (alps.geo).
+    with rasterio.open(out / "labels" / "scene.tif") as src:
+        label = src.read(1)
     nodata = scene[0] == -9999
     assert np.all(label[nodata] == 255)
     assert (label[~nodata] != 255).mean() > 0.3  # the valid pixels are labeled again (was 3 %)

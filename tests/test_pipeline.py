@@ -14,6 +14,7 @@ from PIL import Image
 from alps.cli import main
 from alps.cluster import ClusterConfig
 from alps.features.encoders import build_encoder
+from alps.geo.georef import raster_georef
 from alps.io import read_image
 from alps.masks.shards import read_mask_shard
 from alps.pipeline import (
@@ -192,5 +193,7 @@ def test_label_16bit_geotiff_and_one_bit_tiff(tmp_path):
     code = main(["label", str(folder), str(tmp_path / "out"), "--masks", "slic", "--k", "3"])
     assert code == 0
     for name, source in zip(names, sorted(folder.iterdir()), strict=True):
-        label_png = np.asarray(Image.open(tmp_path / "out" / "labels" / f"{name}.png"))
-        assert label_png.shape == read_image(source).shape[:2]
+        # The georeferenced SpaceNet scene gets a GeoTIFF label (tests/test_geo.py checks its CRS).
+        suffix = ".tif" if raster_georef(source) is not None else ".png"
+        label = np.asarray(Image.open(tmp_path / "out" / "labels" / f"{name}{suffix}"))
+        assert label.shape == read_image(source).shape[:2]

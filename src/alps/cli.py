@@ -228,8 +228,11 @@ def cmd_paint(args: argparse.Namespace) -> None:
 
 
 def cmd_pl_dataset(args: argparse.Namespace) -> None:
+    from alps.geo.georef import manifest_georefs
     from alps.pipeline import assemble_pl_dataset, images_from_source
 
+    # Tiles of a georeferenced scene keep their CRS and transform in the PL dataset (.aux.xml sidecars).
+    georefs = manifest_georefs(args.source) if args.source.suffix.lower() == ".csv" else None
     card = assemble_pl_dataset(
         images_from_source(args.source, args.split),
         args.paint_dirs,
@@ -237,6 +240,7 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
         split=args.split or "train",
         binary=args.binary,
         num_classes=args.num_classes,
+        georefs=georefs,
     )
     log.info(
         "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]
@@ -386,9 +390,15 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
+    from alps.geo.scene import SceneOptions
     from alps.pipeline import images_from_source, label
 
     _check_class_map(args)
+    georefs = {}
+    if args.images.suffix.lower() == ".csv":
+        from alps.geo.georef import manifest_georefs
+
+        georefs = manifest_georefs(args.images)
     card = label(
         images_from_source(args.images),
         args.out_dir,
@@ -401,6 +411,7 @@ def cmd_label(args: argparse.Namespace) -> None:
         class_map=args.class_map,
         gallery=not args.no_gallery,
         on_error=args.on_error,
+        scene_options=SceneOptions(args.tile_size, args.overlap, georefs),
     )
     if card["skipped"]:
         names = ", ".join(entry["path"] for entry in card["skipped"])
@@ -540,6 +551,82 @@ def _add_class_commands(sub: Any) -> None:
     p.add_argument("--class-map", type=Path, required=True, help="YAML: cluster id -> name (docs/classes.md)")
     p.add_argument("--model", type=Path, help="the cluster model: every id 0..K-1 must be mapped")
     p.set_defaults(func=cmd_apply_class_map)
+
+
+def cmd_vectorize(args: argparse.Namespace) -> None:
+    from alps.geo.vectorize import read_class_names, vectorize
+
+    classes = read_class_names(args.classes) if args.classes else None
+    summary = vectorize(
+        args.labels,
+        args.out,
+        fmt=args.format,
+        simplify=args.simplify,
+        min_area=args.min_area,
+        classes=classes,
+        layer=args.layer,
+    )
+    log.info(
+        "wrote %d polygons (%s, CRS %s) to %s",
+        summary["polygons"],
+        summary["driver"],
+        summary["crs"],
+        args.out,
+    )
+
+
+def cmd_mosaic(args: argparse.Namespace) -> None:
+    from alps.geo.mosaic import mosaic_dataset
+
+    card = mosaic_dataset(args.manifest, args.labels_dir, args.out_dir, split=args.split)
+    log.info("mosaicked %d scenes into %s", len(card["scenes"]), args.out_dir)
+
+
+def _add_geo_commands(sub: Any) -> None:
+    """``alps vectorize`` and ``alps mosaic`` (alps.geo)."""
+    p = sub.add_parser("vectorize", help="label raster -> polygons (GeoPackage or GeoJSON) in its CRS")
+    p.add_argument("labels", type=Path, help="a label GeoTIFF/PNG of alps label or alps mosaic")
+    p.add_argument("out", type=Path, help="the vector file (.gpkg, or .geojson)")
+    p.add_argument("--format", choices=["gpkg", "geojson"], help="default: from OUT's suffix, else gpkg")
+    p.add_argument("--simplify", type=float, default=0.0, help="simplification tolerance in CRS units")
+    p.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller (CRS units^2)")
+    p.add_argument(
+        "--classes",
+        type=Path,
+        help="JSON with a 'classes' list naming the label ids (default: the label_card.json beside labels/)",
+    )
+    p.add_argument("--layer", default="labels", help="layer name")
+    p.set_defaults(func=cmd_vectorize)
+
+    p = sub.add_parser(
+        "mosaic", help="one label raster per scene from a prepare-folder dataset's tile labels"
+    )
+    p.add_argument("manifest", type=Path, help="the dataset's manifest.csv (alps prepare folder)")
+    p.add_argument(
+        "labels_dir", type=Path, help="tile labels <image_id>.png (a PL dataset's ann_dir/<split>)"
+    )
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--split", help="only the tiles of this split")
+    p.set_defaults(func=cmd_mosaic)
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except ``None`` (no default) and where the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def _show_defaults(sub: Any) -> None:
+    """Every sub-command's --help shows each option's default (options without help text get one)."""
+    for parser in sub.choices.values():
+        parser.formatter_class = _DefaultsFormatter
+        for action in parser._actions:
+            if action.help is None and action.option_strings and action.default is not None:
+                action.help = "default: %(default)s"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -749,6 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="fail",
         help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
     )
+    p.add_argument(
+        "--tile-size", type=int, default=1024, help="scenes larger than this are labeled tile by tile"
+    )
+    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles in pixels")
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("tables", help="the paper's tables from fine-tuning runs, beside the published values")
@@ -767,6 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_tables)
     _add_class_commands(sub)
+    _add_geo_commands(sub)
+    _show_defaults(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from alps.io.atomic import atomic_output
-from alps.paint import colorize, make_palette
+from alps.paint import colorize, legend_entries, make_palette, overlay
 
 _GAP = 4  # white pixels between panels
 
@@ -22,6 +23,52 @@ def _ground_truth_colours(label: NDArray[np.uint8], palette: NDArray[np.uint8] |
     full = np.zeros((256, 3), dtype=np.uint8)
     full[: len(palette)] = palette[:256]
     return full[label]
+
+
+_ROW = 14  # legend row height in pixels (PIL's default bitmap font is 11 px tall)
+_LEGEND_WIDTH = 150
+
+
+def legend_panel(
+    entries: Sequence[tuple[str, tuple[int, int, int], float]], height: int
+) -> NDArray[np.uint8]:
+    """A white panel listing ``(name, colour, share)`` rows: a colour swatch, the name and the pixel share.
+
+    Rows that do not fit in ``height`` are summed into one "N more" row, so a legend of many clusters is no
+    taller than the image it explains (beside a tiny image it still has three rows).
+    """
+    from PIL import ImageDraw
+
+    # At least three rows (largest cluster, the rest, unlabeled) even beside a tiny image.
+    rows = max(min(len(entries), 3), (height - 4) // _ROW)
+    shown = list(entries)
+    if len(shown) > rows:
+        # Keep "unlabeled" (last) and the largest clusters; the rest become one row.
+        clusters = sorted(shown[:-1], key=lambda e: -e[2])
+        kept = sorted(clusters[: rows - 2], key=lambda e: int(e[0].split()[-1]))
+        rest = sum(e[2] for e in clusters[rows - 2 :])
+        shown = [*kept, (f"{len(clusters) - len(kept)} more", (255, 255, 255), rest), shown[-1]]
+    panel = Image.new("RGB", (_LEGEND_WIDTH, max(height, len(shown) * _ROW + 4)), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    for row, (name, colour, share) in enumerate(shown):
+        top = 2 + row * _ROW
+        draw.rectangle((4, top + 1, 16, top + _ROW - 2), fill=tuple(colour), outline=(96, 96, 96))
+        draw.text((22, top + 1), f"{name}  {100 * share:.1f}%", fill=(0, 0, 0))
+    return np.asarray(panel)
+
+
+def overlay_with_legend(
+    image: NDArray[np.uint8], label: NDArray[np.uint8], counts: NDArray[np.integer], k: int
+) -> NDArray[np.uint8]:
+    """The label over the image, beside a legend of cluster colours and pixel shares (``counts``)."""
+    blended = overlay(image, label)
+    legend = legend_panel(legend_entries(counts, k), blended.shape[0])
+    return side_by_side(_pad_to_tallest([blended, legend]))
+
+
+def _pad_to_tallest(panels: Sequence[NDArray[np.uint8]]) -> list[NDArray[np.uint8]]:
+    height = max(p.shape[0] for p in panels)
+    return [np.concatenate([p, np.full((height - p.shape[0], *p.shape[1:]), 255, np.uint8)]) for p in panels]
 
 
 def side_by_side(panels: Sequence[NDArray[np.uint8]]) -> NDArray[np.uint8]:
@@ -44,6 +91,7 @@ def write_figures(
     gt_dir: str | os.PathLike[str] | None = None,
     gt_palette: Sequence[Sequence[int]] | None = None,
     count: int = 6,
+    legend: bool = True,
 ) -> list[Path]:
     """Write one figure per image: the image, its pseudo-label in the fixed palette, and the ground truth.
 
@@ -54,6 +102,7 @@ def write_figures(
         gt_dir: ground-truth index labels with the same file names (optional third panel).
         gt_palette: colours of the ground-truth classes (default: the pseudo-label palette).
         count: number of images, the first ``count`` by name (a fixed choice, so runs are comparable).
+        legend: add a legend panel: each painted cluster's colour and pixel share, and ``unlabeled``.
 
     Returns:
         The written figure paths.
@@ -64,6 +113,8 @@ def write_figures(
         raise FileNotFoundError(f"no pseudo-labels in {root / 'ann_dir' / split}")
     palette = None if gt_palette is None else np.asarray(gt_palette, dtype=np.uint8)
     written = []
+    card_path = root / "dataset_card.json"
+    k = int(json.loads(card_path.read_text()).get("num_classes", 255)) if card_path.is_file() else 255
     for label_path in labels:
         image = np.asarray(Image.open(root / "img_dir" / split / label_path.name).convert("RGB"))
         pseudo = np.asarray(Image.open(label_path))
@@ -71,6 +122,10 @@ def write_figures(
         if gt_dir is not None:
             gt = np.asarray(Image.open(Path(gt_dir) / label_path.name))
             panels.append(_ground_truth_colours(gt, palette))
+        if legend:
+            counts = np.bincount(pseudo.ravel(), minlength=256)
+            panels.append(legend_panel(legend_entries(counts, k), pseudo.shape[0]))
+            panels = _pad_to_tallest(panels)
         target = Path(out_dir) / label_path.name
         with atomic_output(target) as tmp:
             Image.fromarray(side_by_side(panels)).save(tmp, format="PNG")

@@ -27,7 +27,7 @@ import html
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +185,7 @@ def _html(rows: Sequence[Mapping[str, Any]], title: str, meta: Mapping[str, Any]
 
 def write_gallery(
     parts: Iterable[GalleryPart],
-    image_paths: Mapping[str, Path],
+    image_paths: Mapping[str, Path | Callable[[], NDArray[np.uint8]]],
     out_dir: str | os.PathLike[str],
     k: int,
     *,
@@ -250,7 +250,7 @@ def _add_image(
     clusters: list[_Cluster],
     mask_set: MaskSet,
     ids: NDArray[np.integer],
-    image_paths: Mapping[str, Path],
+    image_paths: Mapping[str, Path | Callable[[], NDArray[np.uint8]]],
     pixels: int,
     palette: NDArray[np.uint8],
     examples: int,
@@ -264,7 +264,9 @@ def _add_image(
         if not image:
             if mask_set.image_id not in image_paths:
                 raise ValueError(f"image {mask_set.image_id!r} of the masks is not in the image source")
-            image.append(read_image(image_paths[mask_set.image_id], bands=bands))
+            source = image_paths[mask_set.image_id]
+            # A tile of a large scene (alps.geo.scene) comes as its reader, not as a file.
+            image.append(source() if callable(source) else read_image(source, bands=bands))
         return image[0]
 
     areas = mask_set.area
@@ -428,7 +430,7 @@ __all__ = [
 
 def finish_label_dir(
     out_dir: Path,
-    items: Sequence[Any],
+    image_sources: Mapping[str, Path | Callable[[], NDArray[np.uint8]]],
     mask_sets: Sequence[MaskSet],
     cluster_ids: NDArray[np.integer],
     k: int,
@@ -454,7 +456,7 @@ def finish_label_dir(
     if gallery:
         write_gallery(
             [GalleryPart(mask_sets, cluster_ids)],
-            {item.image_id: item.path for item in items},
+            image_sources,
             out_dir / "gallery",
             k,
             seed=seed,

@@ -20,6 +20,8 @@ from pycocotools import mask as mask_utils
 from alps.masks.base import MaskSet
 
 UNLABELED = 255
+UNLABELED_COLOUR = (0, 0, 0)
+"""The colour of unlabeled pixels in colour maps, overlays (blended like a cluster colour) and legends."""
 
 
 def _paint(mask_set: MaskSet, values: NDArray[np.integer], background: int) -> NDArray[np.uint8]:
@@ -74,7 +76,7 @@ def make_palette(n: int = 256) -> NDArray[np.uint8]:
         value = 0.95 - 0.25 * ((i // 14) % 2)
         palette[i] = np.round(np.array(colorsys.hsv_to_rgb(hue, saturation, value)) * 255)
     if n > UNLABELED:
-        palette[UNLABELED] = 0
+        palette[UNLABELED] = UNLABELED_COLOUR
     return palette
 
 
@@ -85,8 +87,32 @@ def colorize(label: NDArray[np.uint8], palette: NDArray[np.uint8] | None = None)
 
 
 def overlay(image: NDArray[np.uint8], label: NDArray[np.uint8], alpha: float = 0.5) -> NDArray[np.uint8]:
-    """Blend the colourised label over the image; unlabeled pixels show the image unchanged."""
+    """Blend the colourised label over the image.
+
+    Unlabeled pixels are blended with ``UNLABELED_COLOUR`` like any cluster (they show darkened), so an
+    overlay tells "no label" apart from a cluster whose colour resembles the image.
+    """
+    if image.shape[:2] != label.shape:
+        raise ValueError(f"image {image.shape[:2]} and label {label.shape} differ in size")
     colours = colorize(label).astype(np.float32)
     blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
-    blended[label == UNLABELED] = image[label == UNLABELED]
     return np.round(blended).astype(np.uint8)
+
+
+def legend_entries(counts: NDArray[np.integer], k: int) -> list[tuple[str, tuple[int, int, int], float]]:
+    """``(name, colour, pixel share)`` of every painted cluster (id order), then of ``unlabeled``.
+
+    Arguments:
+        counts: pixels per label value (length 256, as ``np.bincount(label, minlength=256)``).
+        k: the number of cluster ids.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum()) or 1
+    palette = make_palette()
+    entries = [
+        (f"cluster {i}", tuple(int(c) for c in palette[i]), int(counts[i]) / total)
+        for i in range(min(k, UNLABELED))
+        if counts[i] > 0
+    ]
+    entries.append(("unlabeled", UNLABELED_COLOUR, int(counts[UNLABELED]) / total))
+    return entries  # type: ignore[return-value]

@@ -8,16 +8,18 @@ the mask generator to the feature encoder in memory, so the image encoder runs o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from PIL import Image
 from tqdm import tqdm
 
@@ -26,6 +28,15 @@ from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON
 from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_kmeans
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
+from alps.geo.georef import Georef, write_georef_sidecars
+from alps.geo.scene import (
+    Scene,
+    SceneOptions,
+    iter_tiles_with_valid,
+    open_scenes,
+    paint_scenes,
+    run_parameters,
+)
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.io.images import ImageReadError, read_image, read_image_with_valid
 from alps.io.outputs import OutputSet
@@ -175,8 +186,11 @@ def _masks_and_features(
     encoder: FeatureEncoder | None,
     bands: Sequence[int] | None,
     on_error: str,
+    scenes: Sequence[Scene] | None = None,
 ) -> tuple[list[MaskSet], list[np.ndarray], list[dict[str, str]]]:
     """The per-image loop: read, generate masks (cut to valid pixels), compute features.
+
+    With ``scenes`` (``alps.geo.scene``, opened beforehand), their tiles are labeled instead of the items.
 
     Returns:
         The mask sets (embeddings dropped) and feature blocks of the images read, in item order, and the
@@ -188,7 +202,26 @@ def _masks_and_features(
     mask_sets: list[MaskSet] = []
     vectors: list[np.ndarray] = []
     skipped: list[dict[str, str]] = []
-    for item in _progress(items, f"masks ({generator.name})"):
+    inputs = (
+        iter_tiles_with_valid(scenes, bands)
+        if scenes is not None
+        else _read_items(items, bands, on_error, skipped)
+    )
+    for image_id, image, valid in inputs:
+        mask_set = _restrict_to_valid(generator.generate(image, image_id), valid)
+        if encoder is not None:
+            vectors.append(_features(encoder, image, mask_set))
+        mask_set.embedding = None
+        mask_sets.append(mask_set)
+        log.info("%s: %d masks", image_id, len(mask_set))
+    return mask_sets, vectors, skipped
+
+
+def _read_items(
+    items: Sequence[ImageItem], bands: Sequence[int] | None, on_error: str, skipped: list[dict[str, str]]
+) -> Iterator[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None]]:
+    """``(id, RGB image, valid pixels or None)`` of each readable item; unreadable ones per ``on_error``."""
+    for item in _progress(items, "images"):
         try:
             image, valid = read_image_with_valid(item.path, bands=bands)
         except ImageReadError as exc:
@@ -197,13 +230,7 @@ def _masks_and_features(
             log.warning("skipped an unreadable image: %s", exc)
             skipped.append({"item": item.image_id, "path": str(item.path), "reason": str(exc)})
             continue
-        mask_set = _restrict_to_valid(generator.generate(image, item.image_id), valid)
-        if encoder is not None:
-            vectors.append(_features(encoder, image, mask_set))
-        mask_set.embedding = None
-        mask_sets.append(mask_set)
-        log.info("%s: %d masks", item.image_id, len(mask_set))
-    return mask_sets, vectors, skipped
+        yield item.image_id, image, valid
 
 
 def run_masks(
@@ -214,19 +241,21 @@ def run_masks(
     encoder: FeatureEncoder | None = None,
     features_out: str | os.PathLike[str] | None = None,
     bands: Sequence[int] | None = None,
+    scenes: Sequence[Scene] | None = None,
 ) -> list[MaskSet]:
     """Generate the masks of ``items`` into one mask shard (and, optionally, their feature shard).
 
     With ``encoder`` and ``features_out``, features are computed while each image's masks (and SAM's
     embedding) are still in memory: this is how the ``sam`` encoder avoids a second encoder pass.
-    Declared no-data pixels (``alps.io.images``) are cut out of every mask.
+    Declared no-data pixels (``alps.io.images``) are cut out of every mask. With ``scenes``
+    (``alps.geo.scene``), the tiles of the scenes are labeled instead of whole images.
 
     Returns:
         The mask sets, in item order (embeddings dropped).
     """
     if (encoder is None) != (features_out is None):
         raise ValueError("pass both `encoder` and `features_out`, or neither")
-    mask_sets, vectors, _ = _masks_and_features(items, generator, encoder, bands, "fail")
+    mask_sets, vectors, _ = _masks_and_features(items, generator, encoder, bands, "fail", scenes)
     write_mask_shard(out_shard, mask_sets)
     if encoder is not None and features_out is not None:
         write_feature_shard(features_out, **_feature_records(mask_sets, vectors, encoder.name))
@@ -430,11 +459,16 @@ def label(
     class_map: str | os.PathLike[str] | None = None,
     gallery: bool = True,
     on_error: str = "fail",
+    scene_options: SceneOptions | None = None,
 ) -> dict[str, Any]:
     """All labeling stages in one process (the ``alps label`` command).
 
-    Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png``,
-    ``vis/<id>.png`` (and ``binary/<id>.png``) and ``label_card.json`` under ``out_dir``, all at once after
+    Every image is a scene (``alps.geo.scene``): labeled whole if it fits in a tile, else tile by tile
+    with one k-means over all tiles and mosaicked into one label; georeferenced scenes get GeoTIFF labels.
+
+    Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png`` (``.tif``
+    for georeferenced scenes), ``vis/<id>.png`` and ``vis/<id>.overlay.png`` (and ``binary/<id>.png|tif``)
+    and ``label_card.json`` (with the inputs and every parameter) under ``out_dir``, all at once after
     the whole run succeeded (``alps.io.outputs``): a failed run leaves the previous outputs as they were, a
     second run on the same ``out_dir`` is refused while one runs, and only files the previous run recorded
     as its own (unchanged) are replaced or removed; anything else in their way stops the run, named.
@@ -453,6 +487,7 @@ def label(
         gallery: write the cluster gallery ``gallery/`` (``alps.gallery``).
         on_error: ``"fail"`` (an unreadable image stops the run, named) or ``"skip"`` (it is left out and
             listed under ``skipped`` in the card).
+        scene_options: tiling of large scenes (``alps.geo.scene.SceneOptions``; default one).
 
     Returns:
         The label card (K, counts, class pixel histogram, coverage, skipped images).
@@ -482,6 +517,7 @@ def label(
             class_map=class_map,
             gallery=gallery,
             on_error=on_error,
+            scene_options=scene_options,
         )
         outputs.publish()
     return card
@@ -500,11 +536,14 @@ def _label_into(
     class_map: str | os.PathLike[str] | None,
     gallery: bool,
     on_error: str,
+    scene_options: SceneOptions | None,
 ) -> dict[str, Any]:
     """``label``'s stages, writing every output into the (empty) folder ``out``."""
     seed_everything(cluster_config.seed)
+    skipped: list[dict[str, str]] = []
     try:
-        mask_sets, vector_blocks, skipped = _masks_and_features(items, generator, encoder, bands, on_error)
+        scenes = open_scenes(items, bands, scene_options, on_error, skipped)
+        mask_sets, vector_blocks, _ = _masks_and_features(items, generator, encoder, bands, on_error, scenes)
     except ImageReadError as exc:
         raise ImageReadError(
             f"{exc}; repair or remove the file, or pass --on-error skip to leave out the images that fail"
@@ -525,8 +564,14 @@ def _label_into(
     model.save(out / MODEL_FILE)
     ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
     per_image = split_per_image(mask_sets, ids)
-    stats = paint_mask_sets(
-        mask_sets, per_image, out, k=model.k, binary_dir=out / "binary" if binary else None
+    stats = paint_scenes(
+        scenes,
+        mask_sets,
+        per_image,
+        out,
+        k=model.k,
+        bands=bands,
+        binary_dir=out / "binary" if binary else None,
     )
     card = {
         **stats,
@@ -540,13 +585,18 @@ def _label_into(
         "on_error": on_error,
         "skipped": skipped,
         "alps_version": __version__,
+        **run_parameters(generator, encoder, cluster_config, bands, scene_options),
     }
     from alps.gallery import finish_label_dir  # issue #17: gallery and class map
 
     card.update(
         finish_label_dir(
             out,
-            items,
+            {
+                scene.tile_id(window): functools.partial(scene.read_tile, window, bands)
+                for scene in scenes
+                for window in scene.windows
+            },
             mask_sets,
             ids,
             model.k,
@@ -604,6 +654,7 @@ def assemble_pl_dataset(
     split: str = "train",
     binary: bool = False,
     num_classes: int | None = None,
+    georefs: Mapping[str, Georef] | None = None,
 ) -> dict[str, Any]:
     """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
 
@@ -624,6 +675,8 @@ def assemble_pl_dataset(
         binary: use the binary variant as labels.
         num_classes: declare this many label ids instead (the paper's SAMRS-PL declares 64 with k=46);
             must be at least the largest painted label + 1.
+        georefs: per image id, the tile's CRS and transform (``alps.geo.georef.manifest_georefs``): its
+            image and label PNGs get a ``.aux.xml`` sidecar that places them in GIS tools.
 
     Returns:
         The dataset card.
@@ -669,6 +722,8 @@ def assemble_pl_dataset(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(read_image(source)).save(target)
             _link_or_copy(label_path, tmp / "ann_dir" / split / label_path.name)
+            if georefs and image_id in georefs:
+                write_georef_sidecars([target, tmp / "ann_dir" / split / label_path.name], georefs[image_id])
             label = np.asarray(Image.open(label_path))
             vis_target = tmp / "vis" / split / label_path.name
             if binary:

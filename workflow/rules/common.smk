@@ -207,6 +207,7 @@ def all_targets(wildcards):
         if pl_set.evaluate:
             targets.append(f"{RESULTS}/metrics/label_quality/{name}.json")
     targets += [f"{STUDY.finetune_dir(run)}/metrics.json" for run in STUDY.finetune_runs]
+    targets += mosaic_targets()  # workflow/rules/mosaic.smk
     if STUDY.rows:
         targets.append(f"{RESULTS}/metrics/tables.json")
     return targets
