@@ -11,11 +11,12 @@ then the sum of its masks' rows.
 Reported, for K = 10 and seeds 0-7 (mean, min, max):
 - ``before``: the previous fit (k-means, 10 restarts, on a reservoir sample, then one
   ``MiniBatchKMeans.partial_fit`` pass), reproduced here with scikit-learn calls;
-- ``alps``: ``alps.cluster.fit_kmeans`` with its defaults, through the same batch stream as ``alps cluster``;
+- ``alps``: ``alps.cluster.fit_kmeans`` with its defaults, one block per image as in a feature shard;
+- ``colour baseline``: the same fit on the reference baseline's features (colour mean/std + log area);
 - ``--k auto``: the K that ``estimate_k`` picks (default range) and the labels' majority mIoU at that K.
 
 Usage: .venv/bin/python benchmarks/cluster_stability.py [--data ../shared/data/nwpu_vhr10_train]
-       [--cache /tmp/nwpu_feats.npz] [--seeds 0 1 2 3 4 5 6 7] [--skip-auto]
+       [--cache /tmp/nwpu_feats.npz] [--seeds 0 1 2 3 4 5 6 7] [--auto-seeds 0 1 2 3]
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def build_cache(data: Path, cache: Path) -> None:
         shard = read_feature_shard(Path(tmp) / "features.npz")
         print(f"features of {len(shard)} masks in {time.perf_counter() - start:.0f} s")
     counts, uncovered = _visible_counts(mask_sets, data / "semantic")
+    colour = _colour_features(mask_sets, data / "images")
     np.savez(
         cache,
         vectors=shard.vectors,
@@ -87,7 +89,22 @@ def build_cache(data: Path, cache: Path) -> None:
         encoder=np.asarray(shard.encoder),
         counts=counts,
         uncovered=uncovered,
+        colour=colour,
     )
+
+
+def _colour_features(mask_sets: list[Any], image_dir: Path) -> NDArray[np.float16]:
+    """The reference baseline's PFL: per-mask colour mean/std and log area, standardised (as the test)."""
+    from alps.io import read_image
+
+    rows = []
+    for mask_set in mask_sets:
+        image = read_image(image_dir / f"{mask_set.image_id}.jpg").astype(np.float32)
+        for mask in mask_set.decode():
+            pixels = image[mask]
+            rows.append(np.concatenate([pixels.mean(0), pixels.std(0), [np.log(mask.sum())]]))
+    features = np.asarray(rows)
+    return ((features - features.mean(0)) / features.std(0)).astype(np.float16)
 
 
 def load_cache(cache: str | Path, data: str | Path) -> dict[str, NDArray[Any]]:
@@ -96,7 +113,18 @@ def load_cache(cache: str | Path, data: str | Path) -> dict[str, NDArray[Any]]:
     if not cache.is_file():
         build_cache(data, cache)
     with np.load(cache, allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
+        loaded = {name: npz[name] for name in npz.files}
+    if "colour" not in loaded:  # a cache from before the baseline was added
+        from alps.io import read_image
+        from alps.masks.coco import CocoMaskSource
+        from alps.sharding import images_from_source
+
+        source = CocoMaskSource(data / "instances_train.json")
+        items = images_from_source(data / "images")
+        mask_sets = [source.generate(read_image(item.path), item.image_id) for item in items]
+        loaded["colour"] = _colour_features(mask_sets, data / "images")
+        np.savez(cache, **loaded)
+    return loaded
 
 
 def score(cache: dict[str, NDArray[Any]], labels: NDArray[np.integer], k: int) -> dict[str, float]:
@@ -107,16 +135,32 @@ def score(cache: dict[str, NDArray[Any]], labels: NDArray[np.integer], k: int) -
     return {m: scores_from_confusion(confusion, m)["miou"] for m in ("hungarian", "majority")}
 
 
-def before_fit(vectors: NDArray[np.float32], seed: int, k: int) -> NDArray[np.int64]:
-    """The previous default fit: best of 10 k-means restarts on the sample, one ``partial_fit`` pass."""
+def before_fit(cache: dict[str, NDArray[Any]], seed: int, k: int) -> NDArray[np.int64]:
+    """The previous default fit of ``alps label``, step for step (it is no longer in the library).
+
+    The stream: images in an order drawn by ``default_rng([seed, epoch])``, each image's rows permuted by
+    the same generator; the reservoir sample kept the whole stream (793 < 20,000 vectors) in that order;
+    best of 10 k-means++ restarts on it (k-means++ depends on the row order); one
+    ``MiniBatchKMeans.partial_fit`` pass over the stream in batches of 4,096.
+    """
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    # The sample held every vector here (793 < 20000), in stream order; k-means++ does not see the order.
-    init = KMeans(k, n_init=10, random_state=seed).fit(vectors).cluster_centers_
+    vectors = cache["vectors"].astype(np.float32)
+    image_ids = cache["image_ids"]
+    _, starts = np.unique(image_ids, return_index=True)
+    per_image = [vectors[image_ids == image_ids[start]] for start in np.sort(starts)]
+    rng = np.random.default_rng([seed, 0])
+    blocks = []
+    for index in rng.permutation(len(per_image)):
+        block = per_image[index]
+        blocks.append(block[rng.permutation(len(block))])
+    stream = np.concatenate(blocks)
+    init = KMeans(k, n_init=10, random_state=seed).fit(stream).cluster_centers_
     online = MiniBatchKMeans(
         k, init=init, n_init=1, batch_size=4096, random_state=seed, reassignment_ratio=0.0
     )
-    online.partial_fit(vectors)
+    for start in range(0, len(stream), 4096):
+        online.partial_fit(stream[start : start + 4096])
     return online.predict(vectors)
 
 
@@ -163,7 +207,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/nwpu_feats.npz"))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--skip-auto", action="store_true", help="do not run --k auto")
+    parser.add_argument(
+        "--auto-seeds",
+        type=int,
+        nargs="*",
+        default=[0, 1, 2, 3],
+        help="seeds of the --k auto runs (none: skip)",
+    )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
@@ -174,7 +224,7 @@ def main() -> None:
     print(f"{len(vectors)} masks, {vectors.shape[1]}-d features ({cache['encoder']}), K = {args.k}")
     results: dict[str, Any] = {"masks": len(vectors), "k": args.k, "seeds": args.seeds}
     before = _timed(
-        "before", lambda: [score(cache, before_fit(vectors, s, args.k), args.k) for s in args.seeds]
+        "before", lambda: [score(cache, before_fit(cache, s, args.k), args.k) for s in args.seeds]
     )
     after = _timed(
         "alps",
@@ -182,12 +232,27 @@ def main() -> None:
             score(cache, alps_fit(cache, ClusterConfig(k=args.k, seed=s))[0], args.k) for s in args.seeds
         ],
     )
-    results["stability"] = [_summary("before", before), _summary("alps", after)]
+    colour = {**cache, "vectors": cache["colour"]}
+    baseline = _timed(
+        "colour baseline",
+        lambda: [
+            score(cache, alps_fit(colour, ClusterConfig(k=args.k, seed=s))[0], args.k) for s in args.seeds
+        ],
+    )
+    results["stability"] = [
+        _summary("before", before),
+        _summary("alps", after),
+        _summary("colour baseline (alps fit)", baseline),
+    ]
     for row in results["stability"]:
         print(json.dumps(row))
-    if not args.skip_auto:
+    if args.auto_seeds:
         auto = []
-        for seed, fixed in zip(args.seeds, after, strict=True):
+        fixed_k = dict(zip(args.seeds, after, strict=True))
+        for seed in args.auto_seeds:
+            fixed = fixed_k.get(seed) or score(
+                cache, alps_fit(cache, ClusterConfig(k=args.k, seed=seed))[0], args.k
+            )
             labels, k = alps_fit(cache, ClusterConfig(k=None, seed=seed))
             auto.append(
                 {"seed": seed, "k": k, **score(cache, labels, k), "majority_at_fixed_k": fixed["majority"]}

@@ -137,3 +137,32 @@ def test_paint_with_a_crafted_pickle_model_never_runs_it(both_paths, tmp_path, c
         assert main(args) == 2
         assert "is not an ALPS k-means model" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_cli_k_auto_reports_the_criterion_of_every_k(tmp_path, rng):
+    centres = rng.normal(size=(5, 64)) * 3
+    sizes = [300, 150, 80, 40, 20]
+    vectors = np.concatenate(
+        [c + 0.2 * rng.normal(size=(n, 64)) for c, n in zip(centres, sizes, strict=True)]
+    )
+    ids = np.repeat([f"img{i}" for i in range(59)], 10)  # 590 masks, 10 per image
+    shard = write_feature_shard(
+        tmp_path / "f.npz", vectors, ids, np.tile(np.arange(10), 59), np.full(590, 0.01), "fake"
+    )
+    args = [
+        "cluster",
+        str(shard),
+        "--out",
+        str(tmp_path / "kmeans.npz"),
+        "--k",
+        "auto",
+        "--k-range",
+        "2",
+        "12",
+    ]
+    assert main([*args, "--n-init", "4"]) == 0
+    model = ClusterModel.load(tmp_path / "kmeans.npz")
+    card = json.loads((tmp_path / "kmeans.npz.card.json").read_text())
+    assert model.k == 5 and card["k_estimated"] and card["k"] == 5
+    assert sorted(map(int, card["k_criterion"])) == list(range(2, 13))
+    assert max(card["k_criterion"], key=card["k_criterion"].get) == "5"

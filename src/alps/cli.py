@@ -126,7 +126,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, default=1, help="Lloyd passes over all vectors")
     group.add_argument("--init-sample", type=int, default=20000)
     group.add_argument(
-        "--n-init", type=int, default=400, help="k-means restarts whose consensus initialises the fit"
+        "--n-init", type=int, default=800, help="k-means restarts whose consensus initialises the fit"
     )
     group.add_argument("--normalize", choices=["none", "l2"], default="none")
     group.add_argument("--pca-dim", type=int, help="cluster on this many principal components (default: all)")

@@ -91,7 +91,7 @@ class ClusterConfig:
     epochs: int = 1
     seed: int = 0
     init_sample: int = 20000
-    n_init: int = 400
+    n_init: int = 800
     normalize: str = "none"
     pca_dim: int | None = None
     k_range: tuple[int, int] = (2, 64)
