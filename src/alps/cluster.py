@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,9 +39,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.cluster import KMeans
+from tqdm import tqdm
 
 from alps import __version__
 from alps.io.atomic import atomic_output, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 MAX_K = 255  # label PNGs are uint8 and 255 means "not covered"
 MODEL_FORMAT = "alps-kmeans/2"
@@ -362,7 +366,7 @@ def consensus_centers(
     """
     rng = np.random.default_rng(seed)
     pool = []
-    for _ in range(restarts):
+    for _ in tqdm(range(restarts), desc=f"k-means restarts (K={k})", disable=None, mininterval=2.0):
         restart_seed = int(rng.integers(2**31 - 1))
         subset = points
         if len(points) > restart_sample:
@@ -423,7 +427,7 @@ def estimate_k(
     fitted = _kmeans(projected, low, seed, n_init=10)
     centers, labels = fitted.cluster_centers_, fitted.labels_
     criterion = {low: _bic(projected, labels, centers)}
-    for k in range(low + 1, high + 1):
+    for k in tqdm(range(low + 1, high + 1), desc="K by BIC", disable=None, mininterval=2.0):
         errors = np.bincount(
             labels, weights=((projected - centers[labels]) ** 2).sum(axis=1), minlength=k - 1
         )
@@ -479,12 +483,14 @@ def fit_kmeans(source: BlockSource, config: ClusterConfig) -> ClusterModel:
         raise ValueError(
             "no feature vector passed the area gate: label more images or raise the area threshold"
         )
+    log.info("k-means sample: %d of %d vectors (%d-d)", len(sample), total, sample.shape[1])
     mean, projection = _fit_projection(sample, config.pca_dim)
     projected = _project(sample, mean, projection)
     criterion: dict[int, float] = {}
     k = config.k
     if k is None:
         k, criterion = estimate_k(projected, config.k_range, config.seed)
+        log.info("K = %d by BIC over %d..%d", k, *config.k_range)
     if total < k or len(sample) < k:
         raise ValueError(
             f"only {total} feature vectors passed the area gate, fewer than k={k}: label more images, "
@@ -498,7 +504,8 @@ def fit_kmeans(source: BlockSource, config: ClusterConfig) -> ClusterModel:
         [sample[labels == c].mean(axis=0) if (labels == c).any() else sample[c] for c in range(k)]
     )
     model = ClusterModel(centers.astype(np.float32), config.normalize, mean, projection)
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
+        log.info("Lloyd pass %d of %d over all vectors", epoch + 1, config.epochs)
         sums, counts = _lloyd_pass(source(), model, config.batch_size)
         filled = counts > 0
         # A centre that lost all its vectors stays where it is.
