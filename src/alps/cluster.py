@@ -7,18 +7,19 @@ the shards (``alps.features.shards.iter_feature_blocks``), one block in memory a
 1. **Sample.** Every vector gets a key hashed from ``(seed, image id, mask id)``; the ``init_sample``
    vectors with the smallest keys form the sample, sorted by key. The sample is a uniform draw that does
    not depend on how the vectors are split into shards or in which order they arrive.
-2. **Initialise.** Full k-means with ``n_init`` restarts on the sample (k-means++ seeds, the restart of
-   lowest inertia wins). Many restarts are what makes the result seed-stable: with 10, the object mIoU of
-   the NWPU sample moved by 0.2 between seeds (``docs/clustering.md``).
+2. **Initialise** from the consensus of ``n_init`` k-means++ restarts on the sample: their centres are
+   pooled and clustered into K (``consensus_centers``), then Lloyd's algorithm runs on the sample. Keeping
+   the best of 10 restarts by inertia made the NWPU sample's object mIoU move by 0.15 between seeds; the
+   consensus of 800 keeps every seed within 0.02 of the mean (``docs/clustering.md``).
 3. **Refine.** ``epochs`` passes of Lloyd's algorithm over every vector: each pass assigns all vectors to
    their nearest centre and moves each centre to the mean of its vectors. The per-centre sums are taken in
    float64 over the shards' float16 values, which is exact, so the result is the same bit for bit whatever
    the sharding and the order of the blocks: ``alps label`` (one shard) and the workflow (many shards) fit
    the same model from the same features and seed.
 
-Which space the distances live in is the model's ``transform``: the PFL itself (``normalize="none"``,
-the paper), or unit vectors (``"l2"``, cosine), optionally projected on the sample's leading principal
-components (``pca_dim``).
+The distances live in the PFL space itself (``normalize="none"``, the paper) or among unit vectors
+(``"l2"``, cosine), optionally projected on the sample's leading principal components (``pca_dim``); the
+model stores that projection. With ``k=None``, ``estimate_k`` picks K on the sample (BIC).
 
 A fitted model is stored as plain arrays and JSON (``ClusterModel.save``): an ``.npz`` read with
 ``allow_pickle=False``, never an unpickled object, because models are shared between users.
@@ -83,7 +84,7 @@ class ClusterConfig:
         epochs: Lloyd passes over all vectors after the initialisation.
         seed: seeds the sample keys and the k-means++ restarts: the only source of randomness.
         init_sample: size of the sample used to initialise (and to estimate K).
-        n_init: k-means restarts on the sample; the restart of lowest inertia wins.
+        n_init: k-means++ restarts on the sample whose pooled centres give the consensus initialisation.
         normalize: ``"none"`` clusters raw PFLs (the paper); ``"l2"`` clusters unit vectors (cosine).
         pca_dim: cluster in the span of this many leading principal components of the sample (``None``:
             the full space).
