@@ -34,7 +34,7 @@ start = time.perf_counter()
 if mode == "alps":
     from alps.cluster import ClusterConfig
     from alps.pipeline import run_cluster
-    model = run_cluster(paths, ClusterConfig(k=16, batch_size=4096, seed=0), 1.0, folder / "km.joblib")
+    model = run_cluster(paths, ClusterConfig(k=16, batch_size=4096, seed=0), 1.0, folder / "km.npz")
     seen = model.card["vectors_per_epoch"]
 else:
     from sklearn.cluster import MiniBatchKMeans

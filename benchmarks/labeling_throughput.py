@@ -579,7 +579,7 @@ def profile_engine(profiler: StageProfiler) -> None:
     for name in ("write_mask_shard", "write_feature_shard", "read_feature_shard"):
         storage = "mask storage" if name == "write_mask_shard" else "features"
         setattr(pipeline, name, profiler.wrap(storage, getattr(pipeline, name)))
-    for name in ("fit_kmeans", "assign_clusters", "batches_from_arrays"):
+    for name in ("fit_kmeans", "assign_clusters", "cluster_ids_by_mask"):
         setattr(pipeline, name, profiler.wrap("clustering", getattr(pipeline, name)))
     pipeline.paint_mask_sets = profiler.wrap("painting", pipeline.paint_mask_sets)
     # Publishing the outputs (digests, renames into place) replaced swapping the painted folders in.

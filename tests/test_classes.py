@@ -69,9 +69,9 @@ def sharded(images, tmp_path_factory) -> Path:
         assert main(["masks", *common, str(root / f"m{shard}.parquet"), *FELZ]) == 0
         assert main(["features", *common, str(root / f"m{shard}.parquet"), str(root / f"f{shard}.npz")]) == 0
     features = [str(root / "f0.npz"), str(root / "f1.npz")]
-    assert main(["cluster", *features, "--out", str(root / "km.joblib"), "--k", str(K), "--seed", "1"]) == 0
+    assert main(["cluster", *features, "--out", str(root / "km.npz"), "--k", str(K), "--seed", "1"]) == 0
     for shard in (0, 1):
-        args = [str(root / f"m{shard}.parquet"), str(root / f"f{shard}.npz"), str(root / "km.joblib")]
+        args = [str(root / f"m{shard}.parquet"), str(root / f"f{shard}.npz"), str(root / "km.npz")]
         assert main(["paint", *args, str(root / f"paint{shard}")]) == 0
     paint = [str(root / "paint0"), str(root / "paint1")]
     assert main(["pl-dataset", str(images), str(root / "pl"), "--paint-dirs", *paint]) == 0
@@ -91,7 +91,7 @@ def _gallery_args(root: Path, images: Path, out: Path, *extra: str) -> list[str]
         str(root / "f0.npz"),
         str(root / "f1.npz"),
         "--model",
-        str(root / "km.joblib"),
+        str(root / "km.npz"),
         "--examples",
         "5",
         "--tile",
@@ -272,7 +272,7 @@ def test_gallery_picks_the_smallest_keys_and_is_deterministic(sharded, images, t
     a = json.loads((tmp_path / "a" / "gallery.json").read_text())
     assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
     # The examples, recomputed from the files: per cluster, the 5 masks with the smallest keys.
-    model = ClusterModel.load(sharded / "km.joblib")
+    model = ClusterModel.load(sharded / "km.npz")
     keys: dict[int, list[tuple[int, str]]] = {c: [] for c in range(K)}
     for shard in (0, 1):
         features = read_feature_shard(sharded / f"f{shard}.npz")
@@ -332,7 +332,7 @@ def test_apply_class_map_writes_a_new_dataset_and_leaves_the_source(sharded, tmp
     before = _digests(source)
     out = tmp_path / "named"
     args = ["apply-class-map", str(source), str(out), "--class-map", str(sharded / "map.yaml")]
-    assert main([*args, "--model", str(sharded / "km.joblib")]) == 0
+    assert main([*args, "--model", str(sharded / "km.npz")]) == 0
     assert _digests(source) == before
     lut = load_class_map(sharded / "map.yaml", K).lut()
     names = sorted(p.name for p in (source / "ann_dir" / "train").glob("*.png"))
@@ -378,7 +378,7 @@ def test_apply_class_map_refuses_a_foreign_folder_and_a_short_map(sharded, tmp_p
     assert "is not a dataset this command wrote" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep me"
     (tmp_path / "short.yaml").write_text("0: a\n1: b\n")
-    short = ["--class-map", str(tmp_path / "short.yaml"), "--model", str(sharded / "km.joblib")]
+    short = ["--class-map", str(tmp_path / "short.yaml"), "--model", str(sharded / "km.npz")]
     assert main(["apply-class-map", str(sharded / "pl"), str(tmp_path / "n"), *short]) == 2
     assert "cluster ids 2-3 are not mapped" in capsys.readouterr().err
 

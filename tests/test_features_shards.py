@@ -1,4 +1,4 @@
-"""Feature shards: round trip, validation of bad files, deterministic batching and the area gate."""
+"""Feature shards: round trip, validation of bad files, the clustering's block stream and the area gate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from alps.features.shards import (
     FLOAT16_MAX,
-    iter_feature_batches,
+    iter_feature_blocks,
     read_feature_shard,
     write_feature_shard,
 )
@@ -146,42 +146,38 @@ def test_unreadable_files(tmp_path: Path) -> None:
         read_feature_shard(tmp_path / "missing.npz")
 
 
-def test_batches_cover_every_row_once_in_a_seeded_order(tmp_path: Path) -> None:
+def test_blocks_cover_every_row_once_with_its_ids(tmp_path: Path) -> None:
     paths, _ = write_numbered_shards(tmp_path, [7, 0, 13, 5, 20])
-    batches = list(iter_feature_batches(paths, batch_size=6, seed=3))
-    assert all(b.dtype == np.float32 and b.shape[1] == 4 for b in batches)
-    assert [len(b) for b in batches] == [6] * 7 + [3]  # 45 rows: full batches across shard boundaries
-    rows = row_numbers(batches)
-    assert sorted(rows.tolist()) == list(range(45))
-    # same seed -> same order, whatever the order of the paths; another seed -> another order
-    again = row_numbers(list(iter_feature_batches(list(reversed(paths)), batch_size=6, seed=3)))
-    assert np.array_equal(rows, again)
-    other = row_numbers(list(iter_feature_batches(paths, batch_size=6, seed=4)))
-    assert not np.array_equal(rows, other) and sorted(other.tolist()) == list(range(45))
-    # the batch size only regroups the same stream
-    assert np.array_equal(row_numbers(list(iter_feature_batches(paths, batch_size=1000, seed=3))), rows)
-    assert [len(b) for b in iter_feature_batches(paths, batch_size=6, seed=3, drop_last=True)] == [6] * 7
-    assert list(iter_feature_batches([], batch_size=6, seed=3)) == []
+    blocks = list(iter_feature_blocks(list(reversed(paths)), block_size=6))
+    assert all(b.vectors.dtype == np.float16 and b.vectors.shape[1] == 4 for b in blocks)
+    assert all(len(b.vectors) <= 6 for b in blocks)
+    # shards in path order whatever the order given, rows in shard order; ids travel with the rows
+    rows = row_numbers([b.vectors for b in blocks])
+    assert rows.tolist() == list(range(45))
+    ids = np.concatenate([b.image_ids for b in blocks])
+    masks = np.concatenate([b.mask_ids for b in blocks])
+    assert ids[:7].tolist() == ["img0"] * 7 and masks[:7].tolist() == list(range(7))
+    assert ids[7:].tolist() == ["img2"] * 13 + ["img3"] * 5 + ["img4"] * 20
+    # one block per shard without a block size
+    assert [len(b.vectors) for b in iter_feature_blocks(paths)] == [7, 13, 5, 20]
+    assert list(iter_feature_blocks([])) == []
 
 
 def test_area_gate_keeps_masks_at_or_below_the_threshold(tmp_path: Path) -> None:
     paths, areas = write_numbered_shards(tmp_path, [10, 25, 8])
-    kept = row_numbers(list(iter_feature_batches(paths, batch_size=4, seed=0, area_threshold=0.3)))
+    kept = row_numbers([b.vectors for b in iter_feature_blocks(paths, area_threshold=0.3, block_size=4)])
     expected = np.flatnonzero(areas <= np.float32(0.3))
-    assert sorted(kept.tolist()) == expected.tolist()
+    assert kept.tolist() == expected.tolist()
     assert (areas[kept] <= np.float32(0.3)).all() and np.isclose(areas[kept], 0.3).any()  # boundary kept
-    # the gate removes rows without reshuffling the others
-    ungated = row_numbers(list(iter_feature_batches(paths, batch_size=4, seed=0)))
-    assert np.array_equal(ungated[np.isin(ungated, kept)], kept)
-    assert len(list(iter_feature_batches(paths, batch_size=4, seed=0, area_threshold=-1.0))) == 0
+    assert list(iter_feature_blocks(paths, area_threshold=-1.0)) == []
 
 
 def test_batch_errors(tmp_path: Path) -> None:
     paths, _ = write_numbered_shards(tmp_path, [3])
     other = write_feature_shard(tmp_path / "other.npz", np.ones((2, 5)), "i", [0, 1], [0.1, 0.2], "sam")
     with pytest.raises(ValueError, match="differs"):
-        list(iter_feature_batches([*paths, other], batch_size=2, seed=0))
-    with pytest.raises(ValueError, match="batch_size"):
-        list(iter_feature_batches(paths, batch_size=0, seed=0))
+        list(iter_feature_blocks([*paths, other]))
+    with pytest.raises(ValueError, match="block_size"):
+        list(iter_feature_blocks(paths, block_size=0))
     with pytest.raises(ValueError, match="area_threshold"):
-        list(iter_feature_batches(paths, batch_size=2, seed=0, area_threshold=float("nan")))
+        list(iter_feature_blocks(paths, area_threshold=float("nan")))

@@ -86,7 +86,7 @@ def test_tiles_share_one_kmeans_and_mosaic_by_nearest_centre(labeled_scene):
         f"scene_{y}_{y + 128}_{x}_{x + 128}" for y in (0, 96, 128) for x in (0, 96, 128)
     }
     features = read_feature_shard(out / "features.npz")
-    model = ClusterModel.load(out / "kmeans.joblib")
+    model = ClusterModel.load(out / "kmeans.npz")
     ids = split_per_image(mask_sets, assign_clusters(model, features.vectors, features.area_fraction, 0.3))
     tiles = {m.image_id: paint_labels(m, ids[m.image_id]) for m in mask_sets}
     # Brute force: every pixel's nearest tile centre (ties to the earlier tile, rows first).
@@ -314,14 +314,14 @@ def test_pl_dataset_tiles_keep_their_georeferencing(tmp_path):
         )
         == 0
     )
-    assert main(["cluster", str(paint / "f.npz"), "--out", str(paint / "k.joblib"), "--k", "3"]) == 0
+    assert main(["cluster", str(paint / "f.npz"), "--out", str(paint / "k.npz"), "--k", "3"]) == 0
     assert (
         main(
             [
                 "paint",
                 str(paint / "masks.parquet"),
                 str(paint / "f.npz"),
-                str(paint / "k.joblib"),
+                str(paint / "k.npz"),
                 str(paint / "shard"),
             ]
         )
@@ -366,7 +366,10 @@ def test_every_subcommand_help_shows_defaults(monkeypatch):
         text = subparser.format_help()
         for action in subparser._actions:
             if action.option_strings and action.default not in (None, argparse.SUPPRESS):
-                assert f"(default: {action.default})" in text or f"default: {action.default}" in text, (
+                shown = {str(action.default)}
+                if isinstance(action.default, (list, tuple)):  # as typed on the command line: "2 64"
+                    shown.add(" ".join(map(str, action.default)))
+                assert any(f"default: {value}" in text for value in shown), (
                     name,
                     action.dest,
                 )

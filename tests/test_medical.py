@@ -81,8 +81,8 @@ def pl_dir(atlas_dir: Path) -> Path:
     work.mkdir()
     run_masks(items, build_mask_generator("felzenszwalb", {"scale": 100, "min_size": 30}), masks)
     run_features(items, masks, build_encoder("efficientnet-lite0"), features)
-    run_cluster([features], ClusterConfig(k=4, batch_size=256, seed=1), 0.3, work / "kmeans.joblib")
-    run_paint(masks, features, work / "kmeans.joblib", work / "paint", 0.3)
+    run_cluster([features], ClusterConfig(k=4, batch_size=256, seed=1), 0.3, work / "kmeans.npz")
+    run_paint(masks, features, work / "kmeans.npz", work / "paint", 0.3)
     card = assemble_pl_dataset(items, [work / "paint"], atlas_dir.parent / "atlas-pl")
     assert card["images"] == len(items) and card["num_classes"] == 4
     return atlas_dir.parent / "atlas-pl"

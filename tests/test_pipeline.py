@@ -87,7 +87,7 @@ def test_label_end_to_end_is_deterministic(image_dir, tmp_path):
         assert vis.shape == (*label_png.shape, 3)
         binary = np.asarray(Image.open(first / "binary" / f"{image_id}.png"))
         np.testing.assert_array_equal(binary == 1, label_png != 255)
-    assert (first / "kmeans.joblib").is_file() and json.loads((first / "label_card.json").read_text())
+    assert (first / "kmeans.npz").is_file() and json.loads((first / "label_card.json").read_text())
 
 
 def test_sharded_stages_equal_the_single_process_run(image_dir, tmp_path):
@@ -102,13 +102,13 @@ def test_sharded_stages_equal_the_single_process_run(image_dir, tmp_path):
         run_features(part, tmp_path / f"m{index}.parquet", encoder, tmp_path / f"f{index}.npz")
         shards.append(index)
     assert sum(len(read_mask_shard(tmp_path / f"m{i}.parquet")) for i in shards) == len(items)
-    model = run_cluster([tmp_path / f"f{i}.npz" for i in shards], config, 0.3, tmp_path / "km.joblib")
+    model = run_cluster([tmp_path / f"f{i}.npz" for i in shards], config, 0.3, tmp_path / "km.npz")
     assert model.k == 4
     for index in shards:
         stats = run_paint(
             tmp_path / f"m{index}.parquet",
             tmp_path / f"f{index}.npz",
-            tmp_path / "km.joblib",
+            tmp_path / "km.npz",
             tmp_path / "paint",
             0.3,
         )

@@ -101,7 +101,7 @@ def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
         "pl/demo-binary/dataset_card.json",
         "pl/demo-pl-area1.0/dataset_card.json",
         "metrics/label_quality/demo-pl.json",
-        "pseudo_labels/demo-pl/cluster/kmeans.joblib",
+        "pseudo_labels/demo-pl/cluster/kmeans.npz",
         "logs/cluster/demo-pl.log",
         "figures/demo-pl/s2_r00_c00.png",
         "figures/demo-binary/s2_r00_c00.png",

@@ -104,8 +104,17 @@ def _add_encoder_options(parser: argparse.ArgumentParser, default: str | None) -
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("clustering")
-    group.add_argument("--k", type=_k, default=16, help="number of pseudo-classes, or 'auto' to estimate")
-    group.add_argument("--k-range", type=int, nargs=2, default=(2, 32), metavar=("MIN", "MAX"))
+    group.add_argument(
+        "--k", type=_k, default=16, help="number of pseudo-classes, or 'auto' to pick it by BIC (--k-range)"
+    )
+    group.add_argument(
+        "--k-range",
+        type=int,
+        nargs=2,
+        default=(2, 64),
+        metavar=("MIN", "MAX"),
+        help="candidate K values for --k auto (inclusive; default: 2 64)",
+    )
     group.add_argument(
         "--area-threshold",
         type=_fraction,
@@ -114,10 +123,13 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--batch-size", type=int, default=4096)
-    group.add_argument("--epochs", type=int, default=1)
+    group.add_argument("--epochs", type=int, default=1, help="Lloyd passes over all vectors")
     group.add_argument("--init-sample", type=int, default=20000)
-    group.add_argument("--n-init", type=int, default=10)
+    group.add_argument(
+        "--n-init", type=int, default=800, help="k-means restarts whose consensus initialises the fit"
+    )
     group.add_argument("--normalize", choices=["none", "l2"], default="none")
+    group.add_argument("--pca-dim", type=int, help="cluster on this many principal components (default: all)")
 
 
 def _cluster_config(args: argparse.Namespace) -> Any:
@@ -131,6 +143,7 @@ def _cluster_config(args: argparse.Namespace) -> Any:
         init_sample=args.init_sample,
         n_init=args.n_init,
         normalize=args.normalize,
+        pca_dim=args.pca_dim,
         k_range=tuple(args.k_range),
     )
 
@@ -685,16 +698,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", help="fit online k-means on feature shards")
     p.add_argument("feature_shards", type=Path, nargs="+")
-    p.add_argument("--out", type=Path, required=True, help="model file (.joblib) to write")
+    p.add_argument("--out", type=Path, required=True, help="model file (kmeans.npz) to write")
     _add_cluster_options(p)
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("paint", help="assign clusters and paint the pseudo-labels of one shard")
     p.add_argument("mask_shard", type=Path)
     p.add_argument("feature_shard", type=Path)
-    p.add_argument("model", type=Path)
+    p.add_argument("model", type=Path, help="k-means model (kmeans.npz) from `alps cluster`")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--area-threshold", type=_fraction, default=0.3)
+    p.add_argument(
+        "--area-threshold",
+        type=_fraction,
+        help="optional check: must equal the threshold the model was fitted with (which is always used)",
+    )
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant (binary/)")
     p.set_defaults(func=cmd_paint)
 

@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from alps import __version__
 from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON
-from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_kmeans
+from alps.cluster import DEFAULT_MODEL_NAME, ClusterConfig, ClusterModel, fit_kmeans
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
-from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
+from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
 from alps.geo.georef import Georef, write_georef_sidecars
 from alps.geo.scene import (
     Scene,
@@ -303,12 +303,15 @@ def run_cluster(
     area_threshold: float,
     out_model: str | os.PathLike[str],
 ) -> ClusterModel:
-    """Fit online k-means on the gated vectors of ``feature_shards`` and save the model."""
+    """Fit k-means on the gated vectors of ``feature_shards`` and save the model.
 
-    def source(epoch: int) -> Any:
-        return iter_feature_batches(
-            list(feature_shards), config.batch_size, seed=config.seed + epoch, area_threshold=area_threshold
-        )
+    The one clustering path: ``alps cluster``, the workflow and ``alps label`` all call it, so the same
+    features, gate and config give the same model (the fit does not depend on the sharding). The model
+    records the gate's ``area_threshold``; painting reads it from there.
+    """
+
+    def source() -> Any:
+        return iter_feature_blocks(list(feature_shards), area_threshold, block_size=config.batch_size)
 
     model = fit_kmeans(source, config)
     model.card.update(
@@ -332,6 +335,58 @@ def assign_clusters(
     """Cluster id of every mask, or -1 where the gate (area fraction > threshold) drops the mask."""
     ids = model.predict(vectors)
     return np.where(area_fraction <= area_threshold, ids, -1)
+
+
+def model_area_threshold(model: ClusterModel, requested: float | None, model_path: Any) -> float:
+    """The gate to paint with: the one the model was fitted behind; a different ``requested`` is an error."""
+    recorded = model.area_threshold
+    if recorded is None:
+        raise ValueError(f"{model_path} does not record its area threshold; fit it again with `alps cluster`")
+    if requested is not None and not np.isclose(requested, recorded, rtol=0, atol=1e-9):
+        raise ValueError(
+            f"--area-threshold {requested} differs from the {recorded} that {model_path} was fitted with; "
+            "paint with the model's threshold (leave the option out) or fit a model with the other one"
+        )
+    return recorded
+
+
+def cluster_ids_by_mask(
+    model: ClusterModel,
+    features: FeatureShard,
+    mask_sets: Sequence[MaskSet],
+    area_threshold: float,
+    feature_path: Any = "features",
+) -> dict[str, np.ndarray]:
+    """Per image, the cluster id of each of its masks (-1: gated out), matched by (image id, mask id).
+
+    Raises:
+        ValueError: a mask without a feature vector, or a vector of a mask or image that the masks lack
+            (the feature shard is stale).
+    """
+    ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
+    index = {
+        (str(image_id), int(mask_id)): row
+        for row, (image_id, mask_id) in enumerate(
+            zip(features.image_ids.tolist(), features.mask_ids.tolist(), strict=True)
+        )
+    }
+    wanted = sum(len(m) for m in mask_sets)
+    per_image: dict[str, np.ndarray] = {}
+    for mask_set in mask_sets:
+        rows = [index.get((mask_set.image_id, mask)) for mask in range(len(mask_set))]
+        if None in rows:
+            missing = rows.index(None)
+            raise ValueError(
+                f"{feature_path} has no vector for mask {missing} of image {mask_set.image_id!r}: "
+                "the feature shard is stale; delete it and rerun"
+            )
+        per_image[mask_set.image_id] = ids[np.asarray(rows, dtype=np.int64)]
+    if len(index) != wanted or len(features.vectors) != wanted:
+        raise ValueError(
+            f"{feature_path} holds {len(features.vectors)} vectors for {wanted} masks (or repeats a mask): "
+            "the feature shard is stale; delete it and rerun"
+        )
+    return per_image
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -398,25 +453,21 @@ def run_paint(
     feature_shard: str | os.PathLike[str],
     model_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    area_threshold: float,
+    area_threshold: float | None = None,
     *,
     binary: bool = False,
 ) -> dict[str, Any]:
     """Assign clusters to the masks of one shard and paint its pseudo-labels.
 
-    Writes ``labels/``, ``vis/`` (and with ``binary``, ``binary/``) and ``paint_stats.json`` in ``out_dir``.
+    The gate is the model's own area threshold (``area_threshold``, if given, must equal it); features
+    are matched to masks by image and mask id. Writes ``labels/``, ``vis/`` (and with ``binary``,
+    ``binary/``) and ``paint_stats.json`` in ``out_dir``.
     """
     model = ClusterModel.load(model_path)
     mask_sets = read_mask_shard(mask_shard)
     features = read_feature_shard(feature_shard)
-    expected = sum(len(m) for m in mask_sets)
-    if len(features.vectors) != expected:
-        raise ValueError(
-            f"{feature_shard} holds {len(features.vectors)} vectors but {mask_shard} holds {expected} masks; "
-            "the feature shard is stale: delete it and rerun"
-        )
-    ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
-    per_image = split_per_image(mask_sets, ids)
+    threshold = model_area_threshold(model, area_threshold, model_path)
+    per_image = cluster_ids_by_mask(model, features, mask_sets, threshold, feature_shard)
     binary_dir = Path(out_dir) / "binary" if binary else None
     stats = paint_mask_sets(mask_sets, per_image, out_dir, k=model.k, binary_dir=binary_dir)
     atomic_write_text(Path(out_dir) / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
@@ -441,7 +492,7 @@ LABEL_OUTPUT_SET = "alps-label"
 
 MASKS_FILE = "masks.parquet"
 FEATURES_FILE = "features.npz"
-MODEL_FILE = "kmeans.joblib"
+MODEL_FILE = DEFAULT_MODEL_NAME
 LABEL_CARD_FILE = "label_card.json"
 LABEL_DIRS = ("labels", "vis", "binary")
 
@@ -466,7 +517,7 @@ def label(
     Every image is a scene (``alps.geo.scene``): labeled whole if it fits in a tile, else tile by tile
     with one k-means over all tiles and mosaicked into one label; georeferenced scenes get GeoTIFF labels.
 
-    Writes ``masks.parquet``, ``features.npz``, ``kmeans.joblib`` (+ card), ``labels/<id>.png`` (``.tif``
+    Writes ``masks.parquet``, ``features.npz``, ``kmeans.npz`` (+ card), ``labels/<id>.png`` (``.tif``
     for georeferenced scenes), ``vis/<id>.png`` and ``vis/<id>.overlay.png`` (and ``binary/<id>.png|tif``)
     and ``label_card.json`` (with the inputs and every parameter) under ``out_dir``, all at once after
     the whole run succeeded (``alps.io.outputs``): a failed run leaves the previous outputs as they were, a
@@ -554,16 +605,10 @@ def _label_into(
     write_feature_shard(out / FEATURES_FILE, **_feature_records(mask_sets, vector_blocks, encoder.name))
     features = read_feature_shard(out / FEATURES_FILE)
     gate = features.area_fraction <= area_threshold
-    vectors = split_per_image(mask_sets, features.vectors)
-    kept = split_per_image(mask_sets, gate)
-    per_image_vectors = [vectors[m.image_id][kept[m.image_id]] for m in mask_sets]
-    model = fit_kmeans(
-        batches_from_arrays(per_image_vectors, cluster_config.batch_size, cluster_config.seed), cluster_config
-    )
-    model.card["area_threshold"] = area_threshold
-    model.save(out / MODEL_FILE)
-    ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
-    per_image = split_per_image(mask_sets, ids)
+    # The same clustering and assignment as `alps cluster` + `alps paint` (and the workflow).
+    model = run_cluster([out / FEATURES_FILE], cluster_config, area_threshold, out / MODEL_FILE)
+    per_image = cluster_ids_by_mask(model, features, mask_sets, area_threshold, out / FEATURES_FILE)
+    ids = np.concatenate([per_image[m.image_id] for m in mask_sets])
     stats = paint_scenes(
         scenes,
         mask_sets,

@@ -11,7 +11,7 @@ from alps.features.encoders import (
     build_encoder,
 )
 from alps.features.pooling import masked_mean_features
-from alps.features.shards import FeatureShard, iter_feature_batches, read_feature_shard, write_feature_shard
+from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
 
 __all__ = [
     "DEFAULT_EFFICIENTNET_LAYERS",
@@ -23,7 +23,7 @@ __all__ = [
     "SamEmbeddingEncoder",
     "available_encoders",
     "build_encoder",
-    "iter_feature_batches",
+    "iter_feature_blocks",
     "masked_mean_features",
     "read_feature_shard",
     "write_feature_shard",

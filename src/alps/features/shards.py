@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from alps.cluster import FeatureBlock
 from alps.io.atomic import atomic_output
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -194,49 +195,38 @@ def read_feature_shard(path: str | os.PathLike[str]) -> FeatureShard:
     )
 
 
-def iter_feature_batches(
+def iter_feature_blocks(
     paths: Sequence[str | os.PathLike[str]],
-    batch_size: int,
-    seed: int,
     area_threshold: float | None = None,
     *,
-    drop_last: bool = False,
-) -> Iterator[NDArray[np.float32]]:
-    """Stream the vectors of many shards as shuffled float32 batches, one shard in memory at a time.
+    block_size: int | None = None,
+) -> Iterator[FeatureBlock]:
+    """Stream the gated vectors of many shards with their ids, one shard in memory at a time.
 
-    The order is a pure function of the set of paths and ``seed``: the paths are sorted, then one
-    ``numpy.random.default_rng(seed)`` draws the shard order and, shard after shard, the row order inside
-    each shard. Rows left over at the end of a shard are carried into the next batch, so every batch but
-    the last has exactly ``batch_size`` rows. Memory: one shard (float16) plus one batch (float32).
-    Use a different seed per epoch for a different order.
+    This is the one stream the clustering reads, in ``alps cluster``, in ``alps label`` and in the
+    workflow. Its order (shards sorted by path, rows in shard order) does not matter to the fit, which is
+    order-invariant (``alps.cluster``); nothing here is random.
 
     Arguments:
         paths: feature shard files (all from the same encoder).
-        batch_size: rows per batch.
-        seed: seed of the shuffle.
         area_threshold: the filtering gate of the paper's Eqs. 2-3: only masks with
             ``area_fraction <= area_threshold`` are kept; ``None`` keeps all.
-        drop_last: drop a final batch smaller than ``batch_size``.
+        block_size: cut each shard into blocks of at most this many rows (``None``: one block per shard).
 
     Returns:
-        An iterator of ``(B, D)`` float32 arrays.
+        An iterator of ``FeatureBlock`` (float16 vectors, image ids, mask ids).
 
     Raises:
-        ValueError: a bad batch size or threshold, an invalid shard, or shards whose encoder or
-            feature size differ from the first shard's.
+        ValueError: a bad block size or threshold, an invalid shard, or shards whose encoder or feature
+            size differ from the first shard's.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be at least 1, got {block_size}")
     if area_threshold is not None and not np.isfinite(area_threshold):
         raise ValueError(f"area_threshold must be a finite number or None, got {area_threshold}")
-    ordered = sorted((Path(p) for p in paths), key=str)
-    rng = np.random.default_rng(seed)
     first: FeatureShard | None = None
     first_path: Path | None = None
-    pending: list[NDArray[np.float32]] = []  # carried-over rows, fewer than batch_size in total
-    pending_rows = 0
-    for index in rng.permutation(len(ordered)):
-        path = ordered[int(index)]
+    for path in sorted((Path(p) for p in paths), key=str):
         shard = read_feature_shard(path)
         if first is None:
             first, first_path = shard, path
@@ -245,25 +235,10 @@ def iter_feature_batches(
                 f"{path}: encoder {shard.encoder!r} with {shard.feature_dim} features differs from "
                 f"{first_path}: {first.encoder!r} with {first.feature_dim} features"
             )
-        # The permutation is drawn before gating, so the rng's stream does not depend on the threshold.
-        rows = rng.permutation(len(shard))
+        rows = np.arange(len(shard))
         if area_threshold is not None:
-            rows = rows[shard.area_fraction[rows] <= area_threshold]
-        start = 0
-        if pending_rows:
-            take = min(batch_size - pending_rows, len(rows))
-            pending.append(shard.vectors[rows[:take]].astype(np.float32))
-            pending_rows += take
-            start = take
-            if pending_rows < batch_size:
-                continue
-            yield np.concatenate(pending)
-            pending, pending_rows = [], 0
-        while len(rows) - start >= batch_size:
-            yield shard.vectors[rows[start : start + batch_size]].astype(np.float32)
-            start += batch_size
-        if start < len(rows):
-            pending = [shard.vectors[rows[start:]].astype(np.float32)]
-            pending_rows = len(rows) - start
-    if pending_rows and not drop_last:
-        yield np.concatenate(pending)
+            rows = rows[shard.area_fraction <= area_threshold]
+        step = max(len(rows), 1) if block_size is None else block_size
+        for start in range(0, len(rows), step):
+            chosen = rows[start : start + step]
+            yield FeatureBlock(shard.vectors[chosen], shard.image_ids[chosen], shard.mask_ids[chosen])
