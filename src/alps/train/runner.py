@@ -46,8 +46,8 @@ from mmengine.hooks import Hook
 from alps import __version__
 from alps.io.atomic import atomic_write_text
 from alps.train import configs
-from alps.train.configs import DatasetSpec, build_config, config_hash, config_text
 from alps.train.checkpoints import fetch_pretrained, load_checkpoint, numpy_safe_globals
+from alps.train.configs import DatasetSpec, build_config, config_hash, config_text
 from alps.train.mmcv_compat import import_mmseg
 from alps.train.surgery import INIT_MODES, RUN_MARKER, write_init_checkpoint
 
