@@ -170,8 +170,9 @@ def test_options(tmp_path: Path, demo_like: Path, monkeypatch: pytest.MonkeyPatc
     assert cfg.randomness == {"seed": 5, "deterministic": True}
     assert cfg.load_from == str(tmp_path / "init.pth") and cfg.work_dir == str(tmp_path / "w")
     assert cfg.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": "mit_b0.pth"}
-    # Distributed: the official SyncBN stays (single-process runs get BN, see test_every_model_builds...).
-    assert cfg.launcher == "pytorch" and cfg.model.decode_head.norm_cfg.type == "SyncBN"
+    # Distributed on CPU (gloo): torch has no CPU SyncBN, so BN; on CUDA the official SyncBN stays (see
+    # test_paper_model_is_the_official_config_but_for_the_allowed_differences).
+    assert cfg.launcher == "pytorch" and cfg.model.decode_head.norm_cfg.type == "BN"
     assert [s["type"] for s in cfg.param_scheduler] == ["PolyLR"]  # too short to warm up
     with pytest.raises(ValueError, match="amp needs CUDA"):
         build_config("segformer-b0", ds, amp=True, device="cpu")
@@ -351,7 +352,7 @@ def _section(cfg: Config) -> dict[str, object]:
 
 @pytest.mark.parametrize("name", PAPER_MODELS)
 def test_paper_model_is_the_official_config_but_for_the_allowed_differences(
-    name: str, tmp_path: Path
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Key by key against mmseg's own config file: every difference is in ALLOWED_DIFFERENCES."""
     official = configs.official_config(name)
@@ -366,7 +367,10 @@ def test_paper_model_is_the_official_config_but_for_the_allowed_differences(
     (root / "ann_dir" / "val").mkdir(parents=True)
     ds = dataset_spec("folder", root, crop_size=crop)
     for launcher in ("none", "pytorch"):
-        ours = build_config(name, ds, max_iters=iters, device="cpu", launcher=launcher)
+        # SyncBN is a GPU feature: the multi-GPU config is built as on a CUDA machine.
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: launcher == "pytorch")
+        device = "cuda" if launcher == "pytorch" else "cpu"
+        ours = build_config(name, ds, max_iters=iters, device=device, launcher=launcher, deterministic=True)
         mine, theirs = _flatten(_section(ours)), _flatten(_section(official))
         differ = {
             k for k in mine.keys() | theirs.keys() if mine.get(k, "<absent>") != theirs.get(k, "<absent>")

@@ -442,7 +442,7 @@ ALLOWED_DIFFERENCES: dict[str, str] = {
     "model.decode_head.out_channels": "the dataset's classes",
     "model.auxiliary_head.num_classes": "the dataset's classes",
     "model.*norm_cfg.type": "SyncBN -> BN in a single-process run (one GPU, CPU): SyncBN needs a process "
-    "group; multi-GPU runs (launcher pytorch) keep the official SyncBN",
+    "group; multi-GPU runs (launcher pytorch on CUDA) keep the official SyncBN (torch has none on CPU)",
     "optim_wrapper.type": "AmpOptimWrapper with training.amp (mixed precision)",
     "optim_wrapper.loss_scale": "AmpOptimWrapper with training.amp (mixed precision)",
     "param_scheduler.*.end": "the study's schedule length (80k/160k as mmseg, 320k for Table 4, short "
@@ -690,7 +690,13 @@ def build_config(
     ckpt_every = int(checkpoint_interval) if checkpoint_interval else val_every
 
     train_pipeline, test_pipeline = _pipelines(dataset)
-    model_dict = model_cfg(model, dataset.num_classes, dataset.crop_size, sync_bn=launcher != "none")
+    model_dict = model_cfg(
+        model,
+        dataset.num_classes,
+        dataset.crop_size,
+        # torch's SyncBatchNorm runs on GPUs only: a distributed CPU run (gloo; tests) keeps BN.
+        sync_bn=launcher != "none" and on_cuda,
+    )
     if pretrained is not None:
         model_dict["backbone"]["init_cfg"] = {"type": "Pretrained", "checkpoint": str(pretrained)}
     optim_wrapper, param_scheduler = _optim(model, iters, amp)
