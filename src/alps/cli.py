@@ -529,8 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="multi-GPU: run under torchrun with --launcher pytorch",
         )
         group.add_argument(
-            "--pretrained",
-            help="ImageNet backbone checkpoint: URL, open-mmlab:// name or local file (fetched before training)",
+            "--pretrained", help="ImageNet backbone checkpoint: URL, open-mmlab:// name or local file"
         )
         group.add_argument("--threads", type=int, help="torch CPU threads")
         group.add_argument("--no-resume", action="store_true", help="start over instead of resuming")

@@ -314,7 +314,8 @@ def dataset_spec(
             palette=_palette(k),
             crop_size=crop,
             scale=_pair(scale or crop[::-1]),
-            train_split=str(card.get("split", "train")),
+            # The labeled split (one name); a card listing several (train and val) trains on train.
+            train_split=card["split"] if isinstance(card.get("split"), str) else "train",
             eval_split=_eval_split(root, eval_split),
         )
     if kind in ("folder", "medical"):
@@ -762,6 +763,14 @@ def build_config(
         "resume": False,
         "tta_model": {"type": "SegTTAModel"},
     }
+    if launcher != "none" and not on_cuda:
+        # mmengine's default wrapper pins DDP to GPU LOCAL_RANK; CPU processes (gloo) take no device ids.
+        cfg["model_wrapper_cfg"] = {
+            "type": "MMDistributedDataParallel",
+            "broadcast_buffers": False,
+            "find_unused_parameters": False,
+            "device_ids": None,
+        }
     if work_dir is not None:
         cfg["work_dir"] = str(work_dir)
     if dataset.eval_split is not None:

@@ -301,6 +301,13 @@ def train_segmentation(
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     cudnn_before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if run_cfg.launcher == "pytorch" and run_cfg.env_cfg.dist_cfg.backend == "gloo":
+        # A CPU run under torchrun: mmengine's pytorch launcher calls torch.cuda.set_device, so join the
+        # process group here (mmengine then uses it as is).
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
     runner = Runner.from_cfg(run_cfg)
     try:
         final_val = _FinalValidation()
