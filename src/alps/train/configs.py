@@ -412,12 +412,14 @@ def _dataset_cfg(ds: DatasetSpec, split: str, pipeline: list[dict[str, Any]]) ->
         "data_root": ds.data_root,
         "data_prefix": {"img_path": f"img_dir/{split}", "seg_map_path": f"ann_dir/{split}"},
         "pipeline": pipeline,
+        # Always the converter's suffixes: mmseg's iSAIDDataset defaults to *_instance_color_RGB.png labels,
+        # which our iSAID converter does not write (ann_dir/<split>/<name>.png).
+        "img_suffix": ds.img_suffix,
+        "seg_map_suffix": ds.seg_map_suffix,
     }
     if ds.dataset_type == "BaseSegDataset":
         # Metainfo built from the data (card or classes.json): no dataset class to register.
         cfg.update(
-            img_suffix=ds.img_suffix,
-            seg_map_suffix=ds.seg_map_suffix,
             reduce_zero_label=ds.reduce_zero_label,
             ignore_index=IGNORE_INDEX,
             metainfo={"classes": list(ds.classes), "palette": [list(p) for p in ds.palette]},
