@@ -170,3 +170,16 @@ def test_two_processes_under_torchrun_with_a_backbone_and_the_pl_val_split(
     assert metrics["metrics"]["mIoU"] is not None
     config = (work / "config.py").read_text()
     assert "launcher = 'pytorch'" in config and "ann_dir/val" in config
+
+
+def test_no_unpickling_anywhere_in_the_package() -> None:
+    """No code path of the package can unpickle: no weights_only=False, no forced override, no pickle.load."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    banned = ("weights_only=False", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "pickle.load", "pickle.loads")
+    hits = [
+        f"{path.relative_to(src)}: {needle}"
+        for path in src.rglob("*.py")
+        for needle in banned
+        if needle in path.read_text(encoding="utf-8")
+    ]
+    assert hits == []
