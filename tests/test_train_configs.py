@@ -368,7 +368,8 @@ def test_paper_model_is_the_official_config_but_for_the_allowed_differences(
     ds = dataset_spec("folder", root, crop_size=crop)
     for launcher in ("none", "pytorch"):
         # SyncBN is a GPU feature: the multi-GPU config is built as on a CUDA machine.
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: launcher == "pytorch")
+        cuda = launcher == "pytorch"
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
         device = "cuda" if launcher == "pytorch" else "cpu"
         ours = build_config(name, ds, max_iters=iters, device=device, launcher=launcher, deterministic=True)
         mine, theirs = _flatten(_section(ours)), _flatten(_section(official))
