@@ -28,6 +28,7 @@ from alps.train.models import PAPER_MODELS
 from conftest import SHARED_DATA
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real sample data {SHARED_DATA} is absent"),
 ]

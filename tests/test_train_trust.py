@@ -138,6 +138,7 @@ def test_missing_or_unreachable_backbone_stops_before_training(pl_dataset: Path,
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_with_a_backbone_and_the_pl_val_split(
     pl_dataset: Path, tmp_path: Path
 ) -> None:
