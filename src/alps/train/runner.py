@@ -283,6 +283,9 @@ def train_segmentation(
     run_cfg = copy.deepcopy(cfg)
     # A unique name: mmengine keys its global logger/visualizer by it, and several runs share a process.
     run_cfg.experiment_name = f"{work.name}-{secrets.token_hex(4)}"
+    # The visualizer is a global instance keyed by name too: a shared name would make every later run in
+    # the process write its logs and config into the first run's work dir.
+    run_cfg.visualizer.name = run_cfg.experiment_name
     if last is not None:
         # Resume: the checkpoint restores every weight, so the ImageNet initialiser would only be loaded
         # to be overwritten; drop it.
