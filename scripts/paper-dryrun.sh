@@ -10,7 +10,7 @@ config=$(realpath "${1:-config/paper.yaml}")
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 alps placeholders "$config" "$scratch"
-if ! snakemake -n --printshellcmds --cores 8 --snakefile workflow/Snakefile --directory "$scratch" \
+if ! snakemake -n --printshellcmds --cores 8 --resources gpu=8 --snakefile workflow/Snakefile --directory "$scratch" \
     --configfile "$config" > "$scratch/dryrun.log" 2>&1; then
     cat "$scratch/dryrun.log" >&2
     exit 1

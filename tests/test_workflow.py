@@ -256,6 +256,10 @@ def _assert_training_jobs_load_imagenet_backbones(plan: str, summary: str) -> No
             assert args[args.index("--pretrained") + 1] == backbones[model], command
         else:  # the medical UNet: mmseg trains it from scratch
             assert "--pretrained" not in args
+    # Each training job claims its 2 GPUs (Slurm: --gpus=2).
+    blocks = [b for b in plan.split("\n\n") if re.search(r"rule (pretrain|finetune):", b)]
+    assert len(blocks) == len(commands)
+    assert all(re.search(r"resources: .*\bgpu=2\b", b) for b in blocks)
 
 
 @pytest.mark.slow
