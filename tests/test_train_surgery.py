@@ -16,7 +16,6 @@ from alps.train.surgery import (
     RUN_MARKER,
     UntrustedCheckpointError,
     init_model,
-    is_project_checkpoint,
     load_state_dict,
     select_weights,
     write_init_checkpoint,
@@ -45,7 +44,8 @@ def _build(name: str, num_classes: int, tmp: Path, seed: int) -> nn.Module:
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
     """An mmengine-style checkpoint of UperNet-R18 with 8 classes, in a work dir this project marked.
 
-    Its ``meta`` pickles a numpy scalar, as mmengine's do, so ``weights_only=True`` cannot read it.
+    Its ``meta`` pickles a numpy scalar, as mmengine's do: the numpy data types are all that
+    ``weights_only=True`` is allowed to rebuild beyond tensors.
     """
     tmp = tmp_path_factory.mktemp("surgery")
     model = _build("upernet-r18", 8, tmp, seed=1)
@@ -141,19 +141,60 @@ def test_write_init_checkpoint_holds_plain_tensors(
         write_init_checkpoint(path, fresh_state, "none", tmp_path / "x.pth")
 
 
+class _Payload:
+    """Pickles as a call that creates a marker file: what a malicious checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
 def test_checkpoint_trust(pretrained: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path) -> None:
     path, source = pretrained
-    assert is_project_checkpoint(path)
+    # mmengine-style meta with numpy scalars loads with weights_only=True, wherever the file lies.
     foreign = tmp_path / "downloaded.pth"
     foreign.write_bytes(path.read_bytes())
-    assert not is_project_checkpoint(foreign)
-    with pytest.raises(UntrustedCheckpointError, match="weights_only=True"):
-        load_state_dict(foreign)
-    assert set(load_state_dict(foreign, trusted=True)) == set(source)
+    assert set(load_state_dict(foreign)) == set(source)
     # User weights saved as plain tensors load anywhere with weights_only=True (DDP prefix stripped).
     plain = tmp_path / "backbone.pth"
     torch.save({"module.backbone.stem.0.weight": source["backbone.stem.0.weight"]}, plain)
     assert list(load_state_dict(plain)) == ["backbone.stem.0.weight"]
+    # A pickle payload is refused, even beside an alps_run.json that anyone could write.
+    marker = tmp_path / "PWNED"
+    evil = path.parent / "evil.pth"
+    torch.save({"state_dict": dict(source), "meta": {"x": _Payload(marker)}}, evil)
+    assert (path.parent / RUN_MARKER).is_file()
+    with pytest.raises(UntrustedCheckpointError, match="not plain weights"):
+        load_state_dict(evil)
+    assert not marker.exists()
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(UntrustedCheckpointError, match="not a torch checkpoint"):
+        load_state_dict(garbage)
+
+
+def test_pos_embed_resized_between_crops(tmp_path: Path) -> None:
+    """ViT-B pre-trained at 64 px, fine-tuned at 96 px: pos_embed is resized as mmseg's ViT does it."""
+    from mmseg.models.backbones.vit import VisionTransformer
+
+    source = {"backbone.pos_embed": torch.randn(1, 1 + 4 * 4, 8), "backbone.cls_token": torch.zeros(1, 1, 8)}
+    target = {"backbone.pos_embed": torch.zeros(1, 1 + 6 * 6, 8), "backbone.cls_token": torch.zeros(1, 1, 8)}
+    weights, report = select_weights(source, target, "backbone")
+    expected = VisionTransformer.resize_pos_embed(source["backbone.pos_embed"], (6, 6), (4, 4), "bicubic")
+    assert torch.equal(weights["backbone.pos_embed"], expected)
+    assert torch.equal(weights["backbone.pos_embed"][:, 0], source["backbone.pos_embed"][:, 0])  # class token
+    assert "resized" in report["resized"]["backbone.pos_embed"] and report["counts"]["resized"] == 1
+    assert "backbone.pos_embed" in report["loaded"] and "backbone.pos_embed" not in report["kept_init"]
+    # A non-square grid is taken from the model's crop (img_size // patch_size).
+    wide = {"backbone.pos_embed": torch.zeros(1, 1 + 4 * 8, 8)}
+    weights, report = select_weights(source, wide, "overall", {"backbone.pos_embed": (4, 8)})
+    assert weights["backbone.pos_embed"].shape == (1, 33, 8)
+    # Different embedding widths are not resized: skipped with the reason.
+    other_width = {"backbone.pos_embed": torch.zeros(1, 37, 16), "backbone.cls_token": torch.zeros(1, 1, 8)}
+    _, report = select_weights(source, other_width, "overall")
+    assert "shape mismatch" in report["skipped"]["backbone.pos_embed"]
 
 
 def test_select_weights_rejects_a_foreign_architecture(fresh_state: dict[str, torch.Tensor]) -> None:

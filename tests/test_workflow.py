@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -187,12 +188,13 @@ def check_tables(tmp_path):
 
 
 @pytest.mark.slow
-def test_paper_dryrun_plans_the_full_study():
+def test_paper_dryrun_plans_the_full_study(tmp_path):
     """`make paper-dryrun`: the paper's study, planned on placeholder inputs, has every run of Tables 1-6."""
+    plan = tmp_path / "plan.log"
     result = subprocess.run(
         [str(REPO_ROOT / "scripts" / "paper-dryrun.sh"), "config/paper.yaml"],
         cwd=REPO_ROOT,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PAPER_DRYRUN_LOG": str(plan)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -221,6 +223,45 @@ def test_paper_dryrun_plans_the_full_study():
         "all": 1,
         "total": 808,
     }
+    _assert_training_jobs_load_imagenet_backbones(plan.read_text(), result.stdout)
+
+
+def _assert_training_jobs_load_imagenet_backbones(plan: str, summary: str) -> None:
+    """Every training job of the eight methods passes paper.yaml's backbone as --pretrained, 2 GPUs each."""
+    import shlex
+
+    training = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())["training"]
+    backbones = training["pretrained_backbones"]
+    from alps.train.models import PAPER_MODELS
+
+    assert sorted(backbones) == sorted(PAPER_MODELS)
+    commands = [
+        line[line.index("alps ") :]
+        for line in plan.splitlines()
+        if re.search(r"alps (pretrain|finetune) ", line)
+    ]
+    prefixes = [
+        line[: line.index("alps ")]
+        for line in plan.splitlines()
+        if re.search(r"alps (pretrain|finetune) ", line)
+    ]
+    assert len(commands) == 35 + 142
+    unet = sum("--model unet-s5-d16 " in c for c in commands)  # Table 6: ATLAS-PL pre-training, 2 fine-tunes
+    assert unet == 3
+    assert f"training jobs: {len(commands)}, with --pretrained: {len(commands) - unet}" in summary
+    for command, prefix in zip(commands, prefixes, strict=True):
+        args = shlex.split(command.split(" > ")[0])
+        model = args[args.index("--model") + 1]
+        assert prefix.endswith("torchrun --standalone --nproc_per_node=2 --no-python ")
+        assert args[args.index("--launcher") + 1] == "pytorch"
+        if model in PAPER_MODELS:
+            assert args[args.index("--pretrained") + 1] == backbones[model], command
+        else:  # the medical UNet: mmseg trains it from scratch
+            assert "--pretrained" not in args
+    # Each training job claims its 2 GPUs (Slurm: --gpus=2).
+    blocks = [b for b in plan.split("\n\n") if re.search(r"rule (pretrain|finetune):", b)]
+    assert len(blocks) == len(commands)
+    assert all(re.search(r"resources: .*\bgpu=2\b", b) for b in blocks)
 
 
 @pytest.mark.slow

@@ -316,7 +316,6 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 def _training_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "batch_size": args.batch_size,
         "num_workers": args.workers,
         "amp": args.amp,
         "seed": args.seed,
@@ -324,7 +323,7 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "launcher": args.launcher,
         "log_interval": args.log_interval,
     }
-    for name in ("val_interval", "checkpoint_interval", "pretrained"):
+    for name in ("batch_size", "val_interval", "checkpoint_interval", "pretrained"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     return options
@@ -725,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--iters", type=int, help="iterations (overrides --schedule)")
         group.add_argument("--schedule", help="the paper's schedules: 80k, 160k, 320k (or 2k)")
         group.add_argument("--crop-size", type=int)
-        group.add_argument("--batch-size", type=int, default=2)
+        group.add_argument("--batch-size", type=int, help="per GPU (default: the model's official config)")
         group.add_argument("--workers", type=int, default=2, help="data loader workers")
         group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
         group.add_argument("--val-interval", type=int)
@@ -739,7 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["none", "pytorch", "slurm"],
             help="multi-GPU: run under torchrun with --launcher pytorch",
         )
-        group.add_argument("--pretrained", help="local ImageNet backbone weights (official mmseg init)")
+        group.add_argument(
+            "--pretrained", help="ImageNet backbone checkpoint: URL, open-mmlab:// name or local file"
+        )
         group.add_argument("--threads", type=int, help="torch CPU threads")
         group.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
         group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")

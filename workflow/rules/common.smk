@@ -179,12 +179,13 @@ def painted_shards(wildcards):
 def training_cli_options(iters):
     options = [
         f"--iters {iters}",
-        f"--batch-size {TRAINING['batch_size']}",
         f"--workers {TRAINING['workers']}",
         f"--device {TRAINING['device']}",
         f"--log-interval {TRAINING['log_interval']}",
         f"--seed {SEED}",
     ]
+    if TRAINING.get("batch_size"):  # per GPU; default: the model's official mmseg config
+        options.append(f"--batch-size {TRAINING['batch_size']}")
     if TRAINING.get("crop_size"):
         options.append(f"--crop-size {TRAINING['crop_size']}")
     if TRAINING.get("amp"):
@@ -193,7 +194,24 @@ def training_cli_options(iters):
 
 
 def training_gpus(wildcards):
-    return 0 if TRAINING.get("device", "cpu") == "cpu" else 1
+    return 0 if TRAINING.get("device", "cpu") == "cpu" else TRAINING.get("gpus_per_job", 1)
+
+
+def training_launch(wildcards):
+    """The torchrun prefix of a multi-GPU training job (one process per GPU, as mmengine expects)."""
+    n = TRAINING.get("gpus_per_job", 1)
+    return ["torchrun", "--standalone", f"--nproc_per_node={n}", "--no-python"] if n > 1 else []
+
+
+def training_model_options(wildcards):
+    """The model's ImageNet backbone (training.pretrained_backbones) and the launcher, as a list for :q."""
+    options = []
+    backbone = (TRAINING.get("pretrained_backbones") or {}).get(wildcards.model)
+    if backbone:
+        options += ["--pretrained", str(backbone)]
+    if TRAINING.get("gpus_per_job", 1) > 1:
+        options += ["--launcher", "pytorch"]
+    return options
 
 
 def all_targets(wildcards):

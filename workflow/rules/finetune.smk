@@ -36,6 +36,8 @@ rule finetune:
         options=lambda wildcards: training_cli_options(
             STUDY.iters(STUDY.base_schedules[wildcards.model])
         ),
+        model_options=training_model_options,
+        launch=training_launch,
     log:
         f"{LOGS}/finetune/{{dataset}}/{{model}}/{{pretraining}}/{{schedule}}/{{init}}.log",
     benchmark:
@@ -47,5 +49,5 @@ rule finetune:
         mem_mb=8000,
         gpu=training_gpus,
     shell:
-        "alps finetune {params.dataset_dir} {params.work_dir} --model {wildcards.model} {params.init} "
-        "{params.kind} {params.options} --threads {threads} > {log} 2>&1"
+        "{params.launch:q} alps finetune {params.dataset_dir} {params.work_dir} --model {wildcards.model} {params.init} "
+        "{params.kind} {params.options} {params.model_options:q} --threads {threads} > {log} 2>&1"

@@ -32,6 +32,8 @@ rule pretrain:
         work_dir=lambda wildcards, output: output[0].removesuffix("/metrics.json"),
         init=pretrain_init,
         options=lambda wildcards: training_cli_options(STUDY.iters(wildcards.schedule)),
+        model_options=training_model_options,
+        launch=training_launch,
     log:
         f"{LOGS}/pretrain/{{model}}/{{pretraining}}/{{schedule}}.log",
     benchmark:
@@ -43,5 +45,5 @@ rule pretrain:
         mem_mb=8000,
         gpu=training_gpus,
     shell:
-        "alps pretrain {params.pl_dataset} {params.work_dir} --model {wildcards.model} {params.init} "
-        "{params.options} --threads {threads} > {log} 2>&1"
+        "{params.launch:q} alps pretrain {params.pl_dataset} {params.work_dir} --model {wildcards.model} {params.init} "
+        "{params.options} {params.model_options:q} --threads {threads} > {log} 2>&1"

@@ -6,29 +6,28 @@
 module through ``custom_imports``, which registers ``ALPSIoUMetric`` and, under ``mmcv-lite``, installs the
 ``mmcv.ops`` substitute (``alps.train.mmcv_compat``) before mmseg builds a model.
 
-The eight methods (paper, "Implementation details") follow the official mmseg 1.2.2 configs named in each
-``ModelSpec.reference``, with these changes (see docs/training.md):
+Every model (the paper's eight, the demo's two small ones, the medical UNet) is built from mmseg 1.2.2's
+own config file named in ``ModelSpec.reference``, read from the configs shipped in its wheel
+(``official_config``): its model, optimizer, LR schedule and per-GPU batch. Only what the study sets is
+overridden; ``ALLOWED_DIFFERENCES`` lists every override with its reason (a test checks each model against
+it, key by key), in short:
 
-* ``SyncBN`` -> ``BN`` in every head and CNN backbone, with ``sync_bn='torch'`` at the top level: mmengine's
-  runner converts BN to SyncBN itself when it runs distributed (``launcher='pytorch'``), and a
-  single-process run (CPU, one GPU), or a model built from the config outside the runner (surgery,
-  inference), keeps plain BN instead of SyncBN layers that want a process group.
-* ImageNet backbone weights (``pretrained``) are not set by default: they are downloads from
-  download.openmmlab.com this project never makes. Pass a local file with ``pretrained=`` (the official
-  name of each is in ``ModelSpec.imagenet``).
-* ViT/Segmenter ``img_size`` and Segmenter's sliding-window test crop follow the dataset's crop size
-  instead of ADE20K's 512.
-* Warm-up of the AdamW methods: ``min(1500, max_iters // 10)`` iterations (1500 at 80k and above, as in
-  mmseg), so that short demo schedules still warm up; none below 10 iterations (tests).
+* classes, crop (ViT position embeddings and sliding test windows follow it) and schedule length;
+* ``SyncBN`` -> ``BN`` in single-process runs (``launcher='none'``: CPU, one GPU), which have no process
+  group; multi-GPU runs (``launcher='pytorch'``, under torchrun) keep the official SyncBN;
+* ImageNet backbone weights are set from ``pretrained=`` (a local file, ``alps.train.runner`` fetches the
+  official URL first; ``official_pretrained`` names it), never downloaded by mmengine during training;
+* warm-up of the AdamW methods: ``min(1500, max_iters // 10)`` iterations (1500 at 15k and above, as
+  mmseg), none below 10 iterations (tests).
 
 No model of the eight needs a compiled mmcv op: each builds and runs forward with ``mmcv-lite`` and the
 compatibility module (pinned by tests/test_train_configs.py).
 
-The medical branch (paper Table 6) uses mmseg's UNet (``unet-s5-d16``, FCN head, following
-``unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py``: 40k iterations of SGD 0.01, sliding-window test with
-a stride of 170/256 of the crop) in place of the paper's DoDNet, MED3D and SAM-Med2D, which mmseg does not
-have. Its encoder-decoder is the ``backbone``; the FCN heads are the ``head`` sub-model. UNet needs inputs
-divisible by 16 (four max-pools): crops must be multiples of 16, and test images are padded to one.
+The medical branch (paper Table 6) uses mmseg's UNet (``unet-s5-d16``, FCN head,
+``unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py``) in place of the paper's DoDNet, MED3D and SAM-Med2D,
+which mmseg does not have. Its encoder-decoder is the ``backbone``; the FCN heads are the ``head``
+sub-model. UNet needs inputs divisible by 16 (four max-pools): crops must be multiples of 16, and test
+images are padded to one.
 """
 
 from __future__ import annotations
@@ -61,18 +60,11 @@ SCHEDULES: dict[str, int] = {"2k": 2000, "40k": 40000, "80k": 80000, "160k": 160
 """Named schedules (iterations): the paper's 80k (CNNs), 160k (transformers), 320k (Table 4), mmseg's 40k
 of its medical UNet configs, and a short ``2k`` for the demo."""
 
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
-
 _MIN_WARMUP = 10
 """Shortest linear warm-up (iterations) worth running; shorter schedules train without one."""
 
 UNET_DIVISOR = 16
 """UNet-S5-D16 max-pools four times: input sides must be multiples of 16 (``UNet._check_input_divisible``)."""
-
-_BN = {"type": "BN", "requires_grad": True}
-_CE = {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0}
-_CE_AUX = {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 0.4}
 
 
 @dataclass(frozen=True)
@@ -82,11 +74,9 @@ class ModelSpec:
     Attributes:
         name: the key used by ``build_config`` (``"upernet-r50"``...).
         title: the paper's name of the method.
-        reference: the official mmseg 1.2.2 config the model follows.
+        reference: the official mmseg 1.2.2 config the model is built from (``official_config``): model,
+            optimizer, LR schedule, per-GPU batch and ImageNet checkpoint.
         schedule: the paper's default schedule (a ``SCHEDULES`` key).
-        optimizer: ``"sgd"``, ``"sgd-segmenter"``, ``"adamw-vit"``, ``"adamw-swin"`` or ``"adamw-segformer"``.
-        imagenet: the official ImageNet initialisation (a download URL or an ``open-mmlab://`` name), or
-            a note where mmseg has none.
         paper: whether it is one of the paper's eight methods (else a small demo/test variant, or the
             medical branch's stand-in).
     """
@@ -95,98 +85,53 @@ class ModelSpec:
     title: str
     reference: str
     schedule: str
-    optimizer: str
-    imagenet: str
     paper: bool = True
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec(
-            "upernet-r50",
-            "UperNet-R50",
-            "upernet/upernet_r50_4xb4-80k_ade20k-512x512.py",
-            "80k",
-            "sgd",
-            "open-mmlab://resnet50_v1c",
-        ),
-        ModelSpec(
-            "pspnet-r50",
-            "PSPNet-R50",
-            "pspnet/pspnet_r50-d8_4xb4-80k_potsdam-512x512.py",
-            "80k",
-            "sgd",
-            "open-mmlab://resnet50_v1c",
-        ),
-        ModelSpec(
-            "fcn-hrnet-w48",
-            "FCN-HRNet-W48",
-            "hrnet/fcn_hr48_4xb4-80k_potsdam-512x512.py",
-            "80k",
-            "sgd",
-            "open-mmlab://msra/hrnetv2_w48",
-        ),
+        ModelSpec("upernet-r50", "UperNet-R50", "upernet/upernet_r50_4xb4-80k_ade20k-512x512.py", "80k"),
+        ModelSpec("pspnet-r50", "PSPNet-R50", "pspnet/pspnet_r50-d8_4xb4-80k_potsdam-512x512.py", "80k"),
+        ModelSpec("fcn-hrnet-w48", "FCN-HRNet-W48", "hrnet/fcn_hr48_4xb4-80k_potsdam-512x512.py", "80k"),
         ModelSpec(
             "deeplabv3plus-r50b",
             "DeepLabV3+-R50b",
             "deeplabv3plus/deeplabv3plus_r50b-d8_4xb2-80k_cityscapes-512x1024.py",
             "80k",
-            "sgd",
-            "torchvision://resnet50",
         ),
         ModelSpec(
             "vit-b-upernet",
             "ViT-B (UperNet)",
             "vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py",
             "160k",
-            "adamw-vit",
-            "pretrain/vit_base_patch16_224.pth (timm jx_vit_base_p16_224, converted)",
         ),
         ModelSpec(
             "swin-b-upernet",
             "Swin-B (UperNet)",
             "swin/swin-base-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py",
             "160k",
-            "adamw-swin",
-            "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/"
-            "swin_base_patch4_window7_224_20220317-e9b98025.pth",
         ),
         ModelSpec(
             "segmenter-vit-b",
             "Segmenter-ViT-B (mask)",
             "segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py",
             "160k",
-            "sgd-segmenter",
-            "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segmenter/"
-            "vit_base_p16_384_20220308-96dfe169.pth",
         ),
         ModelSpec(
             "segformer-b5",
             "SegFormer-MiT-B5",
             "segformer/segformer_mit-b5_8xb2-160k_ade20k-512x512.py",
             "160k",
-            "adamw-segformer",
-            "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/"
-            "mit_b5_20220624-658746d9.pth",
         ),
         ModelSpec(
-            "upernet-r18",
-            "UperNet-R18",
-            "upernet/upernet_r18_4xb4-80k_ade20k-512x512.py",
-            "2k",
-            "sgd",
-            "open-mmlab://resnet18_v1c",
-            paper=False,
+            "upernet-r18", "UperNet-R18", "upernet/upernet_r18_4xb4-80k_ade20k-512x512.py", "2k", paper=False
         ),
         ModelSpec(
             "segformer-b0",
             "SegFormer-MiT-B0",
             "segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py",
             "2k",
-            "adamw-segformer",
-            "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/"
-            "mit_b0_20220624-7e0fe6dd.pth",
             paper=False,
         ),
         ModelSpec(
@@ -194,8 +139,6 @@ MODELS: dict[str, ModelSpec] = {
             "UNet-S5-D16 (FCN)",
             "unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py",
             "40k",
-            "sgd",
-            "none: mmseg trains its UNet from scratch",
             paper=False,
         ),
     )
@@ -394,7 +337,8 @@ def dataset_spec(
             palette=palette,
             crop_size=crop,
             scale=_pair(scale or crop[::-1]),
-            train_split=str(card.get("split", "train")),
+            # The labeled split (one name); a card listing several (train and val) trains on train.
+            train_split=card["split"] if isinstance(card.get("split"), str) else "train",
             eval_split=_eval_split(root, eval_split),
         )
     if kind in ("folder", "medical"):
@@ -491,12 +435,14 @@ def _dataset_cfg(ds: DatasetSpec, split: str, pipeline: list[dict[str, Any]]) ->
         "data_root": ds.data_root,
         "data_prefix": {"img_path": f"img_dir/{split}", "seg_map_path": f"ann_dir/{split}"},
         "pipeline": pipeline,
+        # Always the converter's suffixes: mmseg's iSAIDDataset defaults to *_instance_color_RGB.png labels,
+        # which our iSAID converter does not write (ann_dir/<split>/<name>.png).
+        "img_suffix": ds.img_suffix,
+        "seg_map_suffix": ds.seg_map_suffix,
     }
     if ds.dataset_type == "BaseSegDataset":
         # Metainfo built from the data (card or classes.json): no dataset class to register.
         cfg.update(
-            img_suffix=ds.img_suffix,
-            seg_map_suffix=ds.seg_map_suffix,
             reduce_zero_label=ds.reduce_zero_label,
             ignore_index=IGNORE_INDEX,
             metainfo={"classes": list(ds.classes), "palette": [list(p) for p in ds.palette]},
@@ -506,411 +452,179 @@ def _dataset_cfg(ds: DatasetSpec, split: str, pipeline: list[dict[str, Any]]) ->
 
 # ------------------------------------------------------------------------------------------------ models
 
-
-def _resnet(depth: int, kind: str = "ResNetV1c", dilated: bool = False) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "depth": depth,
-        "num_stages": 4,
-        "out_indices": (0, 1, 2, 3),
-        # d8 models (PSPNet, DeepLabV3+) dilate the last two stages instead of striding them.
-        "dilations": (1, 1, 2, 4) if dilated else (1, 1, 1, 1),
-        "strides": (1, 2, 1, 1) if dilated else (1, 2, 2, 2),
-        "norm_cfg": _BN,
-        "norm_eval": False,
-        "style": "pytorch",
-        "contract_dilation": True,
-    }
-
-
-def _uper_head(in_channels: list[int], num_classes: int, channels: int = 512) -> dict[str, Any]:
-    return {
-        "type": "UPerHead",
-        "in_channels": in_channels,
-        "in_index": [0, 1, 2, 3],
-        "pool_scales": (1, 2, 3, 6),
-        "channels": channels,
-        "dropout_ratio": 0.1,
-        "num_classes": num_classes,
-        "norm_cfg": _BN,
-        "align_corners": False,
-        "loss_decode": _CE,
-    }
-
-
-def _aux_head(in_channels: int, in_index: int, num_classes: int) -> dict[str, Any]:
-    return {
-        "type": "FCNHead",
-        "in_channels": in_channels,
-        "in_index": in_index,
-        "channels": 256,
-        "num_convs": 1,
-        "concat_input": False,
-        "dropout_ratio": 0.1,
-        "num_classes": num_classes,
-        "norm_cfg": _BN,
-        "align_corners": False,
-        "loss_decode": _CE_AUX,
-    }
+ALLOWED_DIFFERENCES: dict[str, str] = {
+    "model.pretrained": "ImageNet weights come from training.pretrained_backbones (--pretrained), checked "
+    "and fetched before training, and are set as backbone.init_cfg; without it the backbone starts "
+    "from mmseg's random initialisation",
+    "model.backbone.pretrained": "as model.pretrained",
+    "model.backbone.init_cfg*": "as model.pretrained",
+    "model.data_preprocessor.size": "the study's crop (datasets: iSAID 896, Potsdam and PL 512)",
+    "model.data_preprocessor.test_cfg*": "UNet pads test images to a multiple of 16 (it refuses others)",
+    "model.backbone.img_size": "ViT position embeddings sized for the study's crop, as mmseg's ADE20K "
+    "configs size them for theirs (512)",
+    "model.test_cfg.crop_size": "the sliding test window is the study's crop",
+    "model.test_cfg.stride": "the sliding stride scaled with the crop (Segmenter 480/512, UNet 170/256)",
+    "model.decode_head.num_classes": "the dataset's classes (K pseudo-classes, iSAID 16, Potsdam 6)",
+    "model.decode_head.out_channels": "the dataset's classes",
+    "model.auxiliary_head.num_classes": "the dataset's classes",
+    "model.*norm_cfg.type": "SyncBN -> BN in a single-process run (one GPU, CPU): SyncBN needs a process "
+    "group; multi-GPU runs (launcher pytorch on CUDA) keep the official SyncBN (torch has none on CPU)",
+    "optim_wrapper.type": "AmpOptimWrapper with training.amp (mixed precision)",
+    "optim_wrapper.loss_scale": "AmpOptimWrapper with training.amp (mixed precision)",
+    "param_scheduler.*.end": "the study's schedule length (80k/160k as mmseg, 320k for Table 4, short "
+    "schedules in the demo and tests); warm-up is min(1500, iters // 10)",
+    "param_scheduler.*.begin": "the warm-up end, as param_scheduler.*.end",
+    "param_scheduler": "no warm-up below 10 iterations (tests): a LinearLR of a few steps never warms up",
+}
+"""Every way a built config may differ from mmseg's official one (``ModelSpec.reference``), with the reason:
+dotted keys of ``model``, ``optim_wrapper`` and ``param_scheduler`` (``*`` matches anything, list items
+are numbered). The per-GPU batch (``train_dataloader.batch_size``) is the official one unless a run sets
+another. ``tests/test_train_configs.py`` compares every model with its official config against this list,
+which is also the deviation table of docs/training.md."""
 
 
-def _hrnet_w48() -> dict[str, Any]:
-    def stage(modules: int, branches: int, block: str, blocks: int, channels: tuple[int, ...]) -> dict:
-        return {
-            "num_modules": modules,
-            "num_branches": branches,
-            "block": block,
-            "num_blocks": (blocks,) * branches,
-            "num_channels": channels,
-        }
+def official_config(name: str) -> Config:
+    """mmseg's own config of a model (``ModelSpec.reference``), read from the configs shipped in its wheel.
 
-    return {
-        "type": "HRNet",
-        "norm_cfg": _BN,
-        "norm_eval": False,
-        "extra": {
-            "stage1": stage(1, 1, "BOTTLENECK", 4, (64,)),
-            "stage2": stage(1, 2, "BASIC", 4, (48, 96)),
-            "stage3": stage(4, 3, "BASIC", 4, (48, 96, 192)),
-            "stage4": stage(3, 4, "BASIC", 4, (48, 96, 192, 384)),
-        },
-    }
+    Raises:
+        KeyError: unknown model.
+        FileNotFoundError: the installed mmseg has no ``.mim/configs`` (an install from a source tree).
+    """
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    import mmseg
+
+    path = Path(mmseg.__file__).parent / ".mim" / "configs" / MODELS[name].reference
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: the model configs are read from mmsegmentation's wheel (pip install "
+            "mmsegmentation==1.2.2), which ships them under mmseg/.mim/configs"
+        )
+    return Config.fromfile(str(path))
 
 
-def _vit_b(img_size: tuple[int, int], **extra: Any) -> dict[str, Any]:
-    cfg = {
-        "type": "VisionTransformer",
-        "img_size": img_size,
-        "patch_size": 16,
-        "in_channels": 3,
-        "embed_dims": 768,
-        "num_layers": 12,
-        "num_heads": 12,
-        "mlp_ratio": 4,
-        "qkv_bias": True,
-        "drop_rate": 0.0,
-        "attn_drop_rate": 0.0,
-        "with_cls_token": True,
-        "interpolate_mode": "bicubic",
-    }
-    cfg.update(extra)
-    return cfg
+def official_batch_size(name: str) -> int:
+    """Images per GPU of the official config (4 for the CNNs, 2 for DeepLabV3+ and most transformers...)."""
+    return int(official_config(name).train_dataloader.batch_size)
 
 
-def _mit(embed_dims: int, num_layers: list[int]) -> dict[str, Any]:
-    return {
-        "type": "MixVisionTransformer",
-        "in_channels": 3,
-        "embed_dims": embed_dims,
-        "num_stages": 4,
-        "num_layers": num_layers,
-        "num_heads": [1, 2, 5, 8],
-        "patch_sizes": [7, 3, 3, 3],
-        "sr_ratios": [8, 4, 2, 1],
-        "out_indices": (0, 1, 2, 3),
-        "mlp_ratio": 4,
-        "qkv_bias": True,
-        "drop_rate": 0.0,
-        "attn_drop_rate": 0.0,
-        "drop_path_rate": 0.1,
-    }
+def official_pretrained(name: str) -> str | None:
+    """The ImageNet backbone checkpoint of the official config, as it names it (URL, ``open-mmlab://``,
+    ``torchvision://`` or a local ``pretrain/...`` path), or None (UNet trains from scratch)."""
+    model = official_config(name).model
+    init_cfg = model.backbone.get("init_cfg") or {}
+    return model.get("pretrained") or model.backbone.get("pretrained") or init_cfg.get("checkpoint")
 
 
-def _segformer_head(in_channels: list[int], channels: int, num_classes: int) -> dict[str, Any]:
-    return {
-        "type": "SegformerHead",
-        "in_channels": in_channels,
-        "in_index": [0, 1, 2, 3],
-        "channels": channels,
-        "dropout_ratio": 0.1,
-        "num_classes": num_classes,
-        "norm_cfg": _BN,
-        "align_corners": False,
-        "loss_decode": _CE,
-    }
+def checkpoint_url(location: str) -> str:
+    """The download URL of an mmengine checkpoint name (``open-mmlab://``, ``torchvision://``), or the
+    location itself (a URL or a local path)."""
+    from mmengine.runner.checkpoint import get_external_models, get_torchvision_models
+
+    for prefix, table in (("open-mmlab://", get_external_models), ("torchvision://", get_torchvision_models)):
+        if location.startswith(prefix):
+            name = location[len(prefix) :]
+            urls = table()
+            if name not in urls:
+                raise ValueError(f"{location}: mmengine knows no checkpoint named {name!r}")
+            return str(urls[name])
+    return location
 
 
-def _unet_s5_d16() -> dict[str, Any]:
-    """The backbone of mmseg's ``_base_/models/fcn_unet_s5-d16.py`` (5 stages, 64 channels), BN for SyncBN."""
-    return {
-        "type": "UNet",
-        "in_channels": 3,
-        "base_channels": 64,
-        "num_stages": 5,
-        "strides": (1, 1, 1, 1, 1),
-        "enc_num_convs": (2, 2, 2, 2, 2),
-        "dec_num_convs": (2, 2, 2, 2),
-        "downsamples": (True, True, True, True),
-        "enc_dilations": (1, 1, 1, 1, 1),
-        "dec_dilations": (1, 1, 1, 1),
-        "with_cp": False,
-        "conv_cfg": None,
-        "norm_cfg": _BN,
-        "act_cfg": {"type": "ReLU"},
-        "upsample_cfg": {"type": "InterpConv"},
-        "norm_eval": False,
-    }
+def _replace_sync_bn(value: Any) -> Any:
+    """SyncBN -> BN everywhere in a (nested) config value."""
+    if isinstance(value, dict):
+        return {k: ("BN" if k == "type" and v == "SyncBN" else _replace_sync_bn(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_replace_sync_bn(v) for v in value)
+    return value
 
 
-def _unet_fcn_head(in_channels: int, in_index: int, num_classes: int, loss: dict[str, Any]) -> dict[str, Any]:
-    """The FCN head (and auxiliary head) of ``fcn_unet_s5-d16.py``: one 3x3 conv of 64 channels."""
-    return {
-        "type": "FCNHead",
-        "in_channels": in_channels,
-        "in_index": in_index,
-        "channels": 64,
-        "num_convs": 1,
-        "concat_input": False,
-        "dropout_ratio": 0.1,
-        "num_classes": num_classes,
-        "norm_cfg": _BN,
-        "align_corners": False,
-        "loss_decode": loss,
-    }
+def _set_classes(head: Any, num_classes: int) -> None:
+    for item in head if isinstance(head, list) else [head]:
+        item["num_classes"] = num_classes
+        if item.get("out_channels") is not None:
+            item["out_channels"] = num_classes
 
 
-def model_cfg(name: str, num_classes: int, crop_size: tuple[int, int]) -> dict[str, Any]:
-    """The ``model`` entry of a config: an ``EncoderDecoder`` with its data preprocessor.
+def model_cfg(
+    name: str, num_classes: int, crop_size: tuple[int, int], sync_bn: bool = False
+) -> dict[str, Any]:
+    """The ``model`` entry of a config: mmseg's official model with the study's overrides only.
+
+    The overrides are listed, each with its reason, in ``ALLOWED_DIFFERENCES``: classes, crop, no
+    ImageNet checkpoint (``build_config(pretrained=...)`` sets it), and BN for SyncBN in one process.
 
     Arguments:
         name: a ``MODELS`` key.
         num_classes: classes of the decode (and auxiliary) head.
         crop_size: training crop ``(h, w)``: the preprocessor pads batches to it; ViT position embeddings
             and Segmenter's and UNet's sliding test windows follow it.
+        sync_bn: keep the official SyncBN (distributed runs); else plain BN.
 
     Returns:
-        The model dict (no ``pretrained``/``init_cfg``: see ``build_config(pretrained=...)``).
+        The model dict.
 
     Raises:
         KeyError: unknown model name.
         ValueError: a UNet crop that is not a multiple of 16.
     """
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    k = num_classes
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    neck: dict[str, Any] | None = None
-    aux: dict[str, Any] | None = None
-    test_cfg: dict[str, Any] = {"mode": "whole"}
-    if name in ("upernet-r50", "upernet-r18"):
-        depth = 50 if name == "upernet-r50" else 18
-        widths = [256, 512, 1024, 2048] if depth == 50 else [64, 128, 256, 512]
-        backbone = _resnet(depth)
-        decode = _uper_head(widths, k)
-        aux = _aux_head(widths[2], 2, k)
-    elif name == "pspnet-r50":
-        backbone = _resnet(50, dilated=True)
-        decode = {
-            "type": "PSPHead",
-            "in_channels": 2048,
-            "in_index": 3,
-            "channels": 512,
-            "pool_scales": (1, 2, 3, 6),
-            "dropout_ratio": 0.1,
-            "num_classes": k,
-            "norm_cfg": _BN,
-            "align_corners": False,
-            "loss_decode": _CE,
-        }
-        aux = _aux_head(1024, 2, k)
-    elif name == "fcn-hrnet-w48":
-        backbone = _hrnet_w48()
-        decode = {
-            "type": "FCNHead",
-            "in_channels": [48, 96, 192, 384],
-            "in_index": (0, 1, 2, 3),
-            "channels": 48 + 96 + 192 + 384,
-            "input_transform": "resize_concat",
-            "kernel_size": 1,
-            "num_convs": 1,
-            "concat_input": False,
-            "dropout_ratio": -1,
-            "num_classes": k,
-            "norm_cfg": _BN,
-            "align_corners": False,
-            "loss_decode": _CE,
-        }
-    elif name == "deeplabv3plus-r50b":
-        # r50b: torchvision-style ResNet (stride in the 3x3 conv, 7x7 stem) instead of ResNetV1c.
-        backbone = _resnet(50, kind="ResNet", dilated=True)
-        decode = {
-            "type": "DepthwiseSeparableASPPHead",
-            "in_channels": 2048,
-            "in_index": 3,
-            "channels": 512,
-            "dilations": (1, 12, 24, 36),
-            "c1_in_channels": 256,
-            "c1_channels": 48,
-            "dropout_ratio": 0.1,
-            "num_classes": k,
-            "norm_cfg": _BN,
-            "align_corners": False,
-            "loss_decode": _CE,
-        }
-        aux = _aux_head(1024, 2, k)
-    elif name == "vit-b-upernet":
-        backbone = _vit_b(
-            crop_size,
-            out_indices=(2, 5, 8, 11),
-            drop_path_rate=0.0,
-            norm_cfg={"type": "LN", "eps": 1e-6},
-            act_cfg={"type": "GELU"},
-            norm_eval=False,
+    if name == "unet-s5-d16" and any(side % UNET_DIVISOR for side in crop_size):
+        raise ValueError(
+            f"unet-s5-d16 needs a crop whose sides are multiples of {UNET_DIVISOR} (four 2x poolings), "
+            f"got {tuple(crop_size)}"
         )
-        neck = {
-            "type": "MultiLevelNeck",
-            "in_channels": [768, 768, 768, 768],
-            "out_channels": 768,
-            "scales": [4, 2, 1, 0.5],
-        }
-        decode = _uper_head([768, 768, 768, 768], k)
-        aux = _aux_head(768, 3, k)
-    elif name == "swin-b-upernet":
-        backbone = {
-            "type": "SwinTransformer",
-            "pretrain_img_size": 224,
-            "embed_dims": 128,
-            "patch_size": 4,
-            "window_size": 7,
-            "mlp_ratio": 4,
-            "depths": [2, 2, 18, 2],
-            "num_heads": [4, 8, 16, 32],
-            "strides": (4, 2, 2, 2),
-            "out_indices": (0, 1, 2, 3),
-            "qkv_bias": True,
-            "qk_scale": None,
-            "patch_norm": True,
-            "drop_rate": 0.0,
-            "attn_drop_rate": 0.0,
-            "drop_path_rate": 0.3,
-            "use_abs_pos_embed": False,
-            "act_cfg": {"type": "GELU"},
-            "norm_cfg": {"type": "LN", "requires_grad": True},
-        }
-        decode = _uper_head([128, 256, 512, 1024], k)
-        aux = _aux_head(512, 2, k)
-    elif name == "segmenter-vit-b":
-        # Segmenter normalises to [-1, 1] (its ViT was trained so), not with ImageNet statistics.
-        mean, std = [127.5, 127.5, 127.5], [127.5, 127.5, 127.5]
-        backbone = _vit_b(
-            crop_size,
-            drop_path_rate=0.1,
-            final_norm=True,
-            norm_cfg={"type": "LN", "eps": 1e-6, "requires_grad": True},
+    official = official_config(name)
+    model: dict[str, Any] = official.model.to_dict()
+    crop = tuple(int(s) for s in crop_size)
+    model["pretrained"] = None
+    model["backbone"].pop("init_cfg", None)
+    model["backbone"].pop("pretrained", None)
+    model["data_preprocessor"]["size"] = crop
+    if "img_size" in model["backbone"]:
+        model["backbone"]["img_size"] = crop
+    _set_classes(model["decode_head"], num_classes)
+    if "auxiliary_head" in model:
+        _set_classes(model["auxiliary_head"], num_classes)
+    test_cfg = model.get("test_cfg") or {}
+    if test_cfg.get("mode") == "slide":
+        # The official window and stride, scaled to the study's crop (Segmenter 512/480, UNet 256/170).
+        window, stride = test_cfg["crop_size"], test_cfg["stride"]
+        test_cfg["stride"] = tuple(
+            max(1, side * s // w) for side, s, w in zip(crop, stride, window, strict=True)
         )
-        decode = {
-            "type": "SegmenterMaskTransformerHead",
-            "in_channels": 768,
-            "channels": 768,
-            "num_classes": k,
-            "num_layers": 2,
-            "num_heads": 12,
-            "embed_dims": 768,
-            "dropout_ratio": 0.0,
-            "loss_decode": _CE,
-        }
-        # The official 512 window with a 480 stride, scaled to the crop.
-        stride = tuple(max(1, round(s * 480 / 512)) for s in crop_size)
-        test_cfg = {"mode": "slide", "crop_size": crop_size, "stride": stride}
-    elif name in ("segformer-b5", "segformer-b0"):
-        if name == "segformer-b5":
-            backbone, decode = _mit(64, [3, 6, 40, 3]), _segformer_head([64, 128, 320, 512], 768, k)
-        else:
-            backbone, decode = _mit(32, [2, 2, 2, 2]), _segformer_head([32, 64, 160, 256], 256, k)
-    elif name == "unet-s5-d16":
-        if any(side % UNET_DIVISOR for side in crop_size):
-            raise ValueError(
-                f"unet-s5-d16 needs a crop whose sides are multiples of {UNET_DIVISOR} (four 2x poolings), "
-                f"got {tuple(crop_size)}"
-            )
-        backbone = _unet_s5_d16()
-        # The decoder's last output (64 channels, full resolution) feeds the head, the one before it
-        # (128 channels, 1/2) the auxiliary head, as in fcn_unet_s5-d16.py.
-        decode = _unet_fcn_head(64, 4, k, _CE)
-        aux = _unet_fcn_head(128, 3, k, _CE_AUX)
-        # mmseg's UNet configs slide a crop-sized window with a stride of 170/256 of it (256 -> 170,
-        # 128 -> 85, 64 -> 42, as their HRF, STARE/CHASE and DRIVE configs).
-        stride = tuple(max(1, side * 170 // 256) for side in crop_size)
-        test_cfg = {"mode": "slide", "crop_size": crop_size, "stride": stride}
-    else:  # pragma: no cover - MODELS and this function list the same names
-        raise KeyError(name)
-    model: dict[str, Any] = {
-        "type": "EncoderDecoder",
-        "data_preprocessor": {
-            "type": "SegDataPreProcessor",
-            "mean": mean,
-            "std": std,
-            "bgr_to_rgb": True,
-            "pad_val": 0,
-            "seg_pad_val": IGNORE_INDEX,
-            "size": crop_size,
-        },
-        "pretrained": None,
-        "backbone": backbone,
-        "decode_head": decode,
-        "train_cfg": {},
-        "test_cfg": test_cfg,
-    }
+        test_cfg["crop_size"] = crop
     if name == "unet-s5-d16":
         # A test image smaller than the window is decoded whole (slide_inference does not pad it), and
         # UNet refuses sides that are not multiples of 16: pad test batches to one. The prediction is
         # cropped back before the metric (``padding_size``), so the padding is never scored.
         model["data_preprocessor"]["test_cfg"] = {"size_divisor": UNET_DIVISOR}
-    if neck is not None:
-        model["neck"] = neck
-    if aux is not None:
-        model["auxiliary_head"] = aux
-    return model
+    return model if sync_bn else _replace_sync_bn(model)
 
 
-def _optim(spec: ModelSpec, max_iters: int, amp: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _optim(name: str, max_iters: int, amp: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Optimizer wrapper and LR schedule of the method's official config, stretched to ``max_iters``."""
-    wrapper_type = "AmpOptimWrapper" if amp else "OptimWrapper"
-    if spec.optimizer in ("sgd", "sgd-segmenter"):
-        lr, wd = (0.001, 0.0) if spec.optimizer == "sgd-segmenter" else (0.01, 0.0005)
-        wrapper = {
-            "type": wrapper_type,
-            "optimizer": {"type": "SGD", "lr": lr, "momentum": 0.9, "weight_decay": wd},
-            "clip_grad": None,
-        }
-        schedule = [
-            {"type": "PolyLR", "eta_min": 1e-4, "power": 0.9, "begin": 0, "end": max_iters, "by_epoch": False}
-        ]
-    else:
-        custom_keys = {
-            "adamw-vit": {"pos_embed": {"decay_mult": 0.0}, "cls_token": {"decay_mult": 0.0}},
-            "adamw-swin": {
-                "absolute_pos_embed": {"decay_mult": 0.0},
-                "relative_position_bias_table": {"decay_mult": 0.0},
-            },
-            "adamw-segformer": {"pos_block": {"decay_mult": 0.0}, "head": {"lr_mult": 10.0}},
-        }[spec.optimizer]
-        custom_keys = {**custom_keys, "norm": {"decay_mult": 0.0}}
-        wrapper = {
-            "type": wrapper_type,
-            "optimizer": {"type": "AdamW", "lr": 6e-5, "betas": (0.9, 0.999), "weight_decay": 0.01},
-            "paramwise_cfg": {"custom_keys": custom_keys},
-        }
-        warmup = min(1500, max_iters // 10)
-        schedule = [
-            {
-                "type": "PolyLR",
-                "eta_min": 0.0,
-                "power": 1.0,
-                "begin": warmup,
-                "end": max_iters,
-                "by_epoch": False,
-            }
-        ]
-        if warmup >= _MIN_WARMUP:
-            schedule.insert(
-                0, {"type": "LinearLR", "start_factor": 1e-6, "by_epoch": False, "begin": 0, "end": warmup}
-            )
+    official = official_config(name)
+    wrapper: dict[str, Any] = official.optim_wrapper.to_dict()
+    schedule: list[dict[str, Any]] = [dict(s) for s in official.to_dict()["param_scheduler"]]
+    official_iters = int(official.train_cfg.max_iters)
+    warmups = [s for s in schedule if s["type"] == "LinearLR"]
+    warmup = min(int(warmups[0]["end"]), max_iters // 10) if warmups else 0
+    if warmups and warmup < _MIN_WARMUP:
+        # LinearLR steps only inside [begin, end) and reaches its end factor (1 - 1/W) in the last step:
+        # a warm-up of a few iterations would leave the LR near start_factor, so skip it.
+        schedule = [s for s in schedule if s["type"] != "LinearLR"]
+        warmup = 0
+    for step in schedule:
+        if step["type"] == "LinearLR":
+            step["end"] = warmup
         else:
-            # LinearLR steps only inside [begin, end) and reaches its end factor (1 - 1/W) in the last
-            # step: a warm-up of a few iterations would leave the LR near start_factor, so skip it.
-            schedule[0]["begin"] = 0
+            if step.get("end") == official_iters:
+                step["end"] = max_iters
+            if warmups:
+                step["begin"] = warmup
     if amp:
+        wrapper["type"] = "AmpOptimWrapper"
         wrapper["loss_scale"] = "dynamic"
     return wrapper, schedule
 
@@ -924,7 +638,7 @@ def build_config(
     *,
     schedule: str | None = None,
     max_iters: int | None = None,
-    batch_size: int = 2,
+    batch_size: int | None = None,
     num_workers: int = 2,
     amp: bool = False,
     val_interval: int | None = None,
@@ -946,7 +660,7 @@ def build_config(
         dataset: the dataset (``dataset_spec`` / ``detect_dataset``).
         schedule: a ``SCHEDULES`` key; default: the method's (80k CNNs, 160k transformers, 2k demo models).
         max_iters: iterations, overriding ``schedule``.
-        batch_size: images per GPU (per process); the paper used 2 GPUs.
+        batch_size: images per GPU (per process); default: the official config's (``official_batch_size``).
         num_workers: data loader workers per process (0 loads in the main process).
         amp: mixed precision through mmengine's ``AmpOptimWrapper`` (CUDA only).
         val_interval: validate every this many iterations; default ``max_iters // 10`` (8000 at 80k, as
@@ -961,12 +675,13 @@ def build_config(
         work_dir: where checkpoints and logs go.
         load_from: weights loaded (not resumed) before training, e.g. a surgery file
             (``alps.train.surgery.write_init_checkpoint``).
-        pretrained: a local ImageNet backbone checkpoint (``ModelSpec.imagenet`` names the official one);
-            loaded by mmengine's ``Pretrained`` initialiser with ``torch.load``'s default ``weights_only``.
+        pretrained: a local ImageNet backbone checkpoint (``official_pretrained`` names the official one;
+            ``alps.train.runner.fetch_pretrained`` downloads and checks it); loaded by the backbone's
+            ``Pretrained`` initialiser with ``torch.load``'s default ``weights_only=True``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; only decides AMP/determinism here: mmengine itself
             trains on CUDA whenever it is visible (hide it with ``CUDA_VISIBLE_DEVICES=`` for CPU runs).
         launcher: ``"none"`` (one process) or ``"pytorch"`` (``torchrun --nproc_per_node N``: distributed,
-            BN becomes SyncBN through ``sync_bn='torch'``), or ``"slurm"``.
+            the official SyncBN is kept), or ``"slurm"``. ``"none"`` turns SyncBN into BN.
 
     Returns:
         The ``Config``.
@@ -984,6 +699,8 @@ def build_config(
     iters = int(max_iters) if max_iters is not None else SCHEDULES[schedule]
     if iters < 1:
         raise ValueError(f"max_iters must be >= 1, got {iters}")
+    if batch_size is None:
+        batch_size = official_batch_size(model)
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     if device not in ("auto", "cpu", "cuda"):
@@ -999,16 +716,27 @@ def build_config(
     ckpt_every = int(checkpoint_interval) if checkpoint_interval else val_every
 
     train_pipeline, test_pipeline = _pipelines(dataset)
-    model_dict = model_cfg(model, dataset.num_classes, dataset.crop_size)
+    model_dict = model_cfg(
+        model,
+        dataset.num_classes,
+        dataset.crop_size,
+        # torch's SyncBatchNorm runs on GPUs only: a distributed CPU run (gloo; tests) keeps BN.
+        sync_bn=launcher != "none" and on_cuda,
+    )
     if pretrained is not None:
         model_dict["backbone"]["init_cfg"] = {"type": "Pretrained", "checkpoint": str(pretrained)}
-    optim_wrapper, param_scheduler = _optim(spec, iters, amp)
+    optim_wrapper, param_scheduler = _optim(model, iters, amp)
     persistent = num_workers > 0
 
     cfg: dict[str, Any] = {
         "default_scope": "mmseg",
         # Registers ALPSIoUMetric and, under mmcv-lite, the mmcv.ops substitute, for plain mmseg tools too.
-        "custom_imports": {"imports": ["alps.train.configs"], "allow_failed_imports": False},
+        # alps.train.checkpoints: PlainHistoryHook, so that checkpoints load with weights_only=True.
+        "custom_imports": {
+            "imports": ["alps.train.configs", "alps.train.checkpoints"],
+            "allow_failed_imports": False,
+        },
+        "custom_hooks": [{"type": "PlainHistoryHook"}],
         "alps": {
             "model": model,
             "dataset_kind": dataset.kind,
@@ -1046,7 +774,6 @@ def build_config(
             "mp_cfg": {"mp_start_method": "fork", "opencv_num_threads": 0},
             "dist_cfg": {"backend": "nccl" if on_cuda else "gloo"},
         },
-        "sync_bn": "torch",
         "randomness": {"seed": seed, "deterministic": bool(deterministic)},
         "launcher": launcher,
         "vis_backends": [{"type": "LocalVisBackend"}],
@@ -1061,6 +788,14 @@ def build_config(
         "resume": False,
         "tta_model": {"type": "SegTTAModel"},
     }
+    if launcher != "none" and not on_cuda:
+        # mmengine's default wrapper pins DDP to GPU LOCAL_RANK; CPU processes (gloo) take no device ids.
+        cfg["model_wrapper_cfg"] = {
+            "type": "MMDistributedDataParallel",
+            "broadcast_buffers": False,
+            "find_unused_parameters": False,
+            "device_ids": None,
+        }
     if work_dir is not None:
         cfg["work_dir"] = str(work_dir)
     if dataset.eval_split is not None:

@@ -11,22 +11,13 @@ the Python parts but no ``mmcv._ext``. Four mmseg modules import ``mmcv.ops`` at
 - every other name: a placeholder that raises a clear error when *used* (Criss-Cross attention, PSA masks,
   deformable convolutions, the CUDA focal loss), naming the fix.
 With a full mmcv build (GPU users), the real ``mmcv.ops`` imports and this module does nothing.
-
-``allow_trusted_checkpoint_reload()``: under torch>=2.6 ``torch.load`` defaults to ``weights_only=True``,
-and mmengine's ``load_from`` / ``resume`` / ``Pretrained`` reload of the checkpoints that mmengine itself
-saved (they pickle message hubs and numpy scalars) fails. Set ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` only
-around the reload of checkpoints this project wrote; user-given weights are loaded with
-``weights_only=True`` first, elsewhere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
 import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -116,17 +107,3 @@ def import_mmseg() -> types.ModuleType:
     import mmseg.models  # registers the model classes
 
     return mmseg
-
-
-@contextlib.contextmanager
-def allow_trusted_checkpoint_reload() -> Iterator[None]:
-    """Let mmengine reload a checkpoint that this project wrote itself (see the module docstring)."""
-    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous

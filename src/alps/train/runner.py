@@ -7,13 +7,15 @@ overall, backbone or head). Both go through ``train_segmentation``:
 1. build the config (``alps.train.configs``) and dump it to ``WORK_DIR/config.py``; its sha256 is the
    run's ``config_hash``. A work dir that already holds a different config is refused (no silent mix of two
    runs' checkpoints).
-2. mark the work dir with ``alps_run.json`` (so ``surgery`` may unpickle the checkpoints written there);
+2. mark the work dir with ``alps_run.json`` (what wrote it; it grants no trust); fetch and check the
+   ImageNet backbone checkpoint (``pretrained``: a URL or a local file) before anything trains;
 3. for ``init != none``: select the weights (``surgery.write_init_checkpoint``) into
    ``WORK_DIR/init_<mode>.pth`` (plain tensors) and its report ``init_report.json``; the config's
    ``load_from`` points there;
 4. ``Runner.train()``; if ``WORK_DIR/last_checkpoint`` exists (a previous attempt was killed), the run
-   resumes from it: model, optimizer, LR schedule and iteration (mmengine ``resume``). Only that reload of
-   our own checkpoint runs under ``allow_trusted_checkpoint_reload``;
+   resumes from it: model, optimizer, LR schedule and iteration (mmengine ``resume``), only from a file
+   inside the work dir, and only with ``torch.load(weights_only=True)`` (``alps.train.checkpoints``): a
+   checkpoint that is not plain weights stops the run with a clear error;
 5. the evaluation on the eval split (mmengine's validation after the last iteration, or ``Runner.test()``
    when a resumed run had nothing left to train), then ``WORK_DIR/metrics.json``: aAcc, mIoU, mAcc (and
    mDice), per class IoU/Acc (and Dice), the checkpoint, iteration, config hash and seed. A ``medical``
@@ -44,8 +46,9 @@ from mmengine.hooks import Hook
 from alps import __version__
 from alps.io.atomic import atomic_write_text
 from alps.train import configs
+from alps.train.checkpoints import fetch_pretrained, load_checkpoint, numpy_safe_globals
 from alps.train.configs import DatasetSpec, build_config, config_hash, config_text
-from alps.train.mmcv_compat import allow_trusted_checkpoint_reload, import_mmseg
+from alps.train.mmcv_compat import import_mmseg
 from alps.train.surgery import INIT_MODES, RUN_MARKER, write_init_checkpoint
 
 CONFIG_NAME = "config.py"
@@ -93,14 +96,34 @@ class _FinalValidation(Hook):
 
 
 def _last_checkpoint(work_dir: Path) -> Path | None:
-    """The checkpoint mmengine last saved in ``work_dir`` (``last_checkpoint`` names it), if it exists."""
+    """The checkpoint mmengine last saved in ``work_dir`` (``last_checkpoint`` names it), if it exists.
+
+    Raises:
+        ValueError: ``last_checkpoint`` names a file outside the work dir (a run only resumes from its own
+            checkpoints).
+    """
     pointer = work_dir / "last_checkpoint"
     if not pointer.is_file():
         return None
     path = Path(pointer.read_text().strip())
     if not path.is_absolute():
         path = work_dir / path
-    return path if path.is_file() else None
+    resolved, home = path.resolve(), work_dir.resolve()
+    if resolved.parent != home:
+        raise ValueError(
+            f"{pointer} names {path}, which is not a checkpoint of this work dir ({home}): a run resumes "
+            f"only from its own checkpoints. Delete {pointer} to start over, or use another work dir."
+        )
+    return resolved if resolved.is_file() else None
+
+
+def _pos_grids(cfg: Any) -> dict[str, tuple[int, int]]:
+    """``backbone.pos_embed`` -> the ViT's patch grid at this run's crop (for ``surgery``'s resize)."""
+    backbone = cfg.model.backbone
+    if "img_size" not in backbone or "patch_size" not in backbone:
+        return {}
+    h, w = backbone.img_size if not isinstance(backbone.img_size, int) else (backbone.img_size,) * 2
+    return {"backbone.pos_embed": (int(h) // backbone.patch_size, int(w) // backbone.patch_size)}
 
 
 def _target_state(cfg: Any) -> dict[str, torch.Tensor]:
@@ -187,7 +210,6 @@ def train_segmentation(
     *,
     init: str = "none",
     from_checkpoint: str | os.PathLike[str] | None = None,
-    trusted_checkpoint: bool | None = None,
     resume: bool = True,
     hooks: Sequence[Any] = (),
     role: str = "train",
@@ -201,8 +223,6 @@ def train_segmentation(
         model: a ``configs.MODELS`` key.
         init: ``none``, ``overall``, ``backbone`` or ``head`` (``alps.train.surgery``).
         from_checkpoint: the pre-trained checkpoint (required unless ``init`` is ``none``).
-        trusted_checkpoint: allow unpickling ``from_checkpoint``; default: only if this project wrote it
-            (see ``surgery.load_state_dict``).
         resume: resume from ``WORK_DIR/last_checkpoint`` when it exists (False: start over).
         hooks: extra mmengine ``Hook`` objects registered on the runner (progress reporting, tests); they
             are not part of the config.
@@ -215,7 +235,9 @@ def train_segmentation(
         The ``RunResult``.
 
     Raises:
-        ValueError: bad ``init``/``from_checkpoint``, or ``work_dir`` holds a run with another config.
+        ValueError: bad ``init``/``from_checkpoint``, or ``work_dir`` holds a run with another config,
+            or a checkpoint that is not plain weights (``UntrustedCheckpointError``).
+        FileNotFoundError, RuntimeError: the ``pretrained`` backbone is missing or cannot be fetched.
     """
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {', '.join(INIT_MODES)}, got {init!r}")
@@ -244,12 +266,16 @@ def train_segmentation(
     atomic_write_text(work / RUN_MARKER, json.dumps(marker, indent=2) + "\n")
 
     last = _last_checkpoint(work) if resume else None
+    if last is not None:
+        load_checkpoint(last)  # plain weights, or a clear error now rather than a traceback mid-resume
+    pretrained = options.get("pretrained")
+    local_pretrained = fetch_pretrained(model, str(pretrained)) if pretrained and last is None else None
     init_report: dict[str, Any] | None = None
     report_path = work / INIT_REPORT_NAME
     if init_path is not None and from_checkpoint is not None:
         if last is None or not init_path.is_file():
             init_report = write_init_checkpoint(
-                from_checkpoint, _target_state(cfg), init, init_path, report_path, trusted_checkpoint
+                from_checkpoint, _target_state(cfg), init, init_path, report_path, _pos_grids(cfg)
             )
         else:
             init_report = json.loads(report_path.read_text())
@@ -257,30 +283,42 @@ def train_segmentation(
     run_cfg = copy.deepcopy(cfg)
     # A unique name: mmengine keys its global logger/visualizer by it, and several runs share a process.
     run_cfg.experiment_name = f"{work.name}-{secrets.token_hex(4)}"
+    # The visualizer is a global instance keyed by name too: a shared name would make every later run in
+    # the process write its logs and config into the first run's work dir.
+    run_cfg.visualizer.name = run_cfg.experiment_name
     if last is not None:
         # Resume: the checkpoint restores every weight, so the ImageNet initialiser would only be loaded
-        # (under the relaxed torch.load below) to be overwritten; drop it.
+        # to be overwritten; drop it.
         run_cfg.model.pop("pretrained", None)
         run_cfg.model.backbone.pop("init_cfg", None)
         run_cfg.resume = True
         run_cfg.load_from = str(last)
         log.info("resuming %s from %s", work, last)
+    elif local_pretrained is not None:
+        # The config names the location as given (its hash is the same on every machine); the run loads
+        # the checked local copy.
+        run_cfg.model.backbone.init_cfg = {"type": "Pretrained", "checkpoint": str(local_pretrained)}
 
     import_mmseg()
     from mmengine.runner import Runner
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     cudnn_before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if run_cfg.launcher == "pytorch" and run_cfg.env_cfg.dist_cfg.backend == "gloo":
+        # A CPU run under torchrun: mmengine's pytorch launcher calls torch.cuda.set_device, so join the
+        # process group here (mmengine then uses it as is).
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
     runner = Runner.from_cfg(run_cfg)
     try:
         final_val = _FinalValidation()
         runner.register_hook(final_val)
         for hook in hooks:
             runner.register_hook(hook)
-        if last is not None:
-            with allow_trusted_checkpoint_reload():
-                runner.train()
-        else:
+        # mmengine's own torch.load (weights_only=True by default) may rebuild numpy data, nothing more.
+        with numpy_safe_globals():
             runner.train()
         final = _last_checkpoint(work)
         if final is None:  # pragma: no cover - CheckpointHook(save_last=True) always saves

@@ -14,18 +14,20 @@ fresh initialisation. A neck (ViT-B's ``MultiLevelNeck``) is neither backbone no
 loads it. Every decision is recorded: ``loaded``, ``skipped`` (checkpoint keys not loaded, with the reason)
 and ``kept_init`` (model keys left at their initialisation), returned and written as JSON.
 
-Trust: a checkpoint is first read with ``torch.load(weights_only=True)``, which can only rebuild tensors
-and plain containers; user-given weights (ImageNet backbones, checkpoints from elsewhere) must load so.
-mmengine's own checkpoints also pickle numpy scalars and message-hub objects and fail that check; they are
-unpickled (``weights_only=False``) only when the project wrote them itself: the checkpoint lies in a work
-dir that ``alps.train.runner`` marked with ``alps_run.json``, or the caller says ``trusted=True``.
+ViT position embeddings (``pos_embed``, ``(1, 1 + h*w, C)``) are resized when the pre-training and
+fine-tuning crops differ (512 px pseudo-labels, 896 px iSAID), by the bicubic interpolation that mmseg's
+``VisionTransformer.resize_pos_embed`` applies to ImageNet weights; ``resized`` in the report names them.
+
+Trust: every checkpoint is read with ``torch.load(weights_only=True)`` (``alps.train.checkpoints``), which
+rebuilds tensors, plain containers and numpy data only; a file that needs more is refused with a clear
+error, whoever wrote it and whatever lies beside it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,13 @@ from torch import nn
 
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.io.digest import file_sha256
+from alps.train.checkpoints import UntrustedCheckpointError, load_checkpoint
 
 INIT_MODES: tuple[str, ...] = ("none", "overall", "backbone", "head")
 """The ``--init`` choices."""
 
 RUN_MARKER = "alps_run.json"
-"""Written by ``alps.train.runner`` into every work dir it trains in: marks checkpoints the project wrote."""
+"""Written by ``alps.train.runner`` into every work dir it trains in (what wrote it; it grants no trust)."""
 
 _SCOPES: dict[str, tuple[str, ...]] = {
     "overall": ("",),
@@ -49,50 +52,37 @@ _SCOPES: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 
+__all__ = [
+    "INIT_MODES",
+    "RUN_MARKER",
+    "UntrustedCheckpointError",
+    "init_model",
+    "load_state_dict",
+    "resize_pos_embed",
+    "select_weights",
+    "write_init_checkpoint",
+]
 
-class UntrustedCheckpointError(ValueError):
-    """A checkpoint needs full unpickling but was not written by this project."""
 
-
-def is_project_checkpoint(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` lies in a work dir that ``alps.train.runner`` wrote (it holds ``alps_run.json``)."""
-    return (Path(path).resolve().parent / RUN_MARKER).is_file()
-
-
-def load_state_dict(path: str | os.PathLike[str], trusted: bool | None = None) -> dict[str, torch.Tensor]:
-    """Read the model weights of a checkpoint onto the CPU.
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read the model weights of a checkpoint onto the CPU, with ``torch.load(weights_only=True)``.
 
     Accepts mmengine checkpoints (``{"state_dict": ..., "meta": ...}``), ``{"model": ...}`` wrappers and bare
     state dicts; strips a DDP ``module.`` prefix.
 
     Arguments:
         path: the checkpoint file.
-        trusted: allow full unpickling if ``weights_only`` fails; default: only for checkpoints the project
-            wrote (``is_project_checkpoint``).
 
     Returns:
         Parameter/buffer name -> tensor.
 
     Raises:
-        UntrustedCheckpointError: the file needs full unpickling and is not trusted.
+        FileNotFoundError: no such file.
+        UntrustedCheckpointError: the file is not plain weights (``alps.train.checkpoints``).
         ValueError: the file holds no tensors.
     """
     path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if trusted is None:
-            trusted = is_project_checkpoint(path)
-        if not trusted:
-            raise UntrustedCheckpointError(
-                f"{path} cannot be read with torch.load(weights_only=True) and was not written by this "
-                f"project (no {RUN_MARKER} beside it), so it is not unpickled: executing a foreign pickle "
-                "can run arbitrary code. Re-save its state dict as plain tensors, or pass trusted=True if "
-                f"you know where it comes from. ({str(error).splitlines()[0]})"
-            ) from error
-        # Our own mmengine checkpoint: its meta pickles numpy scalars and the message hub.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    state: Any = checkpoint
+    state: Any = load_checkpoint(path)
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
             if key in state and isinstance(state[key], Mapping):
@@ -110,6 +100,38 @@ def load_state_dict(path: str | os.PathLike[str], trusted: bool | None = None) -
     return out
 
 
+def _square_grid(tokens: int) -> tuple[int, int] | None:
+    side = math.isqrt(tokens)
+    return (side, side) if side * side == tokens else None
+
+
+def resize_pos_embed(
+    value: torch.Tensor, target_shape: tuple[int, ...], grid: tuple[int, int] | None = None
+) -> torch.Tensor | None:
+    """A ViT ``pos_embed`` (1, 1 + h*w, C) resized to ``target_shape``, as mmseg's ViT does it, or None.
+
+    Arguments:
+        value: the checkpoint's embedding (class token first, then a square grid).
+        target_shape: the model's ``(1, 1 + H*W, C)``.
+        grid: the model's ``(H, W)``; default: square.
+
+    Returns:
+        The bicubically resized embedding, or None if the shapes are not two position grids of one width.
+    """
+    if value.ndim != 3 or len(target_shape) != 3 or value.shape[0] != 1 or value.shape[2] != target_shape[2]:
+        return None
+    source_grid = _square_grid(value.shape[1] - 1)
+    grid = grid or _square_grid(target_shape[1] - 1)
+    if source_grid is None or grid is None or grid[0] * grid[1] != target_shape[1] - 1:
+        return None
+    from alps.train.mmcv_compat import import_mmseg
+
+    import_mmseg()
+    from mmseg.models.backbones.vit import VisionTransformer
+
+    return VisionTransformer.resize_pos_embed(value.float(), grid, source_grid, "bicubic")
+
+
 def _in_scope(key: str, mode: str) -> bool:
     return any(key.startswith(prefix) for prefix in _SCOPES[mode])
 
@@ -122,6 +144,7 @@ def select_weights(
     source: Mapping[str, torch.Tensor],
     target: Mapping[str, torch.Tensor],
     mode: str,
+    pos_grids: Mapping[str, tuple[int, int]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Choose the checkpoint weights that initialise the fine-tuned model in ``mode``.
 
@@ -129,10 +152,13 @@ def select_weights(
         source: the pre-trained state dict.
         target: the fine-tuned model's state dict (names and shapes).
         mode: one of ``INIT_MODES``.
+        pos_grids: ``pos_embed`` key -> the model's patch grid ``(H, W)`` (``img_size // patch_size``);
+            default: square grids.
 
     Returns:
-        ``(weights, report)``: the weights to load, and ``{"mode", "loaded": [keys], "skipped": {key:
-        reason}, "kept_init": {key: reason}, "counts": {...}}``, keys sorted.
+        ``(weights, report)``: the weights to load, and ``{"mode", "loaded": [keys], "resized": {key:
+        how}, "skipped": {key: reason}, "kept_init": {key: reason}, "counts": {...}}``, keys sorted.
+        ``loaded`` includes the ``resized`` keys.
 
     Raises:
         ValueError: unknown mode, or a mode other than ``none`` that loads nothing (wrong checkpoint).
@@ -141,6 +167,7 @@ def select_weights(
         raise ValueError(f"init mode must be one of {', '.join(INIT_MODES)}, got {mode!r}")
     loaded: dict[str, torch.Tensor] = {}
     skipped: dict[str, str] = {}
+    resized: dict[str, str] = {}
     for key in sorted(source):
         value = source[key]
         if not _in_scope(key, mode):
@@ -148,6 +175,18 @@ def select_weights(
         elif key not in target:
             skipped[key] = "not in the model"
         elif tuple(value.shape) != tuple(target[key].shape):
+            fitted = (
+                resize_pos_embed(value, tuple(target[key].shape), (pos_grids or {}).get(key))
+                if key.endswith("pos_embed")
+                else None
+            )
+            if fitted is not None:
+                loaded[key] = fitted.to(dtype=target[key].dtype)
+                resized[key] = (
+                    f"position embedding resized bicubically from {_shape(value)} to {_shape(target[key])} "
+                    "(pre-training and fine-tuning crops differ; mmseg's ViT resize_pos_embed)"
+                )
+                continue
             skipped[key] = (
                 f"shape mismatch: {_shape(value)} in the checkpoint, {_shape(target[key])} in the model"
                 + (" (classifier of a different class count)" if ".conv_seg." in key else "")
@@ -172,12 +211,14 @@ def select_weights(
     report = {
         "mode": mode,
         "loaded": sorted(loaded),
+        "resized": resized,
         "skipped": skipped,
         "kept_init": kept_init,
         "counts": {
             "checkpoint_keys": len(source),
             "model_keys": len(target),
             "loaded": len(loaded),
+            "resized": len(resized),
             "skipped": len(skipped),
             "kept_init": len(kept_init),
             "loaded_elements": int(sum(v.numel() for v in loaded.values())),
@@ -200,7 +241,6 @@ def init_model(
     checkpoint: str | os.PathLike[str],
     mode: str,
     report_path: str | os.PathLike[str] | None = None,
-    trusted: bool | None = None,
 ) -> dict[str, Any]:
     """Initialise ``model`` in place from a pre-trained checkpoint (see the module docstring).
 
@@ -209,14 +249,13 @@ def init_model(
         checkpoint: the pre-trained checkpoint.
         mode: one of ``INIT_MODES``.
         report_path: where to write the report as JSON (optional).
-        trusted: see ``load_state_dict``.
 
     Returns:
         The report of ``select_weights``, with ``checkpoint`` and ``checkpoint_sha256``.
     """
     checkpoint = Path(checkpoint)
     target = model.state_dict()
-    source = load_state_dict(checkpoint, trusted) if mode != "none" else {}
+    source = load_state_dict(checkpoint) if mode != "none" else {}
     weights, report = select_weights(source, target, mode)
     with torch.no_grad():
         for key, value in weights.items():
@@ -230,7 +269,7 @@ def write_init_checkpoint(
     mode: str,
     out_path: str | os.PathLike[str],
     report_path: str | os.PathLike[str] | None = None,
-    trusted: bool | None = None,
+    pos_grids: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """Write the weights ``mode`` selects as a plain-tensor checkpoint for mmengine's ``load_from``.
 
@@ -244,7 +283,7 @@ def write_init_checkpoint(
         mode: ``overall``, ``backbone`` or ``head``.
         out_path: the file to write.
         report_path: where to write the report as JSON (optional).
-        trusted: see ``load_state_dict``.
+        pos_grids: see ``select_weights``.
 
     Returns:
         The report (see ``init_model``).
@@ -256,7 +295,7 @@ def write_init_checkpoint(
         raise ValueError("init none loads nothing: train without load_from instead")
     checkpoint = Path(checkpoint)
     target_state = target.state_dict() if isinstance(target, nn.Module) else target
-    weights, report = select_weights(load_state_dict(checkpoint, trusted), target_state, mode)
+    weights, report = select_weights(load_state_dict(checkpoint), target_state, mode, pos_grids)
     meta = {"alps_init": mode, "source": str(checkpoint)}
     with atomic_output(Path(out_path)) as tmp:
         torch.save({"state_dict": weights, "meta": meta}, tmp)
