@@ -142,3 +142,10 @@ def test_the_miniature_dag_plans_every_rule_and_table(work):
     assert counts["pretrain"] == len(study.pretrain_runs)
     assert counts["finetune"] == len(study.finetune_runs)
     assert counts["tables"] == 1
+
+
+def test_the_table_check_names_every_missing_table(tmp_path):
+    result = run(sys.executable, "scripts/check-study-tables.py", str(MINIATURE), str(tmp_path))
+    assert result.returncode == 1
+    for table in load(MINIATURE)["tables"]:
+        assert f"MISSING table {table}: results/tables/table{table}.csv was not written" in result.stderr
