@@ -19,8 +19,8 @@ from alps.miniature import (
     atlas_raw,
     isaid_raw,
     potsdam_raw,
-    samrs_raw,
-    samrs_star_boxes,
+    samrs_labeled_boxes,
+    samrs_labeled_raw,
     tiny_sam_checkpoint,
 )
 
@@ -32,10 +32,11 @@ DONE = "inputs.done"
 def build(samples: Path, into: Path) -> None:
     isaid_raw(samples, into / "raw/isaid", ids=("P0003", "P0004"))
     potsdam_raw(samples, into / "raw/potsdam")
-    samrs_raw(samples, into / "raw/samrs")
+    # Every SAMRS image labeled, as SAMRS's are (the figures show the label beside each pseudo-label).
+    samrs_labeled_raw(samples, into / "raw/samrs")
     # Slices 6-11 hold the liver; three patients make two train and one test patient.
     atlas_raw(samples, into / "raw/atlas", patients=3, slices=(6, 12), empty_above=4)
-    samrs_star_boxes(samples, into / "boxes/samrs-star")
+    samrs_labeled_boxes(samples, into / "boxes/samrs-star")
     (into / "weights").mkdir(parents=True)
     tiny_sam_checkpoint(into / "weights/sam_tiny.pth", seed=0)
 

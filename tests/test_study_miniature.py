@@ -115,7 +115,16 @@ def test_the_inputs_are_the_download_layouts(work):
     assert (work / config["labeling"]["masks"]["sam"]["checkpoint"]).is_file()
     boxes = work / config["pseudo_labels"]["samrs-star"]["boxes"]["dir"]
     texts = {p.stem: p.read_text() for p in boxes.glob("*.txt")}
-    assert "small-vehicle" in texts["fast_P1888"]  # DOTA's own labels of P1888
+    assert "small-vehicle" in texts["sota_P1888"]  # DOTA's own labels of P1888
+    assert texts["sior_nwpu_060"].count(" plane 0") == 2  # NWPU's two airplanes, by their DOTA name
+    # Every SAMRS image has its label, as SAMRS's images do.
+    samrs = work / config["datasets"]["samrs"]["raw_dir"]
+    sota = sorted(p.stem for p in (samrs / "SOTA/images").iterdir())
+    assert (
+        sota
+        == sorted(p.stem for p in (samrs / "SOTA/labels").iterdir())
+        == ["P0003", "P0004", "P0005", "P1888"]
+    )
     # Built once: a second call leaves the complete set as it is.
     again = run(sys.executable, "scripts/test-study-inputs.py", str(work))
     assert again.returncode == 0 and "already built" in again.stdout

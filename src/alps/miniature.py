@@ -245,6 +245,142 @@ def samrs_star_boxes(samples: str | os.PathLike[str], out_dir: str | os.PathLike
     return out
 
 
+DOTA_V1_CLASSES: tuple[str, ...] = (
+    "plane", "baseball-diamond", "bridge", "ground-track-field", "small-vehicle", "large-vehicle", "ship",
+    "tennis-court", "basketball-court", "storage-tank", "soccer-ball-field", "roundabout", "harbor",
+    "swimming-pool", "helicopter",
+)  # fmt: skip
+"""DOTA v1.0's classes in its label-id order (the SAMRS* detector's vocabulary, config/paper.yaml)."""
+
+NWPU_TO_DOTA: dict[str, str] = {
+    "airplane": "plane",
+    "ship": "ship",
+    "storage_tank": "storage-tank",
+    "baseball_diamond": "baseball-diamond",
+    "tennis_court": "tennis-court",
+    "basketball_court": "basketball-court",
+    "ground_track_field": "ground-track-field",
+    "harbor": "harbor",
+    "bridge": "bridge",
+    "vehicle": "small-vehicle",  # NWPU's vehicles are cars
+}
+"""NWPU VHR-10's categories by their DOTA v1.0 names."""
+
+SAMRS_LABELED_SOTA = ("P0003", "P0004", "P0005")
+SAMRS_LABELED_DOTA = "P1888"
+SAMRS_LABELED_NWPU = ("060", "064", "109", "134")
+SAMRS_LABELED_FAST = "0"  # a LoveDA tile
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def dota_index_label(samples: str | os.PathLike[str], name: str) -> np.ndarray:
+    """DOTA's oriented boxes of image ``name`` rasterised: 0 background, 1 + the DOTA v1.0 class id."""
+    from PIL import Image, ImageDraw
+
+    from alps.boxes import read_dota_boxes
+
+    dota = _sample(Path(samples), "unlabeled", "dota")
+    with Image.open(_sample(dota, f"DOTA_{name}.png")) as image:
+        label = Image.new("L", image.size, 0)
+    draw = ImageDraw.Draw(label)
+    for box in read_dota_boxes(dota / f"DOTA_{name}.txt"):
+        if box.class_name in DOTA_V1_CLASSES:
+            draw.polygon(
+                [tuple(p) for p in np.asarray(box.polygon).reshape(-1, 2)],
+                fill=1 + DOTA_V1_CLASSES.index(box.class_name),
+            )
+    return np.asarray(label)
+
+
+def nwpu_dota_lines(samples: str | os.PathLike[str], file_name: str) -> str:
+    """NWPU VHR-10's boxes of one image as DOTA ``labelTxt`` lines (horizontal boxes, DOTA names)."""
+    import json
+
+    coco = json.loads(_sample(Path(samples), "nwpu_vhr10_train", "instances_train.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    (image_id,) = [i["id"] for i in coco["images"] if i["file_name"] == file_name]
+    lines = []
+    for annotation in coco["annotations"]:
+        if annotation["image_id"] == image_id:
+            x, y, w, h = annotation["bbox"]
+            corners = (x, y, x + w, y, x + w, y + h, x, y + h)
+            lines.append(
+                " ".join(f"{v:g}" for v in corners) + f" {NWPU_TO_DOTA[names[annotation['category_id']]]} 0"
+            )
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def samrs_labeled_raw(samples: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
+    """A SAMRS layout whose every image has a label, as SAMRS's own images do (the study's miniature).
+
+    SOTA (DOTA's images): the three iSAID images with their index labels, and DOTA's P1888 with its
+    oriented boxes rasterised (``dota_index_label``); SIOR (as ``SIOR.zip``): four NWPU VHR-10 images with
+    their semantic labels; FAST (FAIR1M's aerial scenes in SAMRS): a LoveDA tile with its land-cover label.
+    The label encodings differ per subset, as SAMRS's do; ALPS uses the images only.
+    """
+    samples = Path(samples)
+    root = Path(root)
+    isaid = _sample(samples, "isaid", "full")
+    for image_id in SAMRS_LABELED_SOTA:
+        _copy(_sample(isaid, "images", f"{image_id}.png"), root / "SOTA/images" / f"{image_id}.png")
+        _copy(
+            _sample(isaid, "labels_index_derived", f"{image_id}.png"),
+            root / "SOTA/labels" / f"{image_id}.png",
+        )
+    name = SAMRS_LABELED_DOTA
+    _copy(_sample(samples, "unlabeled", "dota", f"DOTA_{name}.png"), root / "SOTA/images" / f"{name}.png")
+    (root / "SOTA/labels" / f"{name}.png").write_bytes(_png_bytes(dota_index_label(samples, name)))
+    sior: dict[str, Path | bytes] = {}
+    for stem in SAMRS_LABELED_NWPU:
+        sior[f"SIOR/images/nwpu_{stem}.jpg"] = _sample(samples, "nwpu_vhr10_train", "images", f"{stem}.jpg")
+        sior[f"SIOR/labels/nwpu_{stem}.png"] = _sample(samples, "nwpu_vhr10_train", "semantic", f"{stem}.png")
+    _zip(root / "SIOR.zip", sior)
+    loveda = _sample(samples, "loveda")
+    _copy(
+        _sample(loveda, "img_dir", f"{SAMRS_LABELED_FAST}.png"),
+        root / "FAST/images" / f"loveda_{SAMRS_LABELED_FAST}.png",
+    )
+    _copy(
+        _sample(loveda, "ann_dir", f"{SAMRS_LABELED_FAST}.png"),
+        root / "FAST/labels" / f"loveda_{SAMRS_LABELED_FAST}.png",
+    )
+    return root
+
+
+def samrs_labeled_boxes(samples: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """Per-image DOTA box files for every image of ``samrs_labeled_raw``, standing in for a detector's.
+
+    DOTA's own oriented boxes for P1888 and NWPU VHR-10's annotated boxes (by their DOTA names) for the
+    NWPU images: a detector's output has the same format and classes. The other images get an empty file,
+    which is how a detector's output says "no object" (``alps.boxes``: a missing file is an error).
+
+    Returns:
+        ``out_dir``, holding ``<image_id>.txt`` per image.
+    """
+    samples = Path(samples)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {f"sota_{i}": "" for i in SAMRS_LABELED_SOTA}
+    texts[f"sota_{SAMRS_LABELED_DOTA}"] = _sample(
+        samples, "unlabeled", "dota", f"DOTA_{SAMRS_LABELED_DOTA}.txt"
+    ).read_text()
+    for stem in SAMRS_LABELED_NWPU:
+        texts[f"sior_nwpu_{stem}"] = nwpu_dota_lines(samples, f"{stem}.jpg")
+    texts[f"fast_loveda_{SAMRS_LABELED_FAST}"] = ""
+    for image_id, text in texts.items():
+        (out / f"{image_id}.txt").write_text(text)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # ATLAS 2023 (MRI)
 # ----------------------------------------------------------------------------------------------------------
