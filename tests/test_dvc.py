@@ -78,7 +78,13 @@ def test_dvc_repro_runs_then_does_nothing_and_shows_metrics(tmp_path):
 # --------------------------------------------------------------------------------------------------------
 
 PAPER_CONFIG = "config/paper.yaml"
+STUDY_DVC = "study/dvc.yaml"
 PAPER_STAGES = ("paper_pseudo_labels", "paper_pretrain", "paper_finetune")
+
+
+def _stage(name: str) -> str:
+    """A study stage's address: its dvc.yaml lies in study/ (a plain `dvc repro` runs only the demo)."""
+    return f"{STUDY_DVC}:{name}"
 
 
 def _paper() -> tuple[dict, object]:
@@ -117,39 +123,40 @@ def placeholder_repo(tmp_path_factory) -> Path:
 
 def test_paper_stages_follow_the_study_dag(placeholder_repo):
     config, study = _paper()
-    dag = run("dvc", "dag", "--dot", cwd=placeholder_repo, timeout=300)
+    dag = run("dvc", "dag", "--dot", _stage("paper_finetune"), cwd=placeholder_repo, timeout=300)
     assert dag.returncode == 0, dag.stderr[-3000:]
     pairs = set(re.findall(r'^"([^"]+)" -> "([^"]+)";$', dag.stdout, flags=re.MULTILINE))
     labeled = {s.dataset for s in study.pseudo_labels.values()}
     finetuned = {run.dataset for run in study.finetune_runs}
     for name in config["datasets"]:
         if name in labeled:
-            assert (f"paper_dataset@{name}", "paper_pseudo_labels") in pairs, name
+            assert (_stage(f"paper_dataset@{name}"), _stage("paper_pseudo_labels")) in pairs, name
         if name in finetuned:
-            assert (f"paper_dataset@{name}", "paper_finetune") in pairs, name
-    assert ("paper_pseudo_labels", "paper_pretrain") in pairs
-    assert ("paper_pretrain", "paper_finetune") in pairs
-    # The demo's stages stay apart from the study's.
-    assert not {p for p in pairs if p[0].startswith("demo") != p[1].startswith("demo")}
+            assert (_stage(f"paper_dataset@{name}"), _stage("paper_finetune")) in pairs, name
+    assert (_stage("paper_pseudo_labels"), _stage("paper_pretrain")) in pairs
+    assert (_stage("paper_pretrain"), _stage("paper_finetune")) in pairs
+    # The root dvc.yaml, which a plain `dvc repro` runs, is the demo's alone.
+    root = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert root.keys() == {"demo_dataset", "demo_pipeline"}
 
 
 def test_paper_stages_outputs_metrics_and_params_match_the_config(placeholder_repo):
     config, study = _paper()
-    dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    dvc_yaml = yaml.safe_load((REPO_ROOT / STUDY_DVC).read_text())["stages"]
     results = config["results_dir"]
     # Every configured dataset has its stage, its raw folder as dependency and its prepared folder as output.
     for name, dataset in config["datasets"].items():
-        status = _dvc_json("status", f"paper_dataset@{name}", cwd=placeholder_repo)
-        changed = status[f"paper_dataset@{name}"]
+        stage = _stage(f"paper_dataset@{name}")
+        changed = _dvc_json("status", stage, cwd=placeholder_repo)[stage]
         deps = {path for entry in changed if "changed deps" in entry for path in entry["changed deps"]}
         outs = {path for entry in changed if "changed outs" in entry for path in entry["changed outs"]}
         assert dataset["raw_dir"] in deps and f"{results}/datasets/{name}" in outs
     # Metrics: the label quality of every evaluated set and every table's numbers.
-    status = _dvc_json("status", *PAPER_STAGES, cwd=placeholder_repo)
+    status = _dvc_json("status", *map(_stage, PAPER_STAGES), cwd=placeholder_repo)
     outs = {
         path
         for stage in PAPER_STAGES
-        for entry in status[stage]
+        for entry in status[_stage(stage)]
         if "changed outs" in entry
         for path in entry["changed outs"]
     }
@@ -174,6 +181,8 @@ def test_paper_stage_commands_plan_their_part_of_the_study(placeholder_repo):
     _, study = _paper()
     with Repo(str(placeholder_repo)) as repo:
         commands = {stage.name: stage.cmd for stage in repo.index.stages}
+        # The study's stages run in the repository root, where their paths and Snakemake's lie.
+        assert {Path(s.wdir) for s in repo.index.stages if s.name.startswith("paper_")} == {placeholder_repo}
     assert {"paper_pseudo_labels", "paper_pretrain", "paper_finetune", "paper_dataset@isaid"} <= set(commands)
 
     def planned(command: str) -> dict[str, int]:
