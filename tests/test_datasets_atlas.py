@@ -13,28 +13,18 @@ from PIL import Image
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.atlas import patient_split, prepare_atlas
 from alps.io.manifest import read_manifest
+from alps.miniature import ATLAS_STUDY, atlas_raw, atlas_volume
 
 from conftest import shared_data
 
 nib = pytest.importorskip("nibabel")
 
-STUDY = "atlas-train-dataset-1.0.1/train"
+STUDY = ATLAS_STUDY
 
 
 def _real_volume() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The MR volume (int16, 117 x 91 x 20, LPS), its affine, and a 0/1/2 label made from its liver mask."""
-    folder = shared_data("medical", "totalsegmentator_abdomen_mr")
-    image = nib.load(folder / "example_mr_sm.nii.gz")
-    liver = np.asanyarray(nib.load(folder / "example_seg_roi_subset_mr.nii.gz").dataobj) == 5
-    label = liver.astype(np.uint8)
-    # A stand-in "tumour" (ATLAS labels it 2): the liver voxels of a small block around the liver's middle in
-    # slice 10. The mask is TotalSegmentator's prediction, not ATLAS ground truth; only the encoding matters.
-    rows, cols = np.nonzero(liver[:, :, 10])
-    cy, cx = int(np.median(rows)), int(np.median(cols))
-    block = np.zeros_like(liver)
-    block[cy - 4 : cy + 4, cx - 4 : cx + 4, 8:13] = True
-    label[liver & block] = 2
-    return np.asanyarray(image.dataobj), image.affine, label
+    return atlas_volume(shared_data("medical", "totalsegmentator_abdomen_mr").parents[1])
 
 
 def _save(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
@@ -44,15 +34,7 @@ def _save(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
 
 def make_raw(root: Path, patients: int = 3) -> Path:
     """``imagesTr/im<N>.nii.gz`` and ``labelsTr/lb<N>.nii.gz``; patient 0's label is empty above slice 14."""
-    data, affine, label = _real_volume()
-    for n in range(patients):
-        volume, mask = (data, label) if n % 2 == 0 else (data[::-1].copy(), label[::-1].copy())
-        if n == 0:
-            mask = mask.copy()
-            mask[:, :, 15:] = 0
-        _save(root / STUDY / "imagesTr" / f"im{n}.nii.gz", volume, affine)
-        _save(root / STUDY / "labelsTr" / f"lb{n}.nii.gz", mask, affine)
-    return root
+    return atlas_raw(shared_data("medical", "totalsegmentator_abdomen_mr").parents[1], root, patients)
 
 
 @pytest.fixture(scope="module")

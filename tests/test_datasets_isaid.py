@@ -16,11 +16,12 @@ from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets import isaid as isaid_module
 from alps.datasets.isaid import PALETTE, isaid_windows, prepare_isaid
 from alps.io.manifest import read_manifest
+from alps.miniature import ISAID_SPLIT_OF, isaid_raw
 
 from conftest import shared_data
 
 LABEL = "_instance_color_RGB.png"
-SPLIT_OF = {"P0003": "train", "P0005": "train", "P0004": "val"}
+SPLIT_OF = ISAID_SPLIT_OF
 # Hand-computed 896/512 windows, (y0, x0): P0003 is 1147 wide x 1023 high, P0005 884 x 977 (padded to 896
 # wide), P0004 824 x 1464 (padded to 896 wide; starts 0, 512 and 1024 -> 568).
 EXPECTED = {
@@ -47,28 +48,7 @@ def _zip(path: Path, members: dict[str, Path | bytes]) -> Path:
 
 def make_raw(root: Path, ids: tuple[str, ...] = ("P0003", "P0004", "P0005")) -> Path:
     """The iSAID download layout: train as zips, val extracted (both forms are accepted)."""
-    full = shared_data("isaid", "full")
-    for image_id in ids:
-        image = full / "images" / f"{image_id}.png"
-        label = full / "labels_color" / f"{image_id}_instance_color_RGB.png"
-        if SPLIT_OF[image_id] == "val":
-            (root / "val/images/images").mkdir(parents=True, exist_ok=True)
-            (root / "val/Semantic_masks/images").mkdir(parents=True, exist_ok=True)
-            (root / "val/images/images" / image.name).write_bytes(image.read_bytes())
-            (root / "val/Semantic_masks/images" / label.name).write_bytes(label.read_bytes())
-    train = [i for i in ids if SPLIT_OF[i] == "train"]
-    if train:
-        _zip(
-            root / "train/images/part1.zip", {f"images/{i}.png": full / "images" / f"{i}.png" for i in train}
-        )
-        _zip(
-            root / "train/Semantic_masks/images.zip",
-            {
-                f"images/{i}_instance_color_RGB.png": full / "labels_color" / f"{i}_instance_color_RGB.png"
-                for i in train
-            },
-        )
-    return root
+    return isaid_raw(shared_data("isaid", "full").parents[1], root, ids)
 
 
 def _tree(folder: Path) -> dict[str, tuple[int, int]]:

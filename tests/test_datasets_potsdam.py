@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import types
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,13 @@ from PIL import Image
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.potsdam import (
-    ISPRS_PALETTE,
     TRAIN_TILES,
     VAL_TILES,
     mmseg_clip_boxes,
     prepare_potsdam,
 )
 from alps.io.manifest import read_manifest
+from alps.miniature import isprs_colours, potsdam_crop, potsdam_raw, potsdam_tiles
 
 from conftest import shared_data
 
@@ -32,17 +31,11 @@ EXPECTED = {"train": ["2_10_0_0_512_512"], "val": ["2_13_0_0_512_512", "2_13_300
 
 
 def _real_crop() -> tuple[np.ndarray, np.ndarray]:
-    folder = shared_data("potsdam")
-    image = np.asarray(Image.open(folder / "img_dir" / "2_10_0_0_512_512.png").convert("RGB"))
-    index = np.asarray(Image.open(folder / "ann_dir" / "2_10_0_0_512_512.png"))
-    return image, index
+    return potsdam_crop(shared_data("potsdam").parent)
 
 
 def _to_isprs_colours(index: np.ndarray) -> np.ndarray:
-    colours = np.zeros((*index.shape, 3), np.uint8)
-    for colour, value in ISPRS_PALETTE.items():
-        colours[index == value] = colour
-    return colours
+    return isprs_colours(index)
 
 
 def _tif(path: Path, array: np.ndarray, transform: Affine | None = TRANSFORM) -> bytes:
@@ -56,28 +49,12 @@ def _tif(path: Path, array: np.ndarray, transform: Affine | None = TRANSFORM) ->
 
 def tiles() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Tile 2_10 (train) = the real crop; tile 2_13 (val) = the crop widened to 812 px by a mirrored strip."""
-    image, index = _real_crop()
-    wide_image = np.concatenate([image, image[:, :300][:, ::-1]], axis=1)
-    wide_index = np.concatenate([index, index[:, :300][:, ::-1]], axis=1)
-    return {"2_10": (image, index), "2_13": (wide_image, wide_index)}
+    return potsdam_tiles(shared_data("potsdam").parent)
 
 
 def make_raw(root: Path, tile_data: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
     """``2_Ortho_RGB.zip`` (tiles in a sub-folder, as ISPRS ships it) and ``5_Labels_all_noBoundary.zip``."""
-    tile_data = tiles() if tile_data is None else tile_data
-    scratch = root.parent / f"{root.name}_scratch"
-    scratch.mkdir(parents=True)
-    root.mkdir(parents=True)
-    with (
-        zipfile.ZipFile(root / "2_Ortho_RGB.zip", "w") as images,
-        zipfile.ZipFile(root / "5_Labels_all_noBoundary.zip", "w") as labels,
-    ):
-        for tile, (image, index) in tile_data.items():
-            name = f"top_potsdam_{tile}_RGB.tif"
-            images.writestr(f"2_Ortho_RGB/{name}", _tif(scratch / name, image))
-            name = f"top_potsdam_{tile}_label_noBoundary.tif"
-            labels.writestr(name, _tif(scratch / name, _to_isprs_colours(index)))
-    return root
+    return potsdam_raw(shared_data("potsdam").parent, root, tile_data)
 
 
 def _mmseg_tools() -> Path:
@@ -215,7 +192,7 @@ def test_size_mismatch_truncated_zip_and_skip(tmp_path: Path) -> None:
         prepare_potsdam(raw, tmp_path / "out")
     # The previous dataset is untouched by the failed run, and no temporary folder is left behind.
     assert read_manifest(tmp_path / "out" / "manifest.csv")["image_id"].tolist() == ["2_10_0_0_512_512"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw", "raw_scratch"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]
 
 
 def test_no_tiles(tmp_path: Path) -> None:

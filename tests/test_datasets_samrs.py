@@ -8,7 +8,6 @@ NWPU VHR-10 JPEGs for SIOR (from DIOR), other DOTA and NEON images for FAST.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from PIL import Image
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.samrs import prepare_samrs
 from alps.io.manifest import read_manifest
+from alps.miniature import samrs_raw
 
 from conftest import shared_data
 
@@ -26,26 +26,7 @@ NWPU = ("060.jpg", "064.jpg", "109.jpg", "134.jpg")
 
 def make_raw(root: Path) -> Path:
     """SOTA/ and FAST/ as folders, SIOR as SIOR.zip; SOTA has gray labels."""
-    isaid = shared_data("isaid", "full")
-    for image_id in ("P0003", "P0004", "P0005"):
-        (root / "SOTA/images").mkdir(parents=True, exist_ok=True)
-        (root / "SOTA/labels").mkdir(parents=True, exist_ok=True)
-        (root / "SOTA/images" / f"{image_id}.png").write_bytes(
-            (isaid / "images" / f"{image_id}.png").read_bytes()
-        )
-        label = isaid / "labels_index_derived" / f"{image_id}.png"
-        (root / "SOTA/labels" / f"{image_id}.png").write_bytes(label.read_bytes())
-    with zipfile.ZipFile(root / "SIOR.zip", "w") as archive:
-        archive.write(shared_data("unlabeled", "dior", "DIOR_00001.jpg"), "SIOR/images/DIOR_00001.jpg")
-        for name in NWPU:
-            archive.write(shared_data("nwpu_vhr10_train", "images", name), f"SIOR/images/nwpu_{name}")
-    (root / "fast/images/part1").mkdir(parents=True)  # subset names are matched case-insensitively
-    for source, name in (
-        (shared_data("unlabeled", "dota", "DOTA_P1888.png"), "P1888.png"),
-        (shared_data("unlabeled", "neon_deepforest", "OSBS_029.png"), "OSBS_029.png"),
-    ):
-        (root / "fast/images/part1" / name).write_bytes(source.read_bytes())
-    return root
+    return samrs_raw(shared_data("isaid", "full").parents[1], root)
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,8 @@ def training_model_options(wildcards):
     return options
 
 
-def all_targets(wildcards):
+def labeling_targets(wildcards):
+    """Every pseudo-label set with its shards, figures and label quality (target rule all_pseudo_labels)."""
     # The shards are kept artifacts (DVC-versioned): as targets, a lost shard is rebuilt with what depends
     # on it, instead of being ignored because the final outputs are up to date.
     targets = []
@@ -224,6 +225,16 @@ def all_targets(wildcards):
         targets += [PL_CARD.format(pl=name), f"{RESULTS}/figures/{name}"]
         if pl_set.evaluate:
             targets.append(f"{RESULTS}/metrics/label_quality/{name}.json")
+    return targets
+
+
+def pretrain_targets(wildcards):
+    """Every planned pre-training (target rule all_pretrainings)."""
+    return [f"{STUDY.pretrain_dir(run)}/metrics.json" for run in STUDY.pretrain_runs]
+
+
+def all_targets(wildcards):
+    targets = labeling_targets(wildcards)
     targets += [f"{STUDY.finetune_dir(run)}/metrics.json" for run in STUDY.finetune_runs]
     targets += mosaic_targets()  # workflow/rules/mosaic.smk
     if STUDY.rows:

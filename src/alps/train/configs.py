@@ -447,6 +447,10 @@ def _dataset_cfg(ds: DatasetSpec, split: str, pipeline: list[dict[str, Any]]) ->
             ignore_index=IGNORE_INDEX,
             metainfo={"classes": list(ds.classes), "palette": [list(p) for p in ds.palette]},
         )
+    else:
+        # mmseg's dataset classes have their own default suffix (iSAIDDataset: _instance_color_RGB.png),
+        # which is not what our converters write.
+        cfg["seg_map_suffix"] = ds.seg_map_suffix
     return cfg
 
 
