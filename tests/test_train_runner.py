@@ -178,6 +178,24 @@ def test_resume_after_kill(data: dict[str, Path], tmp_path: Path) -> None:
     # The same work dir with other settings is refused rather than mixed with this run's checkpoints.
     with pytest.raises(ValueError, match="different config"):
         pretrain(data["pl"], work, MODEL, iters=6, checkpoint_interval=2, **TINY)
+    # The workflow reruns a job whose settings changed: the stale run is started over, never resumed.
+    rerun = pretrain(
+        data["pl"], work, MODEL, iters=6, checkpoint_interval=2, restart_on_config_change=True, **TINY
+    )
+    assert rerun.resumed_from is None and rerun.metrics["iter"] == 6
+    assert rerun.config_hash != result.config_hash
+
+
+def test_finetune_drops_only_its_checkpoints_when_asked(data: dict[str, Path], tmp_path: Path) -> None:
+    work = tmp_path / "dropped"
+    work.mkdir()
+    (work / "notes.pth").write_text("the user's, not a checkpoint of this run")
+    result = finetune(
+        data["medical"], work, dataset="medical", model=MODEL, iters=1, keep_checkpoints=False, **TINY
+    )
+    assert result.metrics_path.is_file() and (work / "config.py").is_file()
+    assert not list(work.glob("iter_*.pth")) and not (work / "last_checkpoint").exists()
+    assert (work / "notes.pth").is_file()
 
 
 def test_medical_metrics_have_dice_per_class(data: dict[str, Path], tmp_path: Path) -> None:

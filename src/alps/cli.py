@@ -350,6 +350,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         init=args.init,
         from_checkpoint=args.from_checkpoint,
         resume=not args.no_resume,
+        restart_on_config_change=args.restart_on_config_change,
         **_training_options(args),
     )
     log.info("pre-trained %s: %s (metrics %s)", args.model, result.checkpoint, result.metrics_path)
@@ -370,6 +371,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         schedule=args.schedule,
         crop_size=args.crop_size,
         resume=not args.no_resume,
+        restart_on_config_change=args.restart_on_config_change,
+        keep_checkpoints=not args.drop_checkpoints,
         **_training_options(args),
     )
     log.info(
@@ -743,6 +746,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         group.add_argument("--threads", type=int, help="torch CPU threads")
         group.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+        group.add_argument(
+            "--restart-on-config-change",
+            action="store_true",
+            help="a work dir holding another config is started over instead of refused (the workflow's jobs)",
+        )
         group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")
 
     p = sub.add_parser("pretrain", help="pre-train a segmentation model on a pseudo-label dataset")
@@ -770,6 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=["isaid", "potsdam", "pl", "folder", "medical"],
         help="dataset kind (default: detected from the folder)",
+    )
+    p.add_argument(
+        "--drop-checkpoints",
+        action="store_true",
+        help="delete this run's checkpoints once metrics.json is written (nothing downstream reads them)",
     )
     add_training(p)
     p.set_defaults(func=cmd_finetune)

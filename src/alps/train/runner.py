@@ -213,6 +213,7 @@ def train_segmentation(
     resume: bool = True,
     hooks: Sequence[Any] = (),
     role: str = "train",
+    restart_on_config_change: bool = False,
     **options: Any,
 ) -> RunResult:
     """Train ``model`` on ``dataset`` in ``work_dir``, resuming a killed attempt, then evaluate it.
@@ -227,6 +228,8 @@ def train_segmentation(
         hooks: extra mmengine ``Hook`` objects registered on the runner (progress reporting, tests); they
             are not part of the config.
         role: recorded in ``metrics.json`` (``pretrain`` or ``finetune``).
+        restart_on_config_change: a work dir holding another config is started over instead of refused
+            (the workflow: a job rerun because its settings changed).
         **options: ``configs.build_config`` options (``max_iters``, ``schedule``, ``batch_size``,
             ``num_workers``, ``amp``, ``val_interval``, ``checkpoint_interval``, ``max_keep_ckpts``,
             ``log_interval``, ``seed``, ``deterministic``, ``pretrained``, ``device``, ``launcher``).
@@ -255,11 +258,13 @@ def train_segmentation(
     digest = config_hash(cfg)
     config_path = work / CONFIG_NAME
     if config_path.is_file() and config_path.read_text(encoding="utf-8") != text:
-        if resume:
+        if resume and not restart_on_config_change:
             raise ValueError(
                 f"{work} holds a run with a different config ({config_path}); use another work dir, or "
                 "resume=False to start over in this one"
             )
+        # The earlier run is stale (e.g. the workflow reruns a job whose settings changed): never resume it.
+        log.warning("%s held a run with another config: starting over", work)
         (work / "last_checkpoint").unlink(missing_ok=True)
     atomic_write_text(config_path, text)
     marker = {"written_by": "alps.train.runner", "alps_version": __version__, "role": role}
@@ -450,6 +455,7 @@ def finetune(
     crop_size: int | None = None,
     resume: bool = True,
     hooks: Sequence[Any] = (),
+    keep_checkpoints: bool = True,
     **options: Any,
 ) -> RunResult:
     """Fine-tune ``model`` on a labeled dataset, initialised from a pre-trained checkpoint.
@@ -469,6 +475,9 @@ def finetune(
         crop_size: training crop side; default per dataset (iSAID 896, Potsdam 512, demo and medical 256).
         resume: resume a killed attempt.
         hooks: extra mmengine hooks.
+        keep_checkpoints: False: once ``metrics.json`` is written, delete the checkpoints this run wrote
+            (``iter_*.pth``, ``init_*.pth``, ``last_checkpoint``): nothing downstream reads a fine-tuned
+            model, and a study of many runs would otherwise keep tens of GB of them.
         **options: further ``configs.build_config`` options.
 
     Returns:
@@ -479,7 +488,7 @@ def finetune(
         if dataset is not None
         else configs.detect_dataset(dataset_dir, crop_size=crop_size)
     )
-    return train_segmentation(
+    result = train_segmentation(
         spec,
         work_dir,
         model,
@@ -492,3 +501,16 @@ def finetune(
         schedule=schedule,
         **options,
     )
+    if not keep_checkpoints:
+        drop_checkpoints(result.work_dir)
+    return result
+
+
+def drop_checkpoints(work_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete the checkpoints ``train_segmentation`` wrote in ``work_dir`` (only those names); returns them."""
+    work = Path(work_dir)
+    files = [*work.glob("iter_*.pth"), *work.glob("init_*.pth"), work / "last_checkpoint"]
+    dropped = [f for f in files if f.is_file() and not f.is_symlink()]
+    for path in dropped:
+        path.unlink()
+    return dropped
