@@ -581,7 +581,7 @@ def profile_engine(profiler: StageProfiler) -> None:
         setattr(pipeline, name, profiler.wrap(storage, getattr(pipeline, name)))
     for name in ("fit_kmeans", "assign_clusters", "batches_from_arrays"):
         setattr(pipeline, name, profiler.wrap("clustering", getattr(pipeline, name)))
-    for name in ("paint_mask_sets", "_replace_dir"):
+    for name in ("paint_mask_sets", "replace_directory"):
         setattr(pipeline, name, profiler.wrap("painting", getattr(pipeline, name)))
 
 

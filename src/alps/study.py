@@ -167,8 +167,48 @@ class Study:
     base_schedules: dict[str, str]
 
     # -- paths (relative to the working directory, like results_dir) --------------------------------------
+    # The rules pass wildcard placeholders (``"{dataset}"``) to get their patterns: every path of the DAG is
+    # spelled here once.
     def dataset_dir(self, dataset: str) -> str:
         return f"{self.results_dir}/datasets/{dataset}"
+
+    def manifest(self, dataset: str) -> str:
+        return f"{self.dataset_dir(dataset)}/manifest.csv"
+
+    def mask_shard(self, dataset: str, split: str, shard: str) -> str:
+        return f"{self.labeling_dir(dataset)}/masks/{split}/shard_{shard}.parquet"
+
+    def feature_shard(self, dataset: str, split: str, shard: str) -> str:
+        return f"{self.labeling_dir(dataset)}/features/{split}/shard_{shard}.npz"
+
+    def cluster_model(self, name: str) -> str:
+        return f"{self.pseudo_label_dir(name)}/cluster/kmeans.joblib"
+
+    def paint_shard(self, name: str, split: str, shard: str) -> str:
+        """A painted shard of one split (the paper's PL datasets label train and val with one model)."""
+        return f"{self.pseudo_label_dir(name)}/paint/{split}/shard_{shard}"
+
+    def box_shard(self, name: str, split: str, shard: str) -> str:
+        return f"{self.pseudo_label_dir(name)}/boxes/{split}/shard_{shard}"
+
+    def pl_card(self, name: str) -> str:
+        return f"{self.pl_dataset_dir(name)}/dataset_card.json"
+
+    def label_quality(self, name: str) -> str:
+        return f"{self.results_dir}/metrics/label_quality/{name}.json"
+
+    def figures_dir(self, name: str) -> str:
+        return f"{self.results_dir}/figures/{name}"
+
+    def logs_dir(self) -> str:
+        return f"{self.results_dir}/logs"
+
+    def benchmarks_dir(self) -> str:
+        return f"{self.results_dir}/benchmarks"
+
+    def tables_metrics(self) -> str:
+        """The tables' numbers, outside the tables folder, so that DVC tracks them as metrics."""
+        return f"{self.results_dir}/metrics/tables.json"
 
     def labeling_dir(self, dataset: str) -> str:
         """Masks and features of a dataset: shared by every pseudo-label set made from it."""
@@ -183,6 +223,12 @@ class Study:
 
     def pretrain_dir(self, run: PretrainRun) -> str:
         return f"{self.results_dir}/train/pretrain/{run.key}"
+
+    def pretrain_metrics(self, run: PretrainRun) -> str:
+        return f"{self.pretrain_dir(run)}/metrics.json"
+
+    def finetune_metrics(self, run: FinetuneRun) -> str:
+        return f"{self.finetune_dir(run)}/metrics.json"
 
     def pretrain_checkpoint(self, run: PretrainRun) -> str:
         """The final checkpoint a pre-training leaves (mmengine's ``iter_<iterations>.pth``)."""
@@ -500,4 +546,4 @@ def _with_published(
 def iter_table_rows(study: Study) -> Iterable[tuple[PlannedRow, str | None]]:
     """Each planned row with its fine-tuning's ``metrics.json`` path (None for a paper-only row)."""
     for row in study.rows:
-        yield row, None if row.run is None else f"{study.finetune_dir(row.run)}/metrics.json"
+        yield row, None if row.run is None else study.finetune_metrics(row.run)

@@ -15,13 +15,9 @@ into memory. A truncated or corrupt archive, an undecodable image or a label tha
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import json
 import os
-import secrets
-import shutil
-import sys
 import warnings
 import zipfile
 import zlib
@@ -34,7 +30,12 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.atomic import (
+    atomic_directory,
+    atomic_output,
+    atomic_write_text,
+    replace_directory,
+)
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -436,20 +437,6 @@ def is_replaceable(folder: Path, dataset: str) -> bool:
         return False
 
 
-def rename_exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with Linux's ``renameat2(RENAME_EXCHANGE)``; False if unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # glibc < 2.28, musl
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
 def refuse_message(out_dir: Path, dataset: str, writer: str) -> str:
     return (
         f"{out_dir} exists and is not a dataset written by {writer} (no {CARD_NAME} naming {dataset!r}); "
@@ -476,34 +463,22 @@ def move_into_place(
     Raises:
         FileExistsError: ``out_dir`` holds something else.
     """
-    swap = rename_exchange if exchange is None else exchange
-    if not out_dir.exists() and not out_dir.is_symlink():
-        try:
-            os.rename(built, out_dir)
-            return
-        except OSError:
-            if not out_dir.exists():
-                raise
-            # Someone created out_dir meanwhile: fall through to the replace path and its checks.
-    if not is_replaceable(out_dir, dataset):
-        raise FileExistsError(refuse_message(out_dir, dataset, writer))
-    if swap(built, out_dir):
-        shutil.rmtree(built, ignore_errors=True)  # now holds the previous dataset
-        return
-    # Fallback without an atomic swap (non-Linux, or a filesystem without RENAME_EXCHANGE): for a moment
-    # out_dir is absent, but it is never half-written, and a failure puts the old dataset back.
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-    os.rename(out_dir, old)
-    try:
-        os.rename(built, out_dir)
-    except BaseException:
-        os.rename(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(
+        built,
+        out_dir,
+        may_replace=lambda folder: is_replaceable(folder, dataset),
+        refusal=refuse_message(out_dir, dataset, writer),
+        exchange=exchange,
+    )
 
 
 @contextlib.contextmanager
-def building(out_dir: str | os.PathLike[str], dataset: str, writer: str) -> Iterator[Path]:
+def building(
+    out_dir: str | os.PathLike[str],
+    dataset: str,
+    writer: str,
+    exchange: Callable[[Path, Path], bool] | None = None,
+) -> Iterator[Path]:
     """Yield an empty hidden sibling of ``out_dir`` to build in; on success rename it onto ``out_dir``.
 
     ``out_dir`` is checked before any work (a mistaken folder fails fast) and again at the swap. On any
@@ -518,16 +493,10 @@ def building(out_dir: str | os.PathLike[str], dataset: str, writer: str) -> Iter
         A context manager yielding the build folder.
     """
     final = Path(out_dir).absolute()
-    if final.exists() and not is_replaceable(final, dataset):
-        raise FileExistsError(refuse_message(final, dataset, writer))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Same filesystem as out_dir (so the final rename is atomic), hidden, unique to this run. mkdir (not
-    # mkdtemp) so the folder gets the usual umask-derived permissions.
-    built = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    built.mkdir()
-    try:
+    with atomic_directory(
+        final,
+        may_replace=lambda folder: is_replaceable(folder, dataset),
+        refusal=refuse_message(final, dataset, writer),
+        exchange=exchange,
+    ) as built:
         yield built
-        move_into_place(built, final, dataset, writer)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
