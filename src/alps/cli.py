@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from alps import __version__
+from alps.config import AREA_THRESHOLD
 
 log = logging.getLogger("alps")
 
@@ -109,7 +110,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--area-threshold",
         type=_fraction,
-        default=0.3,
+        default=AREA_THRESHOLD,
         help="filtering gate: drop masks covering more than this fraction of the image",
     )
     group.add_argument("--seed", type=int, default=0)
@@ -504,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("feature_shard", type=Path)
     p.add_argument("model", type=Path)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--area-threshold", type=_fraction, default=0.3)
+    p.add_argument("--area-threshold", type=_fraction, default=AREA_THRESHOLD)
     p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant (binary/)")
     p.set_defaults(func=cmd_paint)
 

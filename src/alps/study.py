@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alps.config import AREA_THRESHOLD
+
 SCRATCH = "scratch"
 """The pre-training name of a fine-tuning that starts from scratch (the paper's "Baseline")."""
 
@@ -99,8 +101,8 @@ class PseudoLabelSet:
     name: str
     dataset: str
     label: str
+    area_threshold: float
     variant: str = "alps"
-    area_threshold: float = 0.3
     k: int | None = None
     num_classes: int | None = None
     of: str | None = None
@@ -277,7 +279,7 @@ def _dataset_kind(config: Mapping[str, Any], name: str) -> str:
 
 def _pseudo_label_sets(config: Mapping[str, Any]) -> dict[str, PseudoLabelSet]:
     labeling = config.get("labeling", {})
-    default_area = float(labeling.get("area_threshold", 0.3))
+    default_area = float(labeling.get("area_threshold", AREA_THRESHOLD))
     sets: dict[str, PseudoLabelSet] = {}
     for name, entry in (config.get("pseudo_labels") or {}).items():
         sets[name] = PseudoLabelSet(
