@@ -266,18 +266,19 @@ def painted_shards(wildcards, split):
     return dataset_shards(PAINT_SHARD, pl_set.dataset, split, pl=STUDY.paint_source(pl_set.name))
 
 
-def pl_dataset_inputs(wildcards):
-    splits = labeled_splits(pl_dataset_of(wildcards))
-    inputs = {"manifest": pl_manifest(wildcards), "paint": painted_shards(wildcards, FIT_SPLIT)}
-    if "val" in splits:
-        inputs["val_paint"] = painted_shards(wildcards, "val")
-    return inputs
+def fit_painted_shards(wildcards):
+    return painted_shards(wildcards, FIT_SPLIT)
+
+
+def val_painted_shards(wildcards):
+    """With labeling.label_val, the val split's shards, painted with the fit split's model (else none)."""
+    return painted_shards(wildcards, "val") if "val" in labeled_splits(pl_dataset_of(wildcards)) else []
 
 
 def pl_dataset_options(wildcards, input):
     pl_set = PL_SETS[wildcards.pl]
     options = ["--split", FIT_SPLIT]
-    if "val_paint" in input.keys():
+    if input.val_paint:
         options += ["--val-paint-dirs", *input.val_paint]
     if pl_set.variant == "binary":
         options.append("--binary")

@@ -152,7 +152,10 @@ rule box_labels:
 
 rule pl_dataset:
     input:
-        unpack(pl_dataset_inputs),
+        # Named one by one: the shard lists wait for the prepare checkpoint, the manifest does not.
+        manifest=pl_manifest,
+        paint=fit_painted_shards,
+        val_paint=val_painted_shards,
     output:
         card=PL_CARD,
     params:

@@ -423,13 +423,15 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def is_replaceable(folder: Path, dataset: str) -> bool:
-    """True if ``folder`` is empty or a complete dataset whose card names ``dataset``."""
+    """True if ``folder`` is empty or a dataset whose card (written last) names ``dataset``."""
     if not folder.is_dir() or folder.is_symlink():
         return False
     if not any(folder.iterdir()):
         return True
     card = folder / CARD_NAME
-    if not (card.is_file() and (folder / MANIFEST_NAME).is_file()):
+    # The card alone decides: Snakemake deletes the declared output (manifest.csv) before it reruns
+    # `prepare` (after a raw file or an option changed), and the dataset must still be replaceable then.
+    if not card.is_file():
         return False
     try:
         return json.loads(card.read_text(encoding="utf-8")).get("dataset") == dataset
