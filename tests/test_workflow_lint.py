@@ -41,7 +41,7 @@ def test_lint_is_clean_for_the_demo():
 
 @pytest.mark.slow
 def test_lint_is_clean_for_the_paper_study(tmp_path):
-    """On placeholder inputs (`alps placeholders`, as `make paper-dryrun`): the paper's checkpoint and raw data."""
+    """On placeholder inputs for the paper's checkpoint and raw data (`alps placeholders`, as paper-dryrun)."""
     config = REPO_ROOT / "config" / "paper.yaml"
     subprocess.run([str(BIN / "alps"), "placeholders", str(config), str(tmp_path)], check=True, timeout=300)
     result = lint("--directory", str(tmp_path), "--configfile", str(config))
@@ -49,7 +49,7 @@ def test_lint_is_clean_for_the_paper_study(tmp_path):
 
 
 def test_catalog_files_exist():
-    """The Snakemake workflow catalog's layout: the environment every rule names, a license, the catalog file."""
+    """The workflow catalog's layout: the environment every rule names, a license, the catalog file."""
     assert (REPO_ROOT / "workflow" / "envs" / "alps.yaml").is_file()
     assert "Apache License" in (REPO_ROOT / "LICENSE").read_text()
     assert "software-stack-deployment" in (REPO_ROOT / ".snakemake-workflow-catalog.yml").read_text()
