@@ -41,7 +41,7 @@ def test_lint_is_clean_for_the_demo():
 
 @pytest.mark.slow
 def test_lint_is_clean_for_the_paper_study(tmp_path):
-    """On placeholder inputs for the paper's checkpoint and raw data (`alps placeholders`, as paper-dryrun)."""
+    """On placeholder inputs for the paper's checkpoint and raw data (`alps placeholders`)."""
     config = REPO_ROOT / "config" / "paper.yaml"
     subprocess.run([str(BIN / "alps"), "placeholders", str(config), str(tmp_path)], check=True, timeout=300)
     result = lint("--directory", str(tmp_path), "--configfile", str(config))

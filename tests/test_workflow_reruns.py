@@ -120,7 +120,7 @@ def test_bands_reach_every_job_that_reads_images(tmp_path):
 
 @pytest.mark.slow
 def test_label_val_paints_val_with_the_train_model(tmp_path):
-    """label_val: one k-means model (fitted on train features) paints train and val; the PL dataset has both."""
+    """label_val: one k-means model (fitted on train features) paints train and val."""
     config = yaml.safe_load(tiny_config(tmp_path, tmp_path, label_val=True).read_text())
     # The demo converter at 512 px tiles: a few train and val tiles of the real Sentinel-2 scene.
     config["datasets"] = {"tiny": {"converter": "demo", "options": {"tile_size": 512, "block_size": 1}}}
