@@ -125,6 +125,9 @@ def test_label_val_paints_val_with_the_train_model(tmp_path):
     # The demo converter at 512 px tiles: a few train and val tiles of the real Sentinel-2 scene.
     config["datasets"] = {"tiny": {"converter": "demo", "options": {"tile_size": 512, "block_size": 1}}}
     config["labeling"]["shard_size"] = 4
+    # Fewer, coarser masks and a smaller encoder input: the test is about splits, not label quality.
+    config["labeling"]["masks"]["felzenszwalb"]["min_size"] = 400
+    config["labeling"]["encoder"]["max_side"] = 128
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     result = snakemake(str(tmp_path / "results/pl/tiny-pl/dataset_card.json"), config=config_path)
