@@ -12,6 +12,7 @@ from snakemake.utils import validate
 
 from alps.config import check_config
 from alps.datasets import converter_options
+from alps.io.manifest import read_manifest
 from alps.sharding import images_from_source, shard_count
 from alps.study import DATASET_KINDS, SCRATCH, FinetuneRun, PretrainRun, plan_study
 
@@ -106,10 +107,11 @@ def shard_ids(dataset, split):
     # Input functions ask for every job; reading (and checking) a 100k-image manifest once is enough.
     key = (manifest, os.stat(manifest).st_mtime_ns, split, LABELING["shard_size"])
     if key not in _SHARD_COUNTS:
-        try:
+        count = int((read_manifest(manifest)["split"] == split).sum())
+        if count or split == FIT_SPLIT:
+            # Checks the images exist and have distinct ids; an empty fit split is an error naming it.
             count = len(images_from_source(manifest, split))
-        except ValueError:  # no image in this split (ATLAS has no val split)
-            count = 0
+        # A val split may be absent (ATLAS has train and test only): no shards then.
         _SHARD_COUNTS[key] = shard_count(count, LABELING["shard_size"]) if count else 0
     return [f"{i:04d}" for i in range(_SHARD_COUNTS[key])]
 
