@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from alps import __version__
 from alps.cluster import ClusterConfig, ClusterModel, batches_from_arrays, fit_kmeans
+from alps.config import AREA_THRESHOLD
 from alps.features.encoders import FeatureEncoder, build_encoder
 from alps.features.shards import iter_feature_batches, read_feature_shard, write_feature_shard
 from alps.io.atomic import atomic_directory, atomic_output, atomic_write_text, replace_directory
@@ -325,7 +326,7 @@ def label(
     encoder: FeatureEncoder,
     cluster_config: ClusterConfig,
     *,
-    area_threshold: float = 0.3,
+    area_threshold: float = AREA_THRESHOLD,
     bands: Sequence[int] | None = None,
     binary: bool = False,
 ) -> dict[str, Any]:
