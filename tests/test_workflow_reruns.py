@@ -143,7 +143,8 @@ def test_label_val_paints_val_with_the_train_model(tmp_path):
         split: int((manifest["split"] == split).sum()) for split in ("train", "val")
     }
     # One model: the cluster job read the train features only (Snakemake prints each shell command).
-    (cluster,) = [line for line in result.stdout.splitlines() if line.startswith("alps cluster ")]
+    output = (result.stdout + result.stderr).splitlines()
+    (cluster,) = [line for line in output if "alps cluster " in line]
     assert "/features/train/shard_" in cluster and "/features/val/" not in cluster
     stats = [
         json.loads(p.read_text())
