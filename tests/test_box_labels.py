@@ -318,7 +318,9 @@ def test_cluster_shards_keep_their_card_and_do_not_mix(
     Image.fromarray(label).save(cluster / "labels" / "DOTA_P1888.png")
     Image.fromarray(np.zeros((557, 712, 3), np.uint8)).save(cluster / "vis" / "DOTA_P1888.png")
     (cluster / "paint_stats.json").write_text(json.dumps({"images": 1, "k": 8, "class_pixels": [0] * 8}))
-    card = assemble_pl_dataset(items, [cluster], tmp_path / "pl")
+    # The dataset holds exactly the labeled images: here the one image that shard painted.
+    painted = [item for item in items if item.image_id == "DOTA_P1888"]
+    card = assemble_pl_dataset(painted, [cluster], tmp_path / "pl")
     assert (card["num_classes"], card["labeler"], card["variant"]) == (8, "alps", "clusters")
     assert "classes" not in card and card["class_pixels"][6] == 10000
     samrs = tmp_path / "samrs"

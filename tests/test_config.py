@@ -145,3 +145,16 @@ def test_every_schema_key_is_documented():
         return bool(parent) and f"`{parent}" in readme and leaf in readme
 
     assert [key for key in _schema_leaves(schema, "") if not documented(key)] == []
+
+
+def test_area_threshold_default_is_decided_once():
+    """The schema's default gate is the library's one constant (the CLI options and the study plan use it)."""
+    from alps.config import AREA_THRESHOLD
+    from alps.study import plan_study
+
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    assert schema["properties"]["labeling"]["properties"]["area_threshold"]["default"] == AREA_THRESHOLD
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    del config["labeling"]["area_threshold"]
+    validate(config, SCHEMA)  # fills the schema's defaults, as the workflow does
+    assert plan_study(config).pseudo_labels["demo-pl"].area_threshold == AREA_THRESHOLD

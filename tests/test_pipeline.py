@@ -109,11 +109,11 @@ def test_sharded_stages_equal_the_single_process_run(image_dir, tmp_path):
             tmp_path / f"m{index}.parquet",
             tmp_path / f"f{index}.npz",
             tmp_path / "km.npz",
-            tmp_path / "paint",
+            tmp_path / f"paint{index}",  # one folder per shard, replaced whole (as the workflow's)
             0.3,
         )
         assert stats["images"] == len(select_shard(items, index, 3))
-    labels = sorted(p.stem for p in (tmp_path / "paint" / "labels").glob("*.png"))
+    labels = sorted(p.stem for i in shards for p in (tmp_path / f"paint{i}" / "labels").glob("*.png"))
     assert labels == sorted(i.image_id for i in items)
 
 

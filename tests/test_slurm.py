@@ -120,4 +120,4 @@ def test_a_failing_job_fails_the_workflow(cluster, tmp_path):
     assert result.returncode != 0
     assert "Error in rule masks" in output
     assert not (results / "pl" / "demo-pl" / "dataset_card.json").exists()
-    assert "cannot decode image" in (results / "logs" / "masks" / "demo_shard_0001.log").read_text()
+    assert "cannot decode image" in (results / "logs" / "masks" / "demo_train_shard_0001.log").read_text()

@@ -162,3 +162,27 @@ def test_pretrain_checkpoint_is_the_last_iteration(paper):
     assert study.pretrain_checkpoint(run) == (
         "results/paper-study/train/pretrain/segformer-b5/samrs-pl/320k/iter_320000.pth"
     )
+
+
+def test_every_workflow_path_comes_from_the_plan(demo):
+    """The rules spell no path of their own: each comes from a Study method (issue #16)."""
+    import re
+
+    study = plan_study(demo)
+    assert (
+        study.mask_shard("demo", "train", "0000")
+        == "results/demo/labeling/demo/masks/train/shard_0000.parquet"
+    )
+    assert (
+        study.paint_shard("demo-pl", "val", "0001")
+        == "results/demo/pseudo_labels/demo-pl/paint/val/shard_0001"
+    )
+    assert study.pl_card("demo-pl") == f"{study.pl_dataset_dir('demo-pl')}/dataset_card.json"
+    run = study.finetune_runs[0]
+    assert study.finetune_metrics(run) == f"{study.finetune_dir(run)}/metrics.json"
+    # Path pieces the plan owns appear in no rule file (only wildcard placeholders passed to the plan).
+    for rules in (REPO_ROOT / "workflow" / "rules").glob("*.smk"):
+        text = "\n".join(line for line in rules.read_text().splitlines() if not line.lstrip().startswith("#"))
+        for piece in ("results_dir", "/labeling/", "/pseudo_labels/", "/pl/", "/train/", "metrics.json"):
+            assert piece not in text, f"{rules.name} spells {piece!r}"
+        assert not re.search(r"\b(SEED|SPLIT|SHARD_SIZE|RESULTS)\b", text), rules.name

@@ -227,3 +227,24 @@ def test_argument_errors(pretrained: RunResult, data: dict[str, Path], tmp_path:
         finetune(data["demo"], tmp_path / "b", "none", pretrained.checkpoint)
     with pytest.raises(ValueError, match="init must be one of"):
         finetune(data["demo"], tmp_path / "c", "neck", pretrained.checkpoint)
+
+
+def test_pretrained_backbone_is_what_training_starts_from(
+    pretrained: RunResult, data: dict[str, Path], tmp_path: Path
+) -> None:
+    """`--pretrained` (paper.yaml's ImageNet backbones) loads the file into the backbone before training.
+
+    The backbone weights of an earlier run, scaled so that they differ from any initialisation, stand in
+    for mmseg's ImageNet checkpoint (no download here); the file is plain weights, as fetch_pretrained wants.
+    """
+    state = load_state_dict(pretrained.checkpoint)
+    backbone = {k.removeprefix("backbone."): v * 0.5 for k, v in state.items() if k.startswith("backbone.")}
+    path = tmp_path / "imagenet_backbone.pth"
+    torch.save({"state_dict": backbone}, path)
+    keys = tuple(f"backbone.{k}" for k in sorted(backbone)[:3])
+    record = _Record(keys)
+    pretrain(
+        data["pl"], tmp_path / "from_imagenet", MODEL, iters=1, pretrained=str(path), hooks=[record], **TINY
+    )
+    for key in keys:
+        assert torch.equal(record.start[key], backbone[key.removeprefix("backbone.")]), key

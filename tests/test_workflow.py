@@ -124,7 +124,7 @@ def test_demo_dag_runs_resumes_and_reruns_only_what_changed(tmp_path):
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
 
     # Losing one feature shard reruns that shard's features and everything downstream, not the masks.
-    (results / "labeling/demo/features/shard_0001.npz").unlink()
+    (results / "labeling/demo/features/train/shard_0001.npz").unlink()
     plan = snakemake("-n", config=config)
     assert plan.returncode == 0
     assert job_counts(plan.stdout + plan.stderr) == {
@@ -202,8 +202,9 @@ def test_paper_dryrun_plans_the_full_study(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "total" in result.stdout
     # Shards of 1000 images (alps.placeholders.PAPER_IMAGE_COUNTS): iSAID 33,978 training patches -> 34,
-    # SAMRS 73,560 -> 74, ATLAS 3,840 slices -> 4.
-    isaid, samrs, atlas = 34, 74, 4
+    # SAMRS 73,560 -> 74, ATLAS 3,840 slices -> 4; labeling.label_val paints the val splits too with the
+    # models fitted on train: iSAID 11,644 -> 12, SAMRS 31,526 -> 32, ATLAS has none.
+    isaid, samrs, atlas = 34 + 12, 74 + 32, 4
     assert job_counts(result.stdout) == {
         "masks_and_features": isaid + samrs + atlas,  # the sam encoder: features come with the masks
         "cluster": 7,  # iSAID-PL, SAMRS-PL, ATLAS-PL and four area thresholds (0.3 is SAMRS-PL)
@@ -221,7 +222,7 @@ def test_paper_dryrun_plans_the_full_study(tmp_path):
         "tables": 1,
         "gallery": 7,  # one per alps set, like the clustering
         "all": 1,
-        "total": 808,
+        "total": 1056,
     }
     _assert_training_jobs_load_imagenet_backbones(plan.read_text(), result.stdout)
 
@@ -276,7 +277,7 @@ def test_a_run_killed_inside_a_mask_shard_resumes_without_corrupt_output(tmp_pat
         tmp_path, **{"labeling.masks.felzenszwalb": {"scale": 150.0, "sigma": 0.8, "min_size": 5}}
     )
     results = tmp_path / "results"
-    shard = results / "labeling/demo/masks/shard_0000.parquet"
+    shard = results / "labeling/demo/masks/train/shard_0000.parquet"
     prepared = snakemake(str(results / "datasets/demo/manifest.csv"), config=config)
     assert prepared.returncode == 0, prepared.stderr[-3000:]
 
@@ -290,7 +291,7 @@ def test_a_run_killed_inside_a_mask_shard_resumes_without_corrupt_output(tmp_pat
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    log = results / "logs/masks/demo_shard_0000.log"
+    log = results / "logs/masks/demo_train_shard_0000.log"
     deadline = time.monotonic() + 120
     # `alps masks` logs "<image id>: <n> masks" after each image: wait for the first one.
     while time.monotonic() < deadline and not re.search(
@@ -316,7 +317,7 @@ def test_a_run_killed_inside_a_mask_shard_resumes_without_corrupt_output(tmp_pat
     clean_config = write_config(
         fresh, **{"labeling.masks.felzenszwalb": {"scale": 150.0, "sigma": 0.8, "min_size": 5}}
     )
-    clean_shard = fresh / "results/labeling/demo/masks/shard_0000.parquet"
+    clean_shard = fresh / "results/labeling/demo/masks/train/shard_0000.parquet"
     clean = snakemake(str(clean_shard), config=clean_config)
     assert clean.returncode == 0, clean.stderr[-3000:]
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (shard, clean_shard)]

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -38,13 +37,13 @@ from segment_anything.modeling import Sam
 
 from alps import __version__
 from alps.boxes import Box, BoxSource
-from alps.io.atomic import atomic_write_text
+from alps.io.atomic import atomic_directory, atomic_write_text
 from alps.io.images import read_image
 from alps.io.manifest import read_manifest
 from alps.masks.base import MaskSet, encode_masks
 from alps.masks.sam import _check_image, _EmbeddingKeepingPredictor, load_sam, usable_bf16
 from alps.paint import UNLABELED
-from alps.pipeline import _replace_dir, paint_mask_sets
+from alps.pipeline import paint_mask_sets
 from alps.sharding import images_from_source, select_shard
 
 log = logging.getLogger(__name__)
@@ -388,30 +387,27 @@ def label_box_shard(
         label_ids[item.image_id] = np.asarray(ids, dtype=np.int64)
         per_image[item.image_id] = {"boxes_from": found.matched, "mapping": found.rule, "boxes": len(kept)}
         log.info("%s: %d boxes (%s %s)", item.image_id, len(kept), found.rule, found.matched or "-")
-    out = Path(out_dir)
-    staging = out.with_name(f".{out.name}.tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
-    stats = paint_mask_sets(
-        mask_sets, label_ids, staging, k=len(vocabulary), labeler=LABELER_NAME, classes=list(vocabulary)
-    )
-    stats.update(
-        {
-            "boxes": counts,
-            "box_source": {"path": str(source.path), "layout": source.layout},
-            "split": split,
-            "shard_index": shard_index,
-            "shard_size": shard_size,
-            "skip_unknown": skip_unknown,
-            "min_score": min_score,
-            "prompt_model": dict(getattr(labeler, "description", {})),
-            "per_image": per_image,
-            "alps_version": __version__,
-        }
-    )
-    # Written last inside the staging folder, then the folder is swapped in whole.
-    atomic_write_text(staging / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
-    _replace_dir(staging, out)
+    # Painted beside out_dir, then the folder is swapped in whole (alps.io.atomic).
+    with atomic_directory(out_dir) as staging:
+        stats = paint_mask_sets(
+            mask_sets, label_ids, staging, k=len(vocabulary), labeler=LABELER_NAME, classes=list(vocabulary)
+        )
+        stats.update(
+            {
+                "boxes": counts,
+                "box_source": {"path": str(source.path), "layout": source.layout},
+                "split": split,
+                "shard_index": shard_index,
+                "shard_size": shard_size,
+                "skip_unknown": skip_unknown,
+                "min_score": min_score,
+                "prompt_model": dict(getattr(labeler, "description", {})),
+                "per_image": per_image,
+                "alps_version": __version__,
+            }
+        )
+        # Written last inside the staging folder.
+        atomic_write_text(staging / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
 
 

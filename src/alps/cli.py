@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from alps import __version__
+from alps.config import AREA_THRESHOLD
 
 log = logging.getLogger("alps")
 
@@ -118,7 +119,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--area-threshold",
         type=_fraction,
-        default=0.3,
+        default=AREA_THRESHOLD,
         help="filtering gate: drop masks covering more than this fraction of the image",
     )
     group.add_argument("--seed", type=int, default=0)
@@ -242,17 +243,25 @@ def cmd_paint(args: argparse.Namespace) -> None:
 
 def cmd_pl_dataset(args: argparse.Namespace) -> None:
     from alps.geo.georef import manifest_georefs
-    from alps.pipeline import assemble_pl_dataset, images_from_source
+    from alps.pipeline import images_from_source
+    from alps.pl_dataset import assemble_pl_dataset
 
+    split = args.split or "train"
+    items = {split: images_from_source(args.source, args.split)}
+    paint_dirs = {split: args.paint_dirs}
+    if args.val_paint_dirs:
+        # The paper's PL datasets: val labeled with the model fitted on train (alps.pl_dataset).
+        items["val"] = images_from_source(args.source, "val")
+        paint_dirs["val"] = args.val_paint_dirs
     # Tiles of a georeferenced scene keep their CRS and transform in the PL dataset (.aux.xml sidecars).
     georefs = manifest_georefs(args.source) if args.source.suffix.lower() == ".csv" else None
     card = assemble_pl_dataset(
-        images_from_source(args.source, args.split),
-        args.paint_dirs,
+        items,
+        paint_dirs,
         args.out_dir,
-        split=args.split or "train",
         binary=args.binary,
         num_classes=args.num_classes,
+        bands=args.bands,
         georefs=georefs,
     )
     log.info(
@@ -802,6 +811,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
     p.add_argument("--split", default="train", help="split of the source to take the images from")
     p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
+    p.add_argument(
+        "--val-paint-dirs", type=Path, nargs="+", help="painted shards of the source's val split, if labeled"
+    )
+    p.add_argument("--bands", type=_bands, help="1-based bands the images were labeled with, e.g. 4,3,2")
     p.add_argument(
         "--num-classes",
         type=int,

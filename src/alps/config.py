@@ -10,6 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+AREA_THRESHOLD = 0.3
+"""The paper's filtering gate (masks covering more than this fraction of the image are not clustered):
+the default of ``labeling.area_threshold`` in the schema and of the ``--area-threshold`` options
+(``tests/test_config.py`` checks that the schema says the same)."""
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names every offending key."""

@@ -12,8 +12,7 @@ import functools
 import json
 import logging
 import os
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,9 @@ from tqdm import tqdm
 from alps import __version__
 from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON
 from alps.cluster import DEFAULT_MODEL_NAME, ClusterConfig, ClusterModel, fit_kmeans
+from alps.config import AREA_THRESHOLD
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
-from alps.geo.georef import Georef, write_georef_sidecars
 from alps.geo.scene import (
     Scene,
     SceneOptions,
@@ -37,20 +36,18 @@ from alps.geo.scene import (
     paint_scenes,
     run_parameters,
 )
-from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.atomic import atomic_directory, atomic_output, atomic_write_text
 from alps.io.images import ImageReadError, read_image, read_image_with_valid
 from alps.io.outputs import OutputSet
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
 from alps.masks.shards import read_mask_shard, write_mask_shard
 from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
+from alps.pl_dataset import CLUSTER_LABELER, assemble_pl_dataset
 from alps.sharding import ImageItem, images_from_source, select_shard, shard_count
 
 log = logging.getLogger(__name__)
 
 MASK_BACKENDS = ("sam", "felzenszwalb", "slic", "coco")
-
-CLUSTER_LABELER = "alps"
-"""``labeler`` of shards painted with k-means cluster ids (also assumed for shards that do not say)."""
 
 ON_ERROR_CHOICES = ("fail", "skip")
 """What ``label`` does with an image it cannot read: stop naming it, or leave it out and report it."""
@@ -468,23 +465,13 @@ def run_paint(
     features = read_feature_shard(feature_shard)
     threshold = model_area_threshold(model, area_threshold, model_path)
     per_image = cluster_ids_by_mask(model, features, mask_sets, threshold, feature_shard)
-    binary_dir = Path(out_dir) / "binary" if binary else None
-    stats = paint_mask_sets(mask_sets, per_image, out_dir, k=model.k, binary_dir=binary_dir)
-    atomic_write_text(Path(out_dir) / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
+    # Built beside out_dir and swapped in whole: a killed job leaves no half-painted shard that a rerun
+    # (or Snakemake, which sees the folder) would take for a finished one.
+    with atomic_directory(out_dir) as built:
+        binary_dir = built / "binary" if binary else None
+        stats = paint_mask_sets(mask_sets, per_image, built, k=model.k, binary_dir=binary_dir)
+        atomic_write_text(built / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put folder ``new`` at ``target`` (removing ``target`` if ``new`` does not exist)."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    if new.exists():
-        os.replace(new, target)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 LABEL_OUTPUT_SET = "alps-label"
@@ -504,7 +491,7 @@ def label(
     encoder: FeatureEncoder,
     cluster_config: ClusterConfig,
     *,
-    area_threshold: float = 0.3,
+    area_threshold: float = AREA_THRESHOLD,
     bands: Sequence[int] | None = None,
     binary: bool = False,
     class_map: str | os.PathLike[str] | None = None,
@@ -659,6 +646,7 @@ def _label_into(
 __all__ = [
     "MASK_BACKENDS",
     "ImageItem",
+    "assemble_pl_dataset",
     "assign_clusters",
     "build_encoder",
     "build_mask_generator",
@@ -672,146 +660,3 @@ __all__ = [
     "select_shard",
     "shard_count",
 ]
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def _shard_vocabulary(stats: dict[str, Any], binary: bool) -> tuple[int, str, list[str] | None]:
-    """``(k, labeler, class names)`` a painted shard declares; the binary variant has 2 unnamed ids."""
-    labeler = str(stats.get("labeler", CLUSTER_LABELER))
-    if binary:
-        return 2, labeler, None
-    classes = stats.get("classes")
-    return int(stats["k"]), labeler, list(classes) if classes is not None else None
-
-
-def assemble_pl_dataset(
-    items: Sequence[ImageItem],
-    paint_dirs: Sequence[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
-    *,
-    split: str = "train",
-    binary: bool = False,
-    num_classes: int | None = None,
-    georefs: Mapping[str, Georef] | None = None,
-) -> dict[str, Any]:
-    """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
-
-    Layout: ``img_dir/<split>/<id>.png`` (the source image, hard-linked where possible, else copied,
-    re-encoded to PNG when it is not one), ``ann_dir/<split>/<id>.png`` (the pseudo-label, or the binary
-    variant with ``binary``), ``vis/<split>/<id>.png`` and ``dataset_card.json``. Built in a temporary
-    folder and renamed into place, so an interrupted run never leaves a half-built dataset.
-
-    The card's ``num_classes`` is the shards' ``k`` (k-means clusters, or the size of a SAMRS* class
-    vocabulary; 2 for ``binary``) unless ``num_classes`` overrides it; ``labeler`` says what made the labels
-    (``alps`` or ``samrs-star``) and ``classes`` names the label ids where the shards name them.
-
-    Arguments:
-        items: the labeled images (their ids name the painted labels).
-        paint_dirs: painted shard folders (``alps paint`` or ``alps box-labels``), all from one labeling.
-        out_dir: the dataset folder to create or replace.
-        split: the split folder the images and labels go to.
-        binary: use the binary variant as labels.
-        num_classes: declare this many label ids instead (the paper's SAMRS-PL declares 64 with k=46);
-            must be at least the largest painted label + 1.
-        georefs: per image id, the tile's CRS and transform (``alps.geo.georef.manifest_georefs``): its
-            image and label PNGs get a ``.aux.xml`` sidecar that places them in GIS tools.
-
-    Returns:
-        The dataset card.
-
-    Raises:
-        ValueError: a label without its image, no label at all, shards of different labelings (k, labeler
-            or classes differ), or a painted label id >= the declared number of classes.
-    """
-    if num_classes is not None and not 1 <= num_classes <= UNLABELED:
-        raise ValueError(
-            f"num_classes must be in 1..{UNLABELED} ({UNLABELED} marks unlabeled), got {num_classes}"
-        )
-    out = Path(out_dir)
-    by_id = {item.image_id: item for item in items}
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    counts_total = np.zeros(256, dtype=np.int64)
-    count = 0
-    vocabulary: tuple[int, str, list[str] | None] | None = None
-    first_dir: Path | None = None
-    for paint_dir in map(Path, paint_dirs):
-        stats = json.loads((paint_dir / "paint_stats.json").read_text())
-        shard_vocabulary = _shard_vocabulary(stats, binary)
-        if vocabulary is None:
-            vocabulary, first_dir = shard_vocabulary, paint_dir
-        elif shard_vocabulary != vocabulary:
-            # Label ids of different labelings mean different things: mixing them is never intended.
-            raise ValueError(
-                f"{paint_dir} and {first_dir} come from different labelings (k, labeler, classes: "
-                f"{shard_vocabulary} vs {vocabulary}); gather shards of one labeling"
-            )
-        label_dir = paint_dir / ("binary" if binary else "labels")
-        for label_path in sorted(label_dir.glob("*.png")):
-            image_id = label_path.stem
-            if image_id not in by_id:
-                raise ValueError(f"{label_path}: image {image_id!r} is not in the image source")
-            source = by_id[image_id].path
-            target = tmp / "img_dir" / split / f"{image_id}.png"
-            if source.suffix.lower() == ".png":
-                _link_or_copy(source, target)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(read_image(source)).save(target)
-            _link_or_copy(label_path, tmp / "ann_dir" / split / label_path.name)
-            if georefs and image_id in georefs:
-                write_georef_sidecars([target, tmp / "ann_dir" / split / label_path.name], georefs[image_id])
-            label = np.asarray(Image.open(label_path))
-            vis_target = tmp / "vis" / split / label_path.name
-            if binary:
-                vis_target.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(colorize(label)).save(vis_target)
-            else:
-                _link_or_copy(paint_dir / "vis" / label_path.name, vis_target)
-            counts_total += np.bincount(label.ravel(), minlength=256)
-            count += 1
-    if count == 0 or vocabulary is None:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        raise ValueError(f"no painted labels found in {[str(p) for p in paint_dirs]}")
-    k, labeler, classes = vocabulary
-    painted = np.flatnonzero(counts_total[:UNLABELED])
-    needed = int(painted[-1]) + 1 if painted.size else 0
-    declared = k if num_classes is None else num_classes
-    if needed > declared:
-        shutil.rmtree(tmp)
-        if num_classes is not None:
-            raise ValueError(
-                f"--num-classes {num_classes} is smaller than the largest painted label + 1 ({needed}); "
-                f"pass at least {needed}"
-            )
-        raise ValueError(
-            f"painted label {needed - 1} is outside the shards' {k} label ids: the painted shards are "
-            "stale or corrupt; paint them again"
-        )
-    covered = int(counts_total.sum() - counts_total[UNLABELED])
-    total = int(counts_total.sum())
-    card: dict[str, Any] = {
-        "images": count,
-        "split": split,
-        "num_classes": declared,
-        "variant": "binary" if binary else ("classes" if classes is not None else "clusters"),
-        "labeler": labeler,
-        "ignore_index": UNLABELED,
-        "class_pixels": counts_total[:declared].tolist(),
-        "coverage": covered / total if total else 0.0,
-        "alps_version": __version__,
-    }
-    if classes is not None:
-        card["classes"] = classes
-    (tmp / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    _replace_dir(tmp, out)
-    return card

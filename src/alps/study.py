@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alps.config import AREA_THRESHOLD
+
 SCRATCH = "scratch"
 """The pre-training name of a fine-tuning that starts from scratch (the paper's "Baseline")."""
 
@@ -99,8 +101,8 @@ class PseudoLabelSet:
     name: str
     dataset: str
     label: str
+    area_threshold: float
     variant: str = "alps"
-    area_threshold: float = 0.3
     k: int | None = None
     num_classes: int | None = None
     of: str | None = None
@@ -167,8 +169,63 @@ class Study:
     base_schedules: dict[str, str]
 
     # -- paths (relative to the working directory, like results_dir) --------------------------------------
+    # The rules pass wildcard placeholders (``"{dataset}"``) to get their patterns: every path of the DAG is
+    # spelled here once.
     def dataset_dir(self, dataset: str) -> str:
         return f"{self.results_dir}/datasets/{dataset}"
+
+    def manifest(self, dataset: str) -> str:
+        return f"{self.dataset_dir(dataset)}/manifest.csv"
+
+    def mask_shard(self, dataset: str, split: str, shard: str) -> str:
+        return f"{self.labeling_dir(dataset)}/masks/{split}/shard_{shard}.parquet"
+
+    def feature_shard(self, dataset: str, split: str, shard: str) -> str:
+        return f"{self.labeling_dir(dataset)}/features/{split}/shard_{shard}.npz"
+
+    def cluster_model(self, name: str) -> str:
+        return f"{self.pseudo_label_dir(name)}/cluster/kmeans.npz"
+
+    def paint_shard(self, name: str, split: str, shard: str) -> str:
+        """A painted shard of one split (the paper's PL datasets label train and val with one model)."""
+        return f"{self.pseudo_label_dir(name)}/paint/{split}/shard_{shard}"
+
+    def box_shard(self, name: str, split: str, shard: str) -> str:
+        return f"{self.pseudo_label_dir(name)}/boxes/{split}/shard_{shard}"
+
+    def pl_card(self, name: str) -> str:
+        return f"{self.pl_dataset_dir(name)}/dataset_card.json"
+
+    def gallery_dir(self, name: str) -> str:
+        """The cluster gallery of a set (``alps gallery``: index.html, one sheet per cluster)."""
+        return f"{self.results_dir}/gallery/{name}"
+
+    def unmapped_pl_dir(self, name: str) -> str:
+        """The cluster-id PL dataset of a set with a ``class_map`` (``pl/<set>`` holds the named classes)."""
+        return f"{self.pseudo_label_dir(name)}/unmapped"
+
+    def unmapped_pl_card(self, name: str) -> str:
+        return f"{self.unmapped_pl_dir(name)}/dataset_card.json"
+
+    def mosaic_dir(self, name: str) -> str:
+        """One label raster per scene of a set of a tiled (``folder``) dataset (``alps mosaic``)."""
+        return f"{self.results_dir}/mosaic/{name}"
+
+    def label_quality(self, name: str) -> str:
+        return f"{self.results_dir}/metrics/label_quality/{name}.json"
+
+    def figures_dir(self, name: str) -> str:
+        return f"{self.results_dir}/figures/{name}"
+
+    def logs_dir(self) -> str:
+        return f"{self.results_dir}/logs"
+
+    def benchmarks_dir(self) -> str:
+        return f"{self.results_dir}/benchmarks"
+
+    def tables_metrics(self) -> str:
+        """The tables' numbers, outside the tables folder, so that DVC tracks them as metrics."""
+        return f"{self.results_dir}/metrics/tables.json"
 
     def labeling_dir(self, dataset: str) -> str:
         """Masks and features of a dataset: shared by every pseudo-label set made from it."""
@@ -183,6 +240,12 @@ class Study:
 
     def pretrain_dir(self, run: PretrainRun) -> str:
         return f"{self.results_dir}/train/pretrain/{run.key}"
+
+    def pretrain_metrics(self, run: PretrainRun) -> str:
+        return f"{self.pretrain_dir(run)}/metrics.json"
+
+    def finetune_metrics(self, run: FinetuneRun) -> str:
+        return f"{self.finetune_dir(run)}/metrics.json"
 
     def pretrain_checkpoint(self, run: PretrainRun) -> str:
         """The final checkpoint a pre-training leaves (mmengine's ``iter_<iterations>.pth``)."""
@@ -231,7 +294,7 @@ def _dataset_kind(config: Mapping[str, Any], name: str) -> str:
 
 def _pseudo_label_sets(config: Mapping[str, Any]) -> dict[str, PseudoLabelSet]:
     labeling = config.get("labeling", {})
-    default_area = float(labeling.get("area_threshold", 0.3))
+    default_area = float(labeling.get("area_threshold", AREA_THRESHOLD))
     sets: dict[str, PseudoLabelSet] = {}
     for name, entry in (config.get("pseudo_labels") or {}).items():
         sets[name] = PseudoLabelSet(
@@ -500,4 +563,4 @@ def _with_published(
 def iter_table_rows(study: Study) -> Iterable[tuple[PlannedRow, str | None]]:
     """Each planned row with its fine-tuning's ``metrics.json`` path (None for a paper-only row)."""
     for row in study.rows:
-        yield row, None if row.run is None else f"{study.finetune_dir(row.run)}/metrics.json"
+        yield row, None if row.run is None else study.finetune_metrics(row.run)

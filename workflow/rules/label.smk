@@ -1,6 +1,7 @@
 # The labeling engine, sharded: masks (+ features) per dataset shard -> one k-means fit per pseudo-label set
-# -> painting per shard -> the PL dataset. Ablation sets reuse upstream work: an area-threshold variant
-# re-clusters the same features, a binary set re-reads its parent's painted shards.
+# (on the fit split's features) -> painting per shard, of the fit split and, with labeling.label_val, of the
+# val split with the same model -> the PL dataset. Ablation sets reuse upstream work: an area-threshold
+# variant re-clusters the same features, a binary set re-reads its parent's painted shards.
 
 ALPS_SETS = [n for n, s in PL_SETS.items() if s.variant == "alps"]
 BOX_SETS = [n for n, s in PL_SETS.items() if s.variant == "boxes"]
@@ -15,19 +16,21 @@ if FEATURES_IN_MASKS_JOB:
             masks=MASK_SHARD,
             features=FEATURE_SHARD,
         params:
-            options=mask_cli_options(),
+            shard=shard_options,
+            options=mask_options(),
         log:
-            f"{LOGS}/masks/{{dataset}}_shard_{{shard}}.log",
+            f"{LOGS}/masks/{{dataset}}_{{split}}_shard_{{shard}}.log",
         benchmark:
-            f"{BENCH}/masks/{{dataset}}_shard_{{shard}}.tsv"
+            f"{BENCH}/masks/{{dataset}}_{{split}}_shard_{{shard}}.tsv"
+        conda:
+            ENVIRONMENT
         threads: 2
         resources:
             mem_mb=16000,
             gpu=1 if USES_SAM else 0,
         shell:
-            "alps masks {input.manifest} {output.masks} --split {SPLIT} --shard-index {wildcards.shard} "
-            "--shard-size {SHARD_SIZE} --seed {SEED} {params.options} --encoder sam "
-            "--features-out {output.features} > {log} 2>&1"
+            "alps masks {input.manifest:q} {output.masks:q} {params.shard:q} {params.options:q} "
+            "--encoder sam --features-out {output.features:q} > {log:q} 2>&1"
 
 else:
 
@@ -35,192 +38,193 @@ else:
         input:
             manifest=MANIFEST,
         output:
-            MASK_SHARD,
+            masks=MASK_SHARD,
         params:
-            options=mask_cli_options(),
+            shard=shard_options,
+            options=mask_options(),
         log:
-            f"{LOGS}/masks/{{dataset}}_shard_{{shard}}.log",
+            f"{LOGS}/masks/{{dataset}}_{{split}}_shard_{{shard}}.log",
         benchmark:
-            f"{BENCH}/masks/{{dataset}}_shard_{{shard}}.tsv"
+            f"{BENCH}/masks/{{dataset}}_{{split}}_shard_{{shard}}.tsv"
+        conda:
+            ENVIRONMENT
         threads: 1
         resources:
             mem_mb=8000,
             gpu=1 if USES_SAM else 0,
         shell:
-            "alps masks {input.manifest} {output} --split {SPLIT} --shard-index {wildcards.shard} "
-            "--shard-size {SHARD_SIZE} --seed {SEED} {params.options} > {log} 2>&1"
+            "alps masks {input.manifest:q} {output.masks:q} {params.shard:q} {params.options:q} > {log:q} 2>&1"
 
     rule features:
         input:
             manifest=MANIFEST,
             masks=MASK_SHARD,
         output:
-            FEATURE_SHARD,
+            features=FEATURE_SHARD,
         params:
-            encoder=encoder_cli_options(),
+            shard=shard_options,
+            encoder=encoder_options(),
         log:
-            f"{LOGS}/features/{{dataset}}_shard_{{shard}}.log",
+            f"{LOGS}/features/{{dataset}}_{{split}}_shard_{{shard}}.log",
         benchmark:
-            f"{BENCH}/features/{{dataset}}_shard_{{shard}}.tsv"
+            f"{BENCH}/features/{{dataset}}_{{split}}_shard_{{shard}}.tsv"
+        conda:
+            ENVIRONMENT
         threads: 1
         resources:
             mem_mb=8000,
-            gpu=lambda wildcards: 1 if ENCODER["device"].startswith("cuda") else 0,
+            gpu=1 if LABELING["encoder"]["device"].startswith("cuda") else 0,
         shell:
-            "alps features {input.manifest} {input.masks} {output} --split {SPLIT} "
-            "--shard-index {wildcards.shard} --shard-size {SHARD_SIZE} --seed {SEED} "
-            "{params.encoder} > {log} 2>&1"
+            "alps features {input.manifest:q} {input.masks:q} {output.features:q} {params.shard:q} "
+            "{params.encoder:q} > {log:q} 2>&1"
 
 
 rule cluster:
     input:
-        lambda wildcards: dataset_shards(FEATURE_SHARD, pl_dataset_of(wildcards)),
+        features=fit_feature_shards,
     output:
         model=CLUSTER_MODEL,
         card=f"{CLUSTER_MODEL}.card.json",
     params:
-        options=cluster_cli_options,
+        options=cluster_options,
     log:
         f"{LOGS}/cluster/{{pl}}.log",
     benchmark:
         f"{BENCH}/cluster/{{pl}}.tsv"
     wildcard_constraints:
         pl=one_of(ALPS_SETS),
+    conda:
+        ENVIRONMENT
     threads: 2
     resources:
         mem_mb=8000,
     shell:
-        "alps cluster {input} --out {output.model} {params.options} > {log} 2>&1"
+        "alps cluster {input.features:q} --out {output.model:q} {params.options:q} > {log:q} 2>&1"
 
 
 rule paint:
     input:
-        masks=lambda wildcards: MASK_SHARD.format(dataset=pl_dataset_of(wildcards), shard=wildcards.shard),
-        features=lambda wildcards: FEATURE_SHARD.format(dataset=pl_dataset_of(wildcards), shard=wildcards.shard),
-        model=CLUSTER_MODEL,
+        unpack(paint_inputs),
     output:
-        directory(PAINT_SHARD),
+        painted=directory(PAINT_SHARD),
     params:
-        area=lambda wildcards: PL_SETS[wildcards.pl].area_threshold,
-        # One paint job writes the binary variant too when a binary set reuses this set's masks.
-        binary=lambda wildcards: "--binary" if STUDY.binary_children(wildcards.pl) else "",
+        options=paint_options,
     log:
-        f"{LOGS}/paint/{{pl}}_shard_{{shard}}.log",
+        f"{LOGS}/paint/{{pl}}_{{split}}_shard_{{shard}}.log",
     wildcard_constraints:
         pl=one_of(ALPS_SETS),
+    conda:
+        ENVIRONMENT
     threads: 1
     resources:
         mem_mb=4000,
     shell:
-        "alps paint {input.masks} {input.features} {input.model} {output} "
-        "--area-threshold {params.area} {params.binary} > {log} 2>&1"
+        "alps paint {input.masks:q} {input.features:q} {input.model:q} {output.painted:q} "
+        "{params.options:q} > {log:q} 2>&1"
 
 
 rule box_labels:
     """SAMRS*: SAM prompted with each detector box (docs/samrs_star.md)."""
     input:
-        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
+        manifest=pl_manifest,
     output:
-        directory(BOX_SHARD),
+        painted=directory(BOX_SHARD),
     params:
         boxes=lambda wildcards: PL_SETS[wildcards.pl].boxes["dir"],
-        classes=lambda wildcards: (
-            c if isinstance(c := PL_SETS[wildcards.pl].boxes["classes"], str) else ",".join(c)
-        ),
-        options=lambda wildcards: " ".join(
-            sam_cli_options()
-            + [f"--batch-size {PL_SETS[wildcards.pl].boxes.get('batch_size', 64)}"]
-            + (["--skip-unknown"] if PL_SETS[wildcards.pl].boxes.get("skip_unknown") else [])
-        ),
+        shard=shard_options,
+        options=box_options,
     log:
-        f"{LOGS}/box_labels/{{pl}}_shard_{{shard}}.log",
+        f"{LOGS}/box_labels/{{pl}}_{{split}}_shard_{{shard}}.log",
     benchmark:
-        f"{BENCH}/box_labels/{{pl}}_shard_{{shard}}.tsv"
+        f"{BENCH}/box_labels/{{pl}}_{{split}}_shard_{{shard}}.tsv"
     wildcard_constraints:
         pl=one_of(BOX_SETS),
+    conda:
+        ENVIRONMENT
     threads: 2
     resources:
         mem_mb=16000,
         gpu=1,
     shell:
-        "alps box-labels {input.manifest} {params.boxes} {output} --split {SPLIT} "
-        "--shard-index {wildcards.shard} --shard-size {SHARD_SIZE} --seed {SEED} "
-        "--classes '{params.classes}' {params.options} > {log} 2>&1"
+        "alps box-labels {input.manifest:q} {params.boxes:q} {output.painted:q} {params.shard:q} "
+        "{params.options:q} > {log:q} 2>&1"
 
 
 rule pl_dataset:
     input:
-        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
-        paint=painted_shards,
+        # Named one by one: the shard lists wait for the prepare checkpoint, the manifest does not.
+        manifest=pl_manifest,
+        paint=fit_painted_shards,
+        val_paint=val_painted_shards,
     output:
         card=PL_CARD,
     params:
-        out_dir=f"{RESULTS}/pl/{{pl}}",
-        options=lambda wildcards: " ".join(
-            (["--binary"] if PL_SETS[wildcards.pl].variant == "binary" else [])
-            + (
-                [f"--num-classes {PL_SETS[wildcards.pl].num_classes}"]
-                if PL_SETS[wildcards.pl].num_classes
-                else []
-            )
-        ),
+        out_dir=lambda wildcards, output: os.path.dirname(output.card),
+        options=pl_dataset_options,
     log:
         f"{LOGS}/pl_dataset/{{pl}}.log",
+    conda:
+        ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
     shell:
-        "alps pl-dataset {input.manifest} {params.out_dir} --paint-dirs {input.paint} --split {SPLIT} "
-        "{params.options} > {log} 2>&1"
+        "alps pl-dataset {input.manifest:q} {params.out_dir:q} --paint-dirs {input.paint:q} "
+        "{params.options:q} > {log:q} 2>&1"
 
 
 rule label_quality:
     """Pseudo-labels scored against the dataset's own labels (the demo's NDVI/NDWI land cover)."""
     input:
         card=PL_CARD,
-        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
+        manifest=pl_manifest,
     output:
         report(
-            f"{RESULTS}/metrics/label_quality/{{pl}}.json",
+            STUDY.label_quality("{pl}"),
             caption="../report/label_quality.rst",
             category="Label quality",
         ),
     params:
-        pred=f"{RESULTS}/pl/{{pl}}/ann_dir/{SPLIT}",
-        gt=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/ann_dir/{SPLIT}",
-        names=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/classes.json",
+        pred=lambda wildcards, input: f"{os.path.dirname(input.card)}/ann_dir/{FIT_SPLIT}",
+        gt=ground_truth,
+        classes=class_names,
     log:
         f"{LOGS}/label_quality/{{pl}}.log",
+    conda:
+        ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
     shell:
-        "alps evaluate-labels {params.pred} {params.gt} --class-names {params.names} --out {output} "
-        "> {log} 2>&1"
+        "alps evaluate-labels {params.pred:q} {params.gt:q} --class-names {params.classes:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule figures:
     """Image | pseudo-label | ground truth for the first tiles (the paper's Fig. 3-5)."""
     input:
         card=PL_CARD,
-        manifest=lambda wildcards: MANIFEST.format(dataset=pl_dataset_of(wildcards)),
+        manifest=pl_manifest,
     output:
         report(
-            directory(f"{RESULTS}/figures/{{pl}}"),
+            directory(STUDY.figures_dir("{pl}")),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Pseudo-labels",
             subcategory="{pl}",
         ),
     params:
-        pl_dataset=f"{RESULTS}/pl/{{pl}}",
-        gt=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/ann_dir/{SPLIT}",
-        classes=lambda wildcards: f"{STUDY.dataset_dir(pl_dataset_of(wildcards))}/classes.json",
+        pl_dataset=lambda wildcards, input: os.path.dirname(input.card),
+        split=FIT_SPLIT,
+        gt=ground_truth,
+        classes=class_names,
     log:
         f"{LOGS}/figures/{{pl}}.log",
+    conda:
+        ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
     shell:
-        "alps figures {params.pl_dataset} {output} --split {SPLIT} --gt-dir {params.gt} "
-        "--gt-classes {params.classes} > {log} 2>&1"
+        "alps figures {params.pl_dataset:q} {output:q} --split {params.split:q} --gt-dir {params.gt:q} "
+        "--gt-classes {params.classes:q} > {log:q} 2>&1"

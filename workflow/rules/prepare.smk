@@ -1,17 +1,22 @@
 # Datasets from their raw form into images + manifest (mmsegmentation layout); raw folders are read-only.
+# Every raw file is an input, so an image added to (or changed in) raw_dir reruns the conversion.
 
 
 checkpoint prepare_dataset:
+    input:
+        raw_inputs,
     output:
-        manifest=f"{RESULTS}/datasets/{{dataset}}/manifest.csv",
+        manifest=MANIFEST,
     params:
-        arguments=prepare_cli_options,
+        arguments=prepare_arguments,
     log:
         f"{LOGS}/prepare_{{dataset}}.log",
     benchmark:
         f"{BENCH}/prepare_{{dataset}}.tsv"
+    conda:
+        ENVIRONMENT
     threads: 1
     resources:
         mem_mb=4000,
     shell:
-        "alps prepare {params.arguments} > {log} 2>&1"
+        "alps prepare {params.arguments:q} > {log:q} 2>&1"

@@ -5,15 +5,15 @@
 
 rule tables:
     input:
-        [f"{STUDY.finetune_dir(run)}/metrics.json" for run in STUDY.finetune_runs],
+        [STUDY.finetune_metrics(run) for run in STUDY.finetune_runs],
     output:
         tables=report(
-            directory(f"{RESULTS}/tables"),
+            directory(STUDY.tables_dir()),
             patterns=["{name}.md"],
             caption="../report/tables.rst",
             category="Result tables",
         ),
-        metrics=f"{RESULTS}/metrics/tables.json",
+        metrics=STUDY.tables_metrics(),
     log:
         f"{LOGS}/tables.log",
     threads: 1

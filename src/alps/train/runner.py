@@ -507,7 +507,7 @@ def finetune(
 
 
 def drop_checkpoints(work_dir: str | os.PathLike[str]) -> list[Path]:
-    """Delete the checkpoints ``train_segmentation`` wrote in ``work_dir`` (only those names); returns them."""
+    """Delete the checkpoints ``train_segmentation`` wrote in ``work_dir`` (those names only); list them."""
     work = Path(work_dir)
     files = [*work.glob("iter_*.pth"), *work.glob("init_*.pth"), work / "last_checkpoint"]
     dropped = [f for f in files if f.is_file() and not f.is_symlink()]
