@@ -36,8 +36,9 @@ import yaml
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_write_text
+from alps.io.atomic import atomic_write_text, replace_directory
 from alps.paint import UNLABELED, colorize, make_palette
+from alps.pl_dataset import link_or_copy
 
 IGNORE_NAME = "ignore"
 CLASS_MAP_COPY = "class_map.yaml"
@@ -226,26 +227,6 @@ def _remap_folder(
     return counts
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap folder ``new`` in at ``target`` (the old one removed only after the new one is in place)."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def _classes_json(class_map: ClassMap) -> str:
     return json.dumps({"classes": list(class_map.names), "palette": class_map.palette()}, indent=2) + "\n"
 
@@ -266,7 +247,7 @@ def apply_class_map_to_label_dir(out_dir: str | os.PathLike[str], class_map: Cla
         shutil.rmtree(staging)
     counts = _remap_folder(out / "labels", staging / "labels", staging / "vis", class_map.lut())
     for name in ("labels", "vis"):
-        _replace_dir(staging / name, out / name)
+        replace_directory(staging / name, out / name)
     shutil.rmtree(staging)
     copy = out / CLASS_MAP_COPY
     if not (copy.exists() and copy.samefile(class_map.path)):  # a rerun may pass the copy itself
@@ -341,7 +322,7 @@ def apply_class_map_to_dataset(
     for split in splits:
         counts += _remap_folder(source / "ann_dir" / split, tmp / "ann_dir" / split, tmp / "vis" / split, lut)
         for image in sorted((source / "img_dir" / split).glob("*")):
-            _link_or_copy(image, tmp / "img_dir" / split / image.name)
+            link_or_copy(image, tmp / "img_dir" / split / image.name)
     total = int(counts.sum())
     n = len(class_map.names)
     new_card = {
@@ -357,5 +338,5 @@ def apply_class_map_to_dataset(
     shutil.copyfile(class_map.path, tmp / CLASS_MAP_COPY)
     (tmp / CLASSES_JSON).write_text(_classes_json(class_map))
     (tmp / "dataset_card.json").write_text(json.dumps(new_card, indent=2) + "\n")
-    _replace_dir(tmp, out)
+    replace_directory(tmp, out)
     return new_card

@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from alps.io.atomic import replace_directory
 from alps.io.images import read_image
 from alps.masks.base import MaskSet
 from alps.paint import make_palette, paint_labels
@@ -332,14 +333,7 @@ def _write(
     (tmp / "index.html").write_text(_html(rows, title, meta), encoding="utf-8")
     summary = {"k": len(clusters), "total_pixels": total_pixels, "seed": seed, "tile": tile, "clusters": rows}
     (tmp / "gallery.json").write_text(json.dumps(summary, indent=2) + "\n")
-    old = out.with_name(f".{out.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_directory(tmp, out)
     return summary
 
 

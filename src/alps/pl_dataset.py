@@ -34,7 +34,8 @@ CLUSTER_LABELER = "alps"
 PAINT_STATS = "paint_stats.json"
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` at ``target`` (no second copy of the bytes), or copy it across filesystems."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
@@ -66,7 +67,7 @@ def _painted_labels(paint_dir: Path, binary: bool) -> dict[str, Path]:
 def _copy_image(source: Path, target: Path, bands: Sequence[int] | None) -> None:
     """The image as it was labeled: linked when it is a PNG read as is, else re-encoded with ``bands``."""
     if source.suffix.lower() == ".png" and not bands:
-        _link_or_copy(source, target)
+        link_or_copy(source, target)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(read_image(source, bands=bands)).save(target)
@@ -121,14 +122,14 @@ def _split_labels(
 
 def _copy_label(label_path: Path, paint_dir: Path, out: Path, split: str, binary: bool) -> np.ndarray:
     """Link the label and its colour view into ``out``; returns its pixel histogram (256 bins)."""
-    _link_or_copy(label_path, out / "ann_dir" / split / label_path.name)
+    link_or_copy(label_path, out / "ann_dir" / split / label_path.name)
     label = np.asarray(Image.open(label_path))
     vis_target = out / "vis" / split / label_path.name
     if binary:
         vis_target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(colorize(label)).save(vis_target)
     else:
-        _link_or_copy(paint_dir / "vis" / label_path.name, vis_target)
+        link_or_copy(paint_dir / "vis" / label_path.name, vis_target)
     return np.bincount(label.ravel(), minlength=256)
 
 
