@@ -48,12 +48,20 @@ def both_paths(image_dir, tmp_path_factory):
     assert main(["cluster", *features, "--out", str(model), *CLUSTER]) == 0
     for index in range(3):
         paint = [str(shards / f"m{index}.parquet"), str(shards / f"f{index}.npz"), str(model)]
-        assert main(["paint", *paint, str(shards / "paint")]) == 0
+        # One folder per shard, each replaced whole by its paint job (as the workflow's).
+        assert main(["paint", *paint, str(shards / f"paint{index}")]) == 0
     return root / "label", shards
 
 
-def _digests(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.png"))}
+def _digests(*folders):
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.glob("*.png"))
+    }
+
+
+def _painted(shards):
+    """The labels of every painted shard of `both_paths`."""
+    return _digests(*(shards / f"paint{index}" / "labels" for index in range(3)))
 
 
 def test_label_and_sharded_stages_give_identical_models_and_labels(both_paths):
@@ -64,14 +72,14 @@ def test_label_and_sharded_stages_give_identical_models_and_labels(both_paths):
     assert single.card["vectors_per_epoch"] == sharded.card["vectors_per_epoch"] > 4
     assert single.area_threshold == sharded.area_threshold == 0.3
     labels = _digests(label_dir / "labels")
-    assert len(labels) == 7 and labels == _digests(shards / "paint" / "labels")
+    assert len(labels) == 7 and labels == _painted(shards)
 
 
 def test_paint_uses_the_model_threshold_and_refuses_another(both_paths, tmp_path, capsys):
     _, shards = both_paths
     paint = [str(shards / "m0.parquet"), str(shards / "f0.npz"), str(shards / "kmeans.npz")]
     assert main(["paint", *paint, str(tmp_path / "same"), "--area-threshold", "0.3"]) == 0
-    expected = _digests(shards / "paint" / "labels")
+    expected = _painted(shards)
     painted = _digests(tmp_path / "same" / "labels")
     assert painted and all(expected[name] == digest for name, digest in painted.items())
     assert main(["paint", *paint, str(tmp_path / "other"), "--area-threshold", "0.5"]) == 2
@@ -95,7 +103,7 @@ def test_paint_matches_features_to_masks_by_id(both_paths, tmp_path, capsys):
     )
     model = str(shards / "kmeans.npz")
     assert main(["paint", str(shards / "m0.parquet"), str(shuffled), model, str(tmp_path / "p")]) == 0
-    expected = _digests(shards / "paint" / "labels")
+    expected = _painted(shards)
     painted = _digests(tmp_path / "p" / "labels")
     assert painted and all(expected[name] == digest for name, digest in painted.items())
     # A feature shard that lacks a mask (stale) is refused with the mask named.

@@ -131,7 +131,7 @@ def _paint_then_die(mask_shard, feature_shard, model, out_dir):
         os.kill(os.getpid(), signal.SIGKILL)
 
     pipeline.paint_mask_sets = dying
-    pipeline.run_paint(mask_shard, feature_shard, model, out_dir, 0.3)
+    pipeline.run_paint(mask_shard, feature_shard, model, out_dir)  # the model's own area threshold
 
 
 def test_a_killed_paint_job_leaves_no_shard_and_the_rerun_completes(tmp_path):
@@ -148,7 +148,7 @@ def test_a_killed_paint_job_leaves_no_shard_and_the_rerun_completes(tmp_path):
         image[: rng.integers(16, 48)] = rng.integers(0, 255, 3)
         Image.fromarray(image).save(folder / f"{name}.png")
     items = images_from_source(folder)
-    masks, features, model = tmp_path / "m.parquet", tmp_path / "f.npz", tmp_path / "km.joblib"
+    masks, features, model = tmp_path / "m.parquet", tmp_path / "f.npz", tmp_path / "km.npz"
     run_masks(items, build_mask_generator("felzenszwalb", {"scale": 100, "min_size": 30}), masks)
     run_features(items, masks, build_encoder("efficientnet-lite0"), features)
     run_cluster([features], ClusterConfig(k=2, batch_size=64, seed=0, n_init=1), 1.0, model)
@@ -162,5 +162,5 @@ def test_a_killed_paint_job_leaves_no_shard_and_the_rerun_completes(tmp_path):
     # Before: the labels of the first image (and no paint_stats.json) at the shard's path, which Snakemake
     # and pl-dataset took for a painted shard. Now the shard's path is empty until the job finishes.
     assert not shard.exists()
-    run_paint(masks, features, model, shard, 0.3)
+    run_paint(masks, features, model, shard)
     assert assemble_pl_dataset(items, [shard], tmp_path / "pl")["images"] == 3

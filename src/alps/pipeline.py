@@ -29,6 +29,7 @@ from alps.config import AREA_THRESHOLD
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
 from alps.geo.scene import (
+    WHOLE_IMAGE_TILE,
     Scene,
     SceneOptions,
     iter_tiles_with_valid,
@@ -579,6 +580,9 @@ def _label_into(
     """``label``'s stages, writing every output into the (empty) folder ``out``."""
     seed_everything(cluster_config.seed)
     skipped: list[dict[str, str]] = []
+    if generator.name == "coco":
+        # COCO masks belong to whole images (found by file stem): a tile of one has no masks of its own.
+        scene_options = dataclasses.replace(scene_options or SceneOptions(), tile_size=WHOLE_IMAGE_TILE)
     try:
         scenes = open_scenes(items, bands, scene_options, on_error, skipped)
         mask_sets, vector_blocks, _ = _masks_and_features(items, generator, encoder, bands, on_error, scenes)

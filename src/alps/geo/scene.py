@@ -58,6 +58,10 @@ Window = tuple[int, int, int, int]
 """``(x, y, w, h)`` in scene pixels."""
 
 
+WHOLE_IMAGE_TILE = 1 << 31
+"""A tile side no image reaches: every image is labeled whole (masks that belong to whole images)."""
+
+
 @dataclass(frozen=True)
 class SceneOptions:
     """How ``alps label`` cuts scenes into tiles, and georeferencing that the image files lack.

@@ -124,7 +124,8 @@ def load_sam(checkpoint: str | os.PathLike[str], model_type: str, device: str = 
         # weights_only: the official checkpoints are plain tensors, so refuse to unpickle arbitrary code.
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises anything from KeyError to UnpicklingError on a foreign file
-        # torch's own message is long and, for pickles, suggests weights_only=False: wrong for received files.
+        # torch's own message is long and, for pickles, suggests switching weights_only off: wrong for
+        # received files.
         if isinstance(exc, pickle.UnpicklingError):
             reason = "objects other than tensors, or not a PyTorch file at all"
         else:
