@@ -483,3 +483,26 @@ def test_other_bad_inputs_get_one_clear_line(images, tmp_path, capsys):
     for argv, fragment in cases:
         assert main(argv) == 2, argv
         assert fragment in _error_line(capsys)
+
+
+def test_nodata_stays_unlabeled_in_a_tiled_scene(tmp_path):
+    """A scene larger than a tile is read by windows: its no-data is honoured there too (stretch, masks)."""
+    import rasterio
+
+    grey = np.asarray(Image.open(shared_data("potsdam", "img_dir", "2_10_0_0_512_512.png")).convert("L"))
+    scene = (grey[:200, :240].astype(np.int16) * 8 + 200)[None]
+    scene[:, :, :60] = -9999  # a swath edge across several tiles
+    scene[:, 150:, 180:] = -9999
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    _geotiff(folder / "scene.tif", scene, -9999)
+    out = tmp_path / "out"
+    assert main(["label", str(folder), str(out), *K3, "--tile-size", "96", "--overlap", "16"]) == 0
+    card = json.loads((out / "label_card.json").read_text())
+    assert card["inputs"][0]["tiles"] > 1
+    with rasterio.open(out / "labels" / "scene.tif") as src:
+        label = src.read(1)
+    nodata = scene[0] == -9999
+    assert label.shape == nodata.shape
+    assert np.all(label[nodata] == 255)
+    assert (label[~nodata] != 255).mean() > 0.3

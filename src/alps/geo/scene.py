@@ -93,9 +93,12 @@ def _stretch(band: NDArray[np.generic], low: float, high: float) -> NDArray[np.u
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
-def _percentiles(band: NDArray[np.generic], percentiles: tuple[float, float]) -> tuple[float, float]:
+def _percentiles(
+    band: NDArray[np.generic], percentiles: tuple[float, float], valid: NDArray[np.bool_] | None = None
+) -> tuple[float, float]:
+    """The stretch of ``alps.io.images.stretch_to_uint8``: over declared valid pixels, else non-zero ones."""
     values = band.astype(np.float64)
-    valid = np.isfinite(values) & (values != 0)
+    valid = np.isfinite(values) & ((values != 0) if valid is None else valid)
     if not valid.any():
         return 0.0, 0.0
     low, high = np.percentile(values[valid], percentiles)
@@ -125,6 +128,8 @@ class Scene:
         windows: the tiles, ``(x, y, w, h)``, rows first (one window: the scene is read whole).
         georef: CRS and transform, or ``None``.
         stretch: per RGB band ``(low, high)`` of a tiled non-uint8 rasterio scene, else ``None``.
+        decoded_whole: a tiled scene whose format cannot be read by windows (PNG/JPEG).
+        has_nodata: the file declares no-data (a GDAL mask): its tiles are read with their valid pixels.
     """
 
     image_id: str
@@ -138,6 +143,7 @@ class Scene:
     georef: Georef | None
     stretch: list[tuple[float, float]] | None = None
     decoded_whole: bool = False
+    has_nodata: bool = False
 
     @property
     def tiled(self) -> bool:
@@ -165,6 +171,29 @@ class Scene:
         with _quiet(), rasterio.open(self.path) as src:
             planes = dict(zip(unique, src.read(unique, window=RioWindow(x, y, w, h)), strict=True))
         return self._to_rgb(planes)
+
+    def read_tile_with_valid(
+        self, window: Window, bands: Sequence[int] | None
+    ) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
+        """``read_tile``, and the tile's valid pixels (None: the file declares no no-data, or all valid).
+
+        Declared no-data stays out of every mask (``alps.pipeline``), so it ends up unlabeled (255) whatever
+        the scene's size.
+        """
+        if not self.tiled:
+            return read_image_with_valid(self.path, bands=bands)
+        if self.decoded_whole or not self.has_nodata:
+            return self.read_tile(window, bands), None
+        import rasterio
+        from rasterio.windows import Window as RioWindow
+
+        x, y, w, h = window
+        unique = sorted(set(self.bands))
+        with _quiet(), rasterio.open(self.path) as src:
+            planes = dict(zip(unique, src.read(unique, window=RioWindow(x, y, w, h)), strict=True))
+            masks = src.read_masks(unique, window=RioWindow(x, y, w, h)) > 0
+        valid = np.logical_and.reduce(list(masks))
+        return self._to_rgb(planes), None if valid.all() else valid
 
     def _to_rgb(self, planes: Mapping[int, NDArray[np.generic]]) -> NDArray[np.uint8]:
         if self.stretch is None:
@@ -259,12 +288,15 @@ def open_scene(
     georef = raster_georef(path) or options.georefs.get(image_id)
     if path.suffix.lower() in _RASTERIO_SUFFIXES:
         import rasterio
+        from rasterio.enums import MaskFlags
 
         try:
             with _quiet(), rasterio.open(path) as src:
                 height, width, count, dtype = src.height, src.width, src.count, src.dtypes[0]
                 shape = preview_shape(height, width, STATS_SIDE)
                 sample = src.read(out_shape=(count, *shape))
+                has_nodata = not all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums)
+                sample_valid = src.read_masks(out_shape=(count, *shape)) > 0 if has_nodata else None
         except rasterio.errors.RasterioError as exc:
             raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
         to_rgb_uint8(sample, bands=bands, source=str(path))  # validates `bands` with the usual messages
@@ -274,12 +306,16 @@ def open_scene(
         height, width = rgb.shape[:2]
         with Image.open(path) as im:
             count, dtype, sample = len(im.getbands()), str(rgb.dtype), None
+        has_nodata, sample_valid = False, None
     _warn_bands(path, count, bands)
     windows = tile_windows(height, width, options.tile_size, options.overlap)
     chosen = _chosen_bands(count, bands)
     stretch = None
     if len(windows) > 1 and sample is not None and sample.dtype != np.uint8:
-        stretch = [_percentiles(sample[b - 1], percentiles) for b in chosen]
+        stretch = [
+            _percentiles(sample[b - 1], percentiles, None if sample_valid is None else sample_valid[b - 1])
+            for b in chosen
+        ]
     return Scene(
         image_id,
         path,
@@ -292,6 +328,7 @@ def open_scene(
         georef,
         stretch,
         decoded_whole=sample is None and len(windows) > 1,
+        has_nodata=has_nodata,
     )
 
 
@@ -546,19 +583,12 @@ def open_scenes(
 def iter_tiles_with_valid(
     scenes: Sequence[Scene], bands: Sequence[int] | None
 ) -> Iterator[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None]]:
-    """``(tile id, RGB tile, valid pixels or None)`` of every tile, with a progress bar over tiles.
-
-    A scene read whole honours its declared no-data (``alps.io.images.read_image_with_valid``); the tiles
-    of a tiled scene are read by windows without it (``valid`` is None).
-    """
+    """``(tile id, RGB tile, valid pixels or None)`` of every tile, with a progress bar over tiles."""
     total = sum(len(scene.windows) for scene in scenes)
     with tqdm(total=total, desc="tiles", unit="tile", disable=None, mininterval=2.0) as bar:
         for scene in scenes:
             for window in scene.windows:
-                if scene.tiled:
-                    yield scene.tile_id(window), scene.read_tile(window, bands), None
-                else:
-                    yield (scene.tile_id(window), *read_image_with_valid(scene.path, bands=bands))
+                yield (scene.tile_id(window), *scene.read_tile_with_valid(window, bands))
                 bar.update(1)
 
 
