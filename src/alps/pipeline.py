@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from PIL import Image
 from tqdm import tqdm
 
 from alps import __version__
@@ -37,8 +36,8 @@ from alps.geo.scene import (
     paint_scenes,
     run_parameters,
 )
-from alps.io.atomic import atomic_directory, atomic_output, atomic_write_text
-from alps.io.images import ImageReadError, read_image, read_image_with_valid
+from alps.io.atomic import atomic_directory, atomic_write_text
+from alps.io.images import ImageReadError, read_image, read_image_with_valid, write_png
 from alps.io.outputs import OutputSet
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
 from alps.masks.shards import read_mask_shard, write_mask_shard
@@ -387,11 +386,6 @@ def cluster_ids_by_mask(
     return per_image
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    with atomic_output(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
 def paint_mask_sets(
     mask_sets: Sequence[MaskSet],
     cluster_ids: dict[str, np.ndarray],
@@ -425,11 +419,11 @@ def paint_mask_sets(
     for mask_set in mask_sets:
         ids = cluster_ids[mask_set.image_id]
         label = paint_labels(mask_set, ids)
-        _write_png(out / "labels" / f"{mask_set.image_id}.png", label)
-        _write_png(out / "vis" / f"{mask_set.image_id}.png", colorize(label))
+        write_png(out / "labels" / f"{mask_set.image_id}.png", label)
+        write_png(out / "vis" / f"{mask_set.image_id}.png", colorize(label))
         if binary_dir is not None:
             binary = paint_binary(mask_set, ids >= 0)
-            _write_png(Path(binary_dir) / f"{mask_set.image_id}.png", binary)
+            write_png(Path(binary_dir) / f"{mask_set.image_id}.png", binary)
         counts = np.bincount(label.ravel(), minlength=256)
         histogram += counts[:k]
         covered += int(label.size - counts[UNLABELED])

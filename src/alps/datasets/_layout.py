@@ -32,10 +32,10 @@ from PIL import Image
 
 from alps.io.atomic import (
     atomic_directory,
-    atomic_output,
     atomic_write_text,
     replace_directory,
 )
+from alps.io.images import write_png  # noqa: F401  (the converters' writer)
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -406,12 +406,6 @@ def sliding_starts(length: int, size: int, stride: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------- writers
-
-
-def write_png(path: Path, array: NDArray[np.generic]) -> None:
-    """Write ``array`` as a real PNG, atomically (parent folders are created)."""
-    with atomic_output(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

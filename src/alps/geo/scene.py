@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from alps.geo.georef import Georef, label_geotiff, raster_georef, write_pam_sidecar
 from alps.io.atomic import atomic_output
-from alps.io.images import ImageReadError, read_image, read_image_with_valid, to_rgb_uint8
+from alps.io.images import ImageReadError, read_image, read_image_with_valid, to_rgb_uint8, write_png
 from alps.masks.base import MaskSet
 from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
 
@@ -504,12 +504,12 @@ def paint_scenes(
             binary.close()
         files.append(writer.path.name)
         label_preview = writer.preview()
-        _write_png(out / "vis" / f"{scene.image_id}.png", colorize(label_preview))
+        write_png(out / "vis" / f"{scene.image_id}.png", colorize(label_preview))
         if legend:
             image = scene.preview(bands)
             if image.shape[:2] != label_preview.shape:
                 image = np.asarray(Image.fromarray(image).resize(label_preview.shape[::-1]))
-            _write_png(
+            write_png(
                 out / "vis" / f"{scene.image_id}.overlay.png",
                 overlay_with_legend(image, label_preview, writer.counts, k),
             )
@@ -526,11 +526,6 @@ def paint_scenes(
         "inputs": [scene.describe() for scene in scenes],
         "label_files": files,
     }
-
-
-def _write_png(path: Path, array: NDArray[np.uint8]) -> None:
-    with atomic_output(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def write_png_georef(png: Path, georef: Georef | None) -> None:

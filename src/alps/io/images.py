@@ -227,3 +227,11 @@ def read_image_with_valid(
         return image, None
     pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, str(path)))
     return image, None if pixels.all() else pixels
+
+
+def write_png(path: str | os.PathLike[str], array: NDArray[np.generic]) -> None:
+    """Write ``array`` as a real PNG, atomically (parent folders are created)."""
+    from alps.io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")

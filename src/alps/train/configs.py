@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from alps.datasets import atlas, isaid, potsdam
+from alps.datasets._layout import CARD_NAME, CLASSES_NAME
 from alps.train.mmcv_compat import ensure_mmcv_ops
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
@@ -206,9 +207,6 @@ MEDICAL_CLASSES = atlas.CLASSES
 
 MEDICAL_DATASETS: frozenset[str] = frozenset({atlas.DATASET_NAME})
 """``dataset`` values of a ``dataset_card.json`` that ``detect_dataset`` reads as ``medical``."""
-
-CARD_NAME = "dataset_card.json"
-CLASSES_NAME = "classes.json"
 
 
 def _palette(n: int) -> tuple[tuple[int, int, int], ...]:
