@@ -38,10 +38,10 @@ from segment_anything.modeling import Sam
 from alps import __version__
 from alps.boxes import Box, BoxSource
 from alps.io.atomic import atomic_directory, atomic_write_text
-from alps.io.images import read_image
+from alps.io.images import check_rgb_image, read_image
 from alps.io.manifest import read_manifest
 from alps.masks.base import MaskSet, encode_masks
-from alps.masks.sam import _check_image, _EmbeddingKeepingPredictor, load_sam, usable_bf16
+from alps.masks.sam import EmbeddingKeepingPredictor, load_sam, usable_bf16
 from alps.paint import UNLABELED
 from alps.pipeline import paint_mask_sets
 from alps.sharding import images_from_source, select_shard
@@ -201,7 +201,7 @@ class BoxPromptLabeler:
         self.bf16 = bf16 = usable_bf16(bf16, self.device)
         self.batch_size = batch_size
         # The same predictor the sam mask backend uses: bf16 autocast of the encoder only, float32 decoder.
-        self._predictor = _EmbeddingKeepingPredictor(self.model, bf16)
+        self._predictor = EmbeddingKeepingPredictor(self.model, bf16)
         self.description = {**(description or {}), "bf16": bf16, "batch_size": batch_size}
 
     @classmethod
@@ -252,7 +252,7 @@ class BoxPromptLabeler:
             box's pixels (``box_pixel_bounds``), with SAM's predicted IoU; stability scores are 1 (not
             computed). With no box, SAM does not run.
         """
-        image = _check_image(image, image_id)
+        image = check_rgb_image(image, f"image {image_id}")
         prompts = _check_boxes(boxes, image_id)
         height, width = image.shape[:2]
         if len(prompts) == 0:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from alps.features.pooling import masked_mean_features
+from alps.io.images import check_rgb_image
 from alps.masks.base import MaskSet
 
 ENCODER_THREADS = 1
@@ -168,17 +169,6 @@ def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def _check_image(image: NDArray[np.uint8]) -> tuple[int, int]:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(
-            f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} array of shape {image.shape}"
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"empty image of shape {image.shape}")
-    return int(image.shape[0]), int(image.shape[1])
-
-
 class SamEmbeddingEncoder:
     """PFLs from SAM's own image embedding, carried in ``MaskSet.embedding`` by the SAM mask backend.
 
@@ -218,7 +208,7 @@ class SamEmbeddingEncoder:
                 "the sam backend run in the same process or with embeddings saved (or use the "
                 "efficientnet-lite0 encoder)"
             )
-        if image is not None and _check_image(image) != (mask_set.height, mask_set.width):
+        if image is not None and check_rgb_image(image).shape[:2] != (mask_set.height, mask_set.width):
             raise ValueError(
                 f"image {mask_set.image_id}: image of size {np.shape(image)[:2]} does not match its masks "
                 f"{(mask_set.height, mask_set.width)}"
@@ -382,7 +372,7 @@ class EfficientNetLite0Encoder:
             return self._encode(image)
 
     def _encode(self, image: NDArray[np.uint8]) -> EncodedImage:
-        height, width = _check_image(image)
+        height, width = check_rgb_image(image).shape[:2]
         x = (
             torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
             .to(self.device)

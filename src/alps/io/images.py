@@ -235,3 +235,26 @@ def write_png(path: str | os.PathLike[str], array: NDArray[np.generic]) -> None:
 
     with atomic_output(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+
+
+def check_rgb_image(image: NDArray[np.uint8], name: str = "image") -> NDArray[np.uint8]:
+    """Validate an in-memory ``(H, W, 3)`` uint8 RGB image (what every mask backend and encoder takes).
+
+    Arguments:
+        image: the array.
+        name: how errors name it (e.g. ``"image P0003"``).
+
+    Returns:
+        The image as an array.
+
+    Raises:
+        ValueError: another shape or dtype, or an empty image.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name}: expected uint8 pixels, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{name}: empty image of shape {image.shape}")
+    return image

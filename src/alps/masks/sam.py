@@ -31,6 +31,7 @@ from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from alps.io.images import check_rgb_image
 from alps.masks.base import MaskSet
 from alps.masks.fast_amg import ExactFastAMG
 
@@ -284,7 +285,7 @@ class SamConfig:
                 raise ValueError(f"SamConfig.{name} must lie in [0, 1], got {getattr(self, name)}")
 
 
-class _EmbeddingKeepingPredictor(SamPredictor):
+class EmbeddingKeepingPredictor(SamPredictor):
     """A ``SamPredictor`` that remembers the last embedding it computed, optionally under bf16 autocast.
 
     AMG calls ``reset_image`` at the end of every crop, dropping ``features``; ``last_features`` survives
@@ -319,11 +320,11 @@ class _EmbeddingKeepingPredictor(SamPredictor):
 class _EmbeddingKeepingAMG(SamAutomaticMaskGenerator):
     """``SamAutomaticMaskGenerator`` that keeps the embedding of the full-image crop."""
 
-    predictor: _EmbeddingKeepingPredictor
+    predictor: EmbeddingKeepingPredictor
 
     def __init__(self, model: Sam, config: SamConfig, bf16: bool) -> None:
         super().__init__(model, output_mode="coco_rle", **asdict(config))
-        self.predictor = _EmbeddingKeepingPredictor(model, bf16)
+        self.predictor = EmbeddingKeepingPredictor(model, bf16)
         self.full_image_embedding: torch.Tensor | None = None
 
     def _process_crop(
@@ -440,7 +441,7 @@ class SamMaskGenerator:
             predicted IoU and stability score, and ``embedding``: the float32 ``(256, 64, 64)`` encoder
             output for the whole image (see ``embedding_valid_grid`` for the cells that cover it).
         """
-        image = _check_image(image, image_id)
+        image = check_rgb_image(image, f"image {image_id}")
         height, width = image.shape[:2]
         with torch.inference_mode(), self._forget_embedding():
             records = self._amg.generate(image)
@@ -484,15 +485,3 @@ class SamMaskGenerator:
         finally:
             self._amg.full_image_embedding = None
             self._amg.predictor.last_features = None
-
-
-def _check_image(image: NDArray[np.uint8], image_id: str) -> NDArray[np.uint8]:
-    """Validate an ``(H, W, 3)`` uint8 image; AMG would otherwise fail with an opaque assertion."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image {image_id}: expected an (H, W, 3) RGB array, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image {image_id}: expected uint8 pixels, got {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image {image_id}: empty image of shape {image.shape}")
-    return image
