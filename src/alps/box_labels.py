@@ -42,8 +42,7 @@ from alps.io.images import check_rgb_image, read_image
 from alps.io.manifest import read_manifest
 from alps.masks.base import MaskSet, encode_masks
 from alps.masks.sam import EmbeddingKeepingPredictor, load_sam, usable_bf16
-from alps.paint import UNLABELED
-from alps.pipeline import paint_mask_sets
+from alps.paint import UNLABELED, paint_mask_sets
 from alps.sharding import images_from_source, select_shard
 
 log = logging.getLogger(__name__)

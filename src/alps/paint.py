@@ -12,11 +12,16 @@ Rules (pinned by tests):
 from __future__ import annotations
 
 import colorsys
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pycocotools import mask as mask_utils
 
+from alps.io.images import write_png
 from alps.masks.base import MaskSet
 
 UNLABELED = 255
@@ -116,3 +121,61 @@ def legend_entries(counts: NDArray[np.integer], k: int) -> list[tuple[str, tuple
     ]
     entries.append(("unlabeled", UNLABELED_COLOUR, int(counts[UNLABELED]) / total))
     return entries  # type: ignore[return-value]
+
+
+CLUSTER_LABELER = "alps"
+"""``labeler`` of shards painted with k-means cluster ids (also assumed for shards that do not say)."""
+
+
+def paint_mask_sets(
+    mask_sets: Sequence[MaskSet],
+    cluster_ids: dict[str, np.ndarray],
+    out_dir: str | os.PathLike[str],
+    *,
+    k: int,
+    binary_dir: str | os.PathLike[str] | None = None,
+    labeler: str = CLUSTER_LABELER,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Write ``labels/<id>.png``, ``vis/<id>.png`` (and the binary variant) for each image.
+
+    Arguments:
+        mask_sets: the images' masks.
+        cluster_ids: per image id, one label id per mask (0..k-1; negative: not painted).
+        out_dir: the painted shard folder.
+        k: the number of label ids (clusters, or classes of a vocabulary).
+        binary_dir: where to write the binary variant, if wanted.
+        labeler: what made the label ids: ``"alps"`` (k-means clusters) or ``"samrs-star"`` (detector
+            classes); ``assemble_pl_dataset`` copies it into the dataset card.
+        classes: the names of label ids 0..k-1, where they have names (a detector's vocabulary).
+
+    Returns:
+        Statistics: images, per-cluster pixel histogram, coverage, labeler (and classes).
+    """
+    if classes is not None and len(classes) != k:
+        raise ValueError(f"{len(classes)} class names for k={k} label ids")
+    out = Path(out_dir)
+    histogram = np.zeros(k, dtype=np.int64)
+    covered = total = 0
+    for mask_set in mask_sets:
+        ids = cluster_ids[mask_set.image_id]
+        label = paint_labels(mask_set, ids)
+        write_png(out / "labels" / f"{mask_set.image_id}.png", label)
+        write_png(out / "vis" / f"{mask_set.image_id}.png", colorize(label))
+        if binary_dir is not None:
+            binary = paint_binary(mask_set, ids >= 0)
+            write_png(Path(binary_dir) / f"{mask_set.image_id}.png", binary)
+        counts = np.bincount(label.ravel(), minlength=256)
+        histogram += counts[:k]
+        covered += int(label.size - counts[UNLABELED])
+        total += int(label.size)
+    stats: dict[str, Any] = {
+        "images": len(mask_sets),
+        "k": k,
+        "class_pixels": histogram.tolist(),
+        "coverage": covered / total if total else 0.0,
+        "labeler": labeler,
+    }
+    if classes is not None:
+        stats["classes"] = list(classes)
+    return stats

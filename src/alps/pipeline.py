@@ -37,17 +37,17 @@ from alps.geo.scene import (
     run_parameters,
 )
 from alps.io.atomic import atomic_directory, atomic_write_text
-from alps.io.images import ImageReadError, read_image, read_image_with_valid, write_png
+from alps.io.images import ImageReadError, read_image, read_image_with_valid
 from alps.io.outputs import OutputSet
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
+from alps.masks.registry import MASK_BACKENDS, build_mask_generator
 from alps.masks.shards import read_mask_shard, write_mask_shard
-from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
-from alps.pl_dataset import CLUSTER_LABELER, assemble_pl_dataset
+from alps.paint import paint_mask_sets
+from alps.pl_dataset import assemble_pl_dataset
 from alps.sharding import ImageItem, images_from_source, select_shard, shard_count
 
 log = logging.getLogger(__name__)
 
-MASK_BACKENDS = ("sam", "felzenszwalb", "slic", "coco")
 
 ON_ERROR_CHOICES = ("fail", "skip")
 """What ``label`` does with an image it cannot read: stop naming it, or leave it out and report it."""
@@ -60,67 +60,6 @@ def seed_everything(seed: int) -> None:
     """Seed torch and make its CPU kernels deterministic (numpy RNGs are passed explicitly)."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def build_mask_generator(
-    backend: str,
-    params: dict[str, Any] | None = None,
-    *,
-    coco_json: str | os.PathLike[str] | None = None,
-    sam_checkpoint: str | os.PathLike[str] | None = None,
-    sam_model: str = "vit_h",
-    device: str = "cpu",
-    bf16: bool = False,
-) -> MaskGenerator:
-    """Create a mask backend by name.
-
-    Arguments:
-        backend: ``sam``, ``felzenszwalb``, ``slic`` or ``coco``.
-        params: backend parameters (AMG parameters for ``sam``; scale/sigma/min_size for
-            ``felzenszwalb``; n_segments/compactness/sigma for ``slic``).
-        coco_json: the COCO instances file, for ``coco``.
-        sam_checkpoint: SAM weights, for ``sam``.
-        sam_model: ``vit_h``, ``vit_l`` or ``vit_b`` (``vit_tiny`` for tests).
-        device: torch device for SAM.
-        bf16: bfloat16 autocast of SAM's image encoder (CUDA only).
-
-    Raises:
-        ValueError: unknown backend or a missing backend argument.
-    """
-    params = dict(params or {})
-    if backend == "felzenszwalb":
-        from alps.masks.superpixel import FelzenszwalbMaskGenerator
-
-        return FelzenszwalbMaskGenerator(**_known_params(FelzenszwalbMaskGenerator, params, backend))
-    if backend == "slic":
-        from alps.masks.superpixel import SlicMaskGenerator
-
-        return SlicMaskGenerator(**_known_params(SlicMaskGenerator, params, backend))
-    if backend == "coco":
-        if coco_json is None:
-            raise ValueError("the coco mask backend needs a COCO instances json (--coco-json)")
-        from alps.masks.coco import CocoMaskSource
-
-        return CocoMaskSource(coco_json)
-    if backend == "sam":
-        if sam_checkpoint is None:
-            raise ValueError("the sam mask backend needs a checkpoint file (--sam-checkpoint)")
-        from alps.masks.sam import SamConfig, SamMaskGenerator
-
-        config = SamConfig(**_known_params(SamConfig, params, backend))
-        return SamMaskGenerator.from_checkpoint(
-            sam_checkpoint, sam_model, device=device, config=config, bf16=bf16
-        )
-    raise ValueError(f"unknown mask backend {backend!r}; choose one of {list(MASK_BACKENDS)}")
-
-
-def _known_params(cls: Any, params: dict[str, Any], backend: str) -> dict[str, Any]:
-    """``params`` if they are all fields of the dataclass ``cls``, else a ValueError naming the valid ones."""
-    valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown {backend} mask parameter(s) {unknown}; valid: {', '.join(valid)}")
-    return params
 
 
 def _progress(items: Sequence[Any], desc: str) -> Any:
@@ -384,60 +323,6 @@ def cluster_ids_by_mask(
             "the feature shard is stale; delete it and rerun"
         )
     return per_image
-
-
-def paint_mask_sets(
-    mask_sets: Sequence[MaskSet],
-    cluster_ids: dict[str, np.ndarray],
-    out_dir: str | os.PathLike[str],
-    *,
-    k: int,
-    binary_dir: str | os.PathLike[str] | None = None,
-    labeler: str = CLUSTER_LABELER,
-    classes: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Write ``labels/<id>.png``, ``vis/<id>.png`` (and the binary variant) for each image.
-
-    Arguments:
-        mask_sets: the images' masks.
-        cluster_ids: per image id, one label id per mask (0..k-1; negative: not painted).
-        out_dir: the painted shard folder.
-        k: the number of label ids (clusters, or classes of a vocabulary).
-        binary_dir: where to write the binary variant, if wanted.
-        labeler: what made the label ids: ``"alps"`` (k-means clusters) or ``"samrs-star"`` (detector
-            classes); ``assemble_pl_dataset`` copies it into the dataset card.
-        classes: the names of label ids 0..k-1, where they have names (a detector's vocabulary).
-
-    Returns:
-        Statistics: images, per-cluster pixel histogram, coverage, labeler (and classes).
-    """
-    if classes is not None and len(classes) != k:
-        raise ValueError(f"{len(classes)} class names for k={k} label ids")
-    out = Path(out_dir)
-    histogram = np.zeros(k, dtype=np.int64)
-    covered = total = 0
-    for mask_set in mask_sets:
-        ids = cluster_ids[mask_set.image_id]
-        label = paint_labels(mask_set, ids)
-        write_png(out / "labels" / f"{mask_set.image_id}.png", label)
-        write_png(out / "vis" / f"{mask_set.image_id}.png", colorize(label))
-        if binary_dir is not None:
-            binary = paint_binary(mask_set, ids >= 0)
-            write_png(Path(binary_dir) / f"{mask_set.image_id}.png", binary)
-        counts = np.bincount(label.ravel(), minlength=256)
-        histogram += counts[:k]
-        covered += int(label.size - counts[UNLABELED])
-        total += int(label.size)
-    stats: dict[str, Any] = {
-        "images": len(mask_sets),
-        "k": k,
-        "class_pixels": histogram.tolist(),
-        "coverage": covered / total if total else 0.0,
-        "labeler": labeler,
-    }
-    if classes is not None:
-        stats["classes"] = list(classes)
-    return stats
 
 
 def run_paint(

@@ -23,13 +23,10 @@ from alps import __version__
 from alps.geo.georef import Georef, write_georef_sidecars
 from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
-from alps.paint import UNLABELED, colorize
+from alps.paint import CLUSTER_LABELER, UNLABELED, colorize
 from alps.sharding import ImageItem
 
 log = logging.getLogger(__name__)
-
-CLUSTER_LABELER = "alps"
-"""``labeler`` of shards painted with k-means cluster ids (also assumed for shards that do not say)."""
 
 PAINT_STATS = "paint_stats.json"
 

@@ -470,7 +470,7 @@ def paint_scenes(
     cluster colours and pixel shares).
 
     Returns:
-        The statistics of ``alps.pipeline.paint_mask_sets`` (over scene pixels, each counted once), plus
+        The statistics of ``alps.paint.paint_mask_sets`` (over scene pixels, each counted once), plus
         ``inputs`` (what each scene was) and ``label_files``.
     """
     from alps.figures import overlay_with_legend

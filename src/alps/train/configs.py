@@ -266,7 +266,7 @@ def dataset_spec(
     * ``isaid``: mmseg's ``iSAIDDataset`` (16 classes, ``*_instance_color_RGB.png`` labels as written by
       mmseg's ``tools/dataset_converters/isaid.py``), 896 crops of images resized to 896.
     * ``potsdam``: mmseg's ``PotsdamDataset`` (6 classes, ``reduce_zero_label``), 512 crops.
-    * ``pl``: a pseudo-label dataset (``alps.pipeline.assemble_pl_dataset``): K = ``num_classes`` of its
+    * ``pl``: a pseudo-label dataset (``alps.pl_dataset.assemble_pl_dataset``): K = ``num_classes`` of its
       ``dataset_card.json``, classes named by the card (a class map's or SAMRS* names; ``alps.classmap``),
       else ``cluster_00``..., 255 ignored, 512 crops.
     * ``folder``: any mmseg-layout folder with a ``classes.json`` (``{"classes": [...], "palette": [...]}``),

@@ -403,7 +403,7 @@ def pretrain(
     hooks: Sequence[Any] = (),
     **options: Any,
 ) -> RunResult:
-    """Pre-train ``model`` on a pseudo-label dataset (``alps.pipeline.assemble_pl_dataset``).
+    """Pre-train ``model`` on a pseudo-label dataset (``alps.pl_dataset.assemble_pl_dataset``).
 
     K comes from the dataset card; pixels 255 are ignored. Evaluated on ``ann_dir/val`` where the PL
     dataset has one (its ``metrics.json`` then scores the fit to the pseudo-labels); without one
