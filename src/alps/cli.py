@@ -198,6 +198,35 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     log.info("%s dataset ready: %s", args.dataset, manifest)
 
 
+def _add_prepare_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "prepare", help="build a dataset (images + labels + manifest, mmseg layout) from its raw archives"
+    )
+    p.add_argument("dataset", choices=["demo", "isaid", "potsdam", "samrs", "atlas", "folder"])
+    p.add_argument(
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="RAW_DIR OUT_DIR: the raw archives' folder (read-only) and the output folder (demo: OUT_DIR)",
+    )
+    p.add_argument(
+        "--options",
+        type=_json_object,
+        default={},
+        help="converter options as JSON, e.g. '{\"patch_size\": 896}' (docs/datasets.md)",
+    )
+    p.set_defaults(func=cmd_prepare)
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", type=Path, help="a folder of images or a manifest CSV")
+    p.add_argument("--split", help="manifest split to use (train/val/test)")
+    p.add_argument("--shard-index", type=int, help="0-based shard of the sorted images")
+    p.add_argument("--shard-size", type=int, default=64, help="images per shard")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def cmd_masks(args: argparse.Namespace) -> None:
     from alps.pipeline import run_masks, seed_everything
 
@@ -213,6 +242,20 @@ def cmd_masks(args: argparse.Namespace) -> None:
     )
 
 
+def _add_masks_parser(sub: Any) -> None:
+    p = sub.add_parser("masks", help="generate the masks of (a shard of) images into a mask shard")
+    _add_source(p)
+    p.add_argument("out", type=Path, help="mask shard (.parquet) to write")
+    _add_mask_options(p)
+    _add_encoder_options(p, None)
+    p.add_argument(
+        "--features-out",
+        type=Path,
+        help="also write the feature shard in the same pass (required for --encoder sam)",
+    )
+    p.set_defaults(func=cmd_masks)
+
+
 def cmd_features(args: argparse.Namespace) -> None:
     from alps.pipeline import run_features, seed_everything
 
@@ -220,11 +263,30 @@ def cmd_features(args: argparse.Namespace) -> None:
     run_features(_items(args), args.mask_shard, _encoder(args), args.out, bands=args.bands)
 
 
+def _add_features_parser(sub: Any) -> None:
+    p = sub.add_parser("features", help="compute the PFL of every mask of a mask shard")
+    _add_source(p)
+    p.add_argument("mask_shard", type=Path)
+    p.add_argument("out", type=Path, help="feature shard (.npz) to write")
+    _add_encoder_options(p, "efficientnet-lite0")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bands", type=_bands)
+    p.set_defaults(func=cmd_features)
+
+
 def cmd_cluster(args: argparse.Namespace) -> None:
     from alps.pipeline import run_cluster
 
     model = run_cluster(args.feature_shards, _cluster_config(args), args.area_threshold, args.out)
     log.info("k-means with K=%d fitted on %d vectors", model.k, model.card["vectors_per_epoch"])
+
+
+def _add_cluster_parser(sub: Any) -> None:
+    p = sub.add_parser("cluster", help="fit online k-means on feature shards")
+    p.add_argument("feature_shards", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, required=True, help="model file (kmeans.npz) to write")
+    _add_cluster_options(p)
+    p.set_defaults(func=cmd_cluster)
 
 
 def cmd_paint(args: argparse.Namespace) -> None:
@@ -239,6 +301,21 @@ def cmd_paint(args: argparse.Namespace) -> None:
         binary=args.binary,
     )
     log.info("painted %d images, coverage %.3f", stats["images"], stats["coverage"])
+
+
+def _add_paint_parser(sub: Any) -> None:
+    p = sub.add_parser("paint", help="assign clusters and paint the pseudo-labels of one shard")
+    p.add_argument("mask_shard", type=Path)
+    p.add_argument("feature_shard", type=Path)
+    p.add_argument("model", type=Path, help="k-means model (kmeans.npz) from `alps cluster`")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument(
+        "--area-threshold",
+        type=_fraction,
+        help="optional check: must equal the threshold the model was fitted with (which is always used)",
+    )
+    p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant (binary/)")
+    p.set_defaults(func=cmd_paint)
 
 
 def cmd_pl_dataset(args: argparse.Namespace) -> None:
@@ -267,6 +344,25 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
     log.info(
         "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]
     )
+
+
+def _add_pl_dataset_parser(sub: Any) -> None:
+    p = sub.add_parser("pl-dataset", help="gather painted shards into an mmseg-layout pseudo-label dataset")
+    p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
+    p.add_argument("--split", default="train", help="split of the source to take the images from")
+    p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
+    p.add_argument(
+        "--val-paint-dirs", type=Path, nargs="+", help="painted shards of the source's val split, if labeled"
+    )
+    p.add_argument("--bands", type=_bands, help="1-based bands the images were labeled with, e.g. 4,3,2")
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        help="declare N label ids in the card (the paper's SAMRS-PL: 64 with k=46); default: the shards' k",
+    )
+    p.set_defaults(func=cmd_pl_dataset)
 
 
 def cmd_box_labels(args: argparse.Namespace) -> None:
@@ -301,6 +397,35 @@ def cmd_box_labels(args: argparse.Namespace) -> None:
     )
 
 
+def _add_box_labels_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "box-labels",
+        help="SAMRS*: paint one shard with SAM prompted by detection boxes (docs/samrs_star.md)",
+    )
+    p.add_argument("manifest", type=Path, help="the prepared dataset's manifest.csv")
+    p.add_argument(
+        "boxes", type=Path, help="folder of DOTA box files (<image>.txt), or mmrotate's Task1_<class>.txt"
+    )
+    p.add_argument("out_dir", type=Path, help="painted shard folder (labels/, vis/, paint_stats.json)")
+    p.add_argument("--split", default="train", help="manifest split to label")
+    p.add_argument("--shard-index", type=int, help="0-based shard of the sorted images (default: all)")
+    p.add_argument("--shard-size", type=int, default=64, help="images per shard")
+    p.add_argument(
+        "--classes",
+        required=True,
+        help="class vocabulary, label id = position: 'plane,ship,...' or a classes.json",
+    )
+    p.add_argument("--skip-unknown", action="store_true", help="leave out boxes of classes not in --classes")
+    p.add_argument("--min-score", type=float, help="leave out detections scored below this")
+    p.add_argument("--sam-checkpoint", type=Path, required=True, help="SAM weights")
+    p.add_argument("--sam-model", default="vit_h", choices=["vit_h", "vit_l", "vit_b", "vit_tiny"])
+    p.add_argument("--device", default="cpu", help="torch device for SAM")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of SAM's encoder (CUDA)")
+    p.add_argument("--batch-size", type=int, default=64, help="box prompts decoded at once")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_box_labels)
+
+
 def cmd_figures(args: argparse.Namespace) -> None:
     from alps.figures import write_figures
 
@@ -321,6 +446,54 @@ def cmd_figures(args: argparse.Namespace) -> None:
         count=args.count,
     )
     log.info("wrote %d figures to %s", len(paths), args.out_dir)
+
+
+def _add_figures_parser(sub: Any) -> None:
+    p = sub.add_parser("figures", help="image | pseudo-label | ground truth figures (paper Fig. 3-5)")
+    p.add_argument("pl_dataset", type=Path)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--split", default="train")
+    p.add_argument("--gt-dir", type=Path, help="ground-truth index labels with the same file names")
+    p.add_argument("--gt-classes", help="classes.json whose 'palette' colours the ground truth")
+    p.add_argument("--count", type=int, default=6)
+    p.set_defaults(func=cmd_figures)
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    # No choices= from alps.train.configs here: importing mmengine would slow down every `alps` call.
+    # The config builder rejects unknown names with the list of valid ones.
+    group = p.add_argument_group("training")
+    group.add_argument(
+        "--model", default="upernet-r18", help="e.g. segformer-b0, upernet-r50 (docs/training.md)"
+    )
+    group.add_argument("--iters", type=int, help="iterations (overrides --schedule)")
+    group.add_argument("--schedule", help="the paper's schedules: 80k, 160k, 320k (or 2k)")
+    group.add_argument("--crop-size", type=int)
+    group.add_argument("--batch-size", type=int, help="per GPU (default: the model's official config)")
+    group.add_argument("--workers", type=int, default=2, help="data loader workers")
+    group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    group.add_argument("--val-interval", type=int)
+    group.add_argument("--checkpoint-interval", type=int)
+    group.add_argument("--log-interval", type=int, default=50)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    group.add_argument(
+        "--launcher",
+        default="none",
+        choices=["none", "pytorch", "slurm"],
+        help="multi-GPU: run under torchrun with --launcher pytorch",
+    )
+    group.add_argument(
+        "--pretrained", help="ImageNet backbone checkpoint: URL, open-mmlab:// name or local file"
+    )
+    group.add_argument("--threads", type=int, help="torch CPU threads")
+    group.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+    group.add_argument(
+        "--restart-on-config-change",
+        action="store_true",
+        help="a work dir holding another config is started over instead of refused (the workflow's jobs)",
+    )
+    group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")
 
 
 def _training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -365,6 +538,20 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     log.info("pre-trained %s: %s (metrics %s)", args.model, result.checkpoint, result.metrics_path)
 
 
+def _add_pretrain_parser(sub: Any) -> None:
+    p = sub.add_parser("pretrain", help="pre-train a segmentation model on a pseudo-label dataset")
+    p.add_argument("pl_dataset", type=Path)
+    p.add_argument("work_dir", type=Path)
+    p.add_argument(
+        "--init",
+        default="none",
+        choices=["none", "overall", "backbone", "head"],
+        help="initialise from --from (Mixed-PL: backbone of an earlier pre-training)",
+    )
+    _add_training(p)
+    p.set_defaults(func=cmd_pretrain)
+
+
 def cmd_finetune(args: argparse.Namespace) -> None:
     from alps.train.runner import finetune
 
@@ -393,6 +580,30 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     )
 
 
+def _add_finetune_parser(sub: Any) -> None:
+    p = sub.add_parser("finetune", help="fine-tune on a labeled dataset from a pre-trained checkpoint")
+    p.add_argument("dataset_dir", type=Path)
+    p.add_argument("work_dir", type=Path)
+    p.add_argument(
+        "--init",
+        default="none",
+        choices=["none", "overall", "backbone", "head"],
+        help="which sub-model of --from to load (the paper's overall / backbone / head)",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=["isaid", "potsdam", "pl", "folder", "medical"],
+        help="dataset kind (default: detected from the folder)",
+    )
+    p.add_argument(
+        "--drop-checkpoints",
+        action="store_true",
+        help="delete this run's checkpoints once metrics.json is written (nothing downstream reads them)",
+    )
+    _add_training(p)
+    p.set_defaults(func=cmd_finetune)
+
+
 def cmd_evaluate_labels(args: argparse.Namespace) -> None:
     from alps.evaluate import evaluate_label_dirs
     from alps.io.atomic import atomic_write_text
@@ -411,6 +622,19 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
     if args.out:
         atomic_write_text(args.out, text)
     print(text, end="")
+
+
+def _add_evaluate_labels_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate-labels", help="score pseudo-labels against ground truth (Hungarian, majority)"
+    )
+    p.add_argument("pred_dir", type=Path)
+    p.add_argument("gt_dir", type=Path)
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--ignore", type=int, nargs="*", default=[255], help="ground-truth values not scored")
+    p.add_argument("--class-names", help="JSON file with a 'classes' list (a dataset's classes.json)")
+    p.add_argument("--out", type=Path, help="write the report here (it is always printed)")
+    p.set_defaults(func=cmd_evaluate_labels)
 
 
 def cmd_label(args: argparse.Namespace) -> None:
@@ -456,6 +680,27 @@ def cmd_label(args: argparse.Namespace) -> None:
     )
 
 
+def _add_label_parser(sub: Any) -> None:
+    p = sub.add_parser("label", help="all labeling stages in one process: images -> pseudo-labels")
+    p.add_argument("images", type=Path, help="folder of images (PNG/JPEG/TIFF/GeoTIFF)")
+    p.add_argument("out_dir", type=Path)
+    _add_mask_options(p)
+    _add_encoder_options(p, "efficientnet-lite0")
+    _add_cluster_options(p)
+    p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant")
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
+    )
+    p.add_argument(
+        "--tile-size", type=int, default=1024, help="scenes larger than this are labeled tile by tile"
+    )
+    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles in pixels")
+    p.set_defaults(func=cmd_label)
+
+
 def cmd_tables(args: argparse.Namespace) -> None:
     from alps.tables import DEFAULT_PUBLISHED_DIR, rows_from_json, study_rows, write_tables
 
@@ -477,6 +722,24 @@ def cmd_tables(args: argparse.Namespace) -> None:
     log.info("wrote %d files for %d rows to %s", len(paths), len(rows), args.out)
 
 
+def _add_tables_parser(sub: Any) -> None:
+    p = sub.add_parser("tables", help="the paper's tables from fine-tuning runs, beside the published values")
+    # Rows come from a JSON list or are planned from a workflow configuration (alps.study).
+    rows_source = p.add_mutually_exclusive_group(required=True)
+    rows_source.add_argument(
+        "--rows", type=Path, help="JSON list of rows: table, keys, metrics_path, dataset_kind, note"
+    )
+    rows_source.add_argument(
+        "--config", type=Path, help="a workflow configuration: the rows of its tables (config/paper.yaml)"
+    )
+    p.add_argument("--results-dir", type=Path, help="with --config: read the runs under this results_dir")
+    p.add_argument("--out", type=Path, required=True, help="folder for table<id>.csv/.md/.tex and the index")
+    p.add_argument(
+        "--published", type=Path, help="published tables folder (default: results/paper of the repository)"
+    )
+    p.set_defaults(func=cmd_tables)
+
+
 def cmd_placeholders(args: argparse.Namespace) -> None:
     import yaml
 
@@ -485,6 +748,15 @@ def cmd_placeholders(args: argparse.Namespace) -> None:
     config = yaml.safe_load(Path(args.config).read_text())
     created = write_placeholders(config, args.root)
     log.info("wrote %d placeholder inputs of %s under %s", len(created), args.config, args.root)
+
+
+def _add_placeholders_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "placeholders", help="empty stand-in inputs for a dry run of a study config (make paper-dryrun)"
+    )
+    p.add_argument("config", type=Path, help="the workflow configuration, e.g. config/paper.yaml")
+    p.add_argument("root", type=Path, help="a scratch folder: the dry run's working directory")
+    p.set_defaults(func=cmd_placeholders)
 
 
 # -- issue #17: the cluster gallery and class maps (alps.gallery, alps.classmap) --------------------------
@@ -659,248 +931,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alps {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "prepare", help="build a dataset (images + labels + manifest, mmseg layout) from its raw archives"
-    )
-    p.add_argument("dataset", choices=["demo", "isaid", "potsdam", "samrs", "atlas", "folder"])
-    p.add_argument(
-        "paths",
-        type=Path,
-        nargs="+",
-        metavar="PATH",
-        help="RAW_DIR OUT_DIR: the raw archives' folder (read-only) and the output folder (demo: OUT_DIR)",
-    )
-    p.add_argument(
-        "--options",
-        type=_json_object,
-        default={},
-        help="converter options as JSON, e.g. '{\"patch_size\": 896}' (docs/datasets.md)",
-    )
-    p.set_defaults(func=cmd_prepare)
-
-    def add_source(p: argparse.ArgumentParser) -> None:
-        p.add_argument("source", type=Path, help="a folder of images or a manifest CSV")
-        p.add_argument("--split", help="manifest split to use (train/val/test)")
-        p.add_argument("--shard-index", type=int, help="0-based shard of the sorted images")
-        p.add_argument("--shard-size", type=int, default=64, help="images per shard")
-        p.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser("masks", help="generate the masks of (a shard of) images into a mask shard")
-    add_source(p)
-    p.add_argument("out", type=Path, help="mask shard (.parquet) to write")
-    _add_mask_options(p)
-    _add_encoder_options(p, None)
-    p.add_argument(
-        "--features-out",
-        type=Path,
-        help="also write the feature shard in the same pass (required for --encoder sam)",
-    )
-    p.set_defaults(func=cmd_masks)
-
-    p = sub.add_parser("features", help="compute the PFL of every mask of a mask shard")
-    add_source(p)
-    p.add_argument("mask_shard", type=Path)
-    p.add_argument("out", type=Path, help="feature shard (.npz) to write")
-    _add_encoder_options(p, "efficientnet-lite0")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--bands", type=_bands)
-    p.set_defaults(func=cmd_features)
-
-    p = sub.add_parser("cluster", help="fit online k-means on feature shards")
-    p.add_argument("feature_shards", type=Path, nargs="+")
-    p.add_argument("--out", type=Path, required=True, help="model file (kmeans.npz) to write")
-    _add_cluster_options(p)
-    p.set_defaults(func=cmd_cluster)
-
-    p = sub.add_parser("paint", help="assign clusters and paint the pseudo-labels of one shard")
-    p.add_argument("mask_shard", type=Path)
-    p.add_argument("feature_shard", type=Path)
-    p.add_argument("model", type=Path, help="k-means model (kmeans.npz) from `alps cluster`")
-    p.add_argument("out_dir", type=Path)
-    p.add_argument(
-        "--area-threshold",
-        type=_fraction,
-        help="optional check: must equal the threshold the model was fitted with (which is always used)",
-    )
-    p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant (binary/)")
-    p.set_defaults(func=cmd_paint)
-
-    def add_training(p: argparse.ArgumentParser) -> None:
-        # No choices= from alps.train.configs here: importing mmengine would slow down every `alps` call.
-        # The config builder rejects unknown names with the list of valid ones.
-        group = p.add_argument_group("training")
-        group.add_argument(
-            "--model", default="upernet-r18", help="e.g. segformer-b0, upernet-r50 (docs/training.md)"
-        )
-        group.add_argument("--iters", type=int, help="iterations (overrides --schedule)")
-        group.add_argument("--schedule", help="the paper's schedules: 80k, 160k, 320k (or 2k)")
-        group.add_argument("--crop-size", type=int)
-        group.add_argument("--batch-size", type=int, help="per GPU (default: the model's official config)")
-        group.add_argument("--workers", type=int, default=2, help="data loader workers")
-        group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-        group.add_argument("--val-interval", type=int)
-        group.add_argument("--checkpoint-interval", type=int)
-        group.add_argument("--log-interval", type=int, default=50)
-        group.add_argument("--seed", type=int, default=0)
-        group.add_argument("--device", default="auto", help="auto, cpu or cuda")
-        group.add_argument(
-            "--launcher",
-            default="none",
-            choices=["none", "pytorch", "slurm"],
-            help="multi-GPU: run under torchrun with --launcher pytorch",
-        )
-        group.add_argument(
-            "--pretrained", help="ImageNet backbone checkpoint: URL, open-mmlab:// name or local file"
-        )
-        group.add_argument("--threads", type=int, help="torch CPU threads")
-        group.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
-        group.add_argument(
-            "--restart-on-config-change",
-            action="store_true",
-            help="a work dir holding another config is started over instead of refused (the workflow's jobs)",
-        )
-        group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")
-
-    p = sub.add_parser("pretrain", help="pre-train a segmentation model on a pseudo-label dataset")
-    p.add_argument("pl_dataset", type=Path)
-    p.add_argument("work_dir", type=Path)
-    p.add_argument(
-        "--init",
-        default="none",
-        choices=["none", "overall", "backbone", "head"],
-        help="initialise from --from (Mixed-PL: backbone of an earlier pre-training)",
-    )
-    add_training(p)
-    p.set_defaults(func=cmd_pretrain)
-
-    p = sub.add_parser("finetune", help="fine-tune on a labeled dataset from a pre-trained checkpoint")
-    p.add_argument("dataset_dir", type=Path)
-    p.add_argument("work_dir", type=Path)
-    p.add_argument(
-        "--init",
-        default="none",
-        choices=["none", "overall", "backbone", "head"],
-        help="which sub-model of --from to load (the paper's overall / backbone / head)",
-    )
-    p.add_argument(
-        "--dataset",
-        choices=["isaid", "potsdam", "pl", "folder", "medical"],
-        help="dataset kind (default: detected from the folder)",
-    )
-    p.add_argument(
-        "--drop-checkpoints",
-        action="store_true",
-        help="delete this run's checkpoints once metrics.json is written (nothing downstream reads them)",
-    )
-    add_training(p)
-    p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser("figures", help="image | pseudo-label | ground truth figures (paper Fig. 3-5)")
-    p.add_argument("pl_dataset", type=Path)
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--split", default="train")
-    p.add_argument("--gt-dir", type=Path, help="ground-truth index labels with the same file names")
-    p.add_argument("--gt-classes", help="classes.json whose 'palette' colours the ground truth")
-    p.add_argument("--count", type=int, default=6)
-    p.set_defaults(func=cmd_figures)
-
-    p = sub.add_parser("pl-dataset", help="gather painted shards into an mmseg-layout pseudo-label dataset")
-    p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
-    p.add_argument("--split", default="train", help="split of the source to take the images from")
-    p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
-    p.add_argument(
-        "--val-paint-dirs", type=Path, nargs="+", help="painted shards of the source's val split, if labeled"
-    )
-    p.add_argument("--bands", type=_bands, help="1-based bands the images were labeled with, e.g. 4,3,2")
-    p.add_argument(
-        "--num-classes",
-        type=int,
-        help="declare N label ids in the card (the paper's SAMRS-PL: 64 with k=46); default: the shards' k",
-    )
-    p.set_defaults(func=cmd_pl_dataset)
-
-    p = sub.add_parser(
-        "box-labels",
-        help="SAMRS*: paint one shard with SAM prompted by detection boxes (docs/samrs_star.md)",
-    )
-    p.add_argument("manifest", type=Path, help="the prepared dataset's manifest.csv")
-    p.add_argument(
-        "boxes", type=Path, help="folder of DOTA box files (<image>.txt), or mmrotate's Task1_<class>.txt"
-    )
-    p.add_argument("out_dir", type=Path, help="painted shard folder (labels/, vis/, paint_stats.json)")
-    p.add_argument("--split", default="train", help="manifest split to label")
-    p.add_argument("--shard-index", type=int, help="0-based shard of the sorted images (default: all)")
-    p.add_argument("--shard-size", type=int, default=64, help="images per shard")
-    p.add_argument(
-        "--classes",
-        required=True,
-        help="class vocabulary, label id = position: 'plane,ship,...' or a classes.json",
-    )
-    p.add_argument("--skip-unknown", action="store_true", help="leave out boxes of classes not in --classes")
-    p.add_argument("--min-score", type=float, help="leave out detections scored below this")
-    p.add_argument("--sam-checkpoint", type=Path, required=True, help="SAM weights")
-    p.add_argument("--sam-model", default="vit_h", choices=["vit_h", "vit_l", "vit_b", "vit_tiny"])
-    p.add_argument("--device", default="cpu", help="torch device for SAM")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of SAM's encoder (CUDA)")
-    p.add_argument("--batch-size", type=int, default=64, help="box prompts decoded at once")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_box_labels)
-
-    p = sub.add_parser(
-        "evaluate-labels", help="score pseudo-labels against ground truth (Hungarian, majority)"
-    )
-    p.add_argument("pred_dir", type=Path)
-    p.add_argument("gt_dir", type=Path)
-    p.add_argument("--num-classes", type=int)
-    p.add_argument("--ignore", type=int, nargs="*", default=[255], help="ground-truth values not scored")
-    p.add_argument("--class-names", help="JSON file with a 'classes' list (a dataset's classes.json)")
-    p.add_argument("--out", type=Path, help="write the report here (it is always printed)")
-    p.set_defaults(func=cmd_evaluate_labels)
-
-    p = sub.add_parser(
-        "placeholders", help="empty stand-in inputs for a dry run of a study config (make paper-dryrun)"
-    )
-    p.add_argument("config", type=Path, help="the workflow configuration, e.g. config/paper.yaml")
-    p.add_argument("root", type=Path, help="a scratch folder: the dry run's working directory")
-    p.set_defaults(func=cmd_placeholders)
-
-    p = sub.add_parser("label", help="all labeling stages in one process: images -> pseudo-labels")
-    p.add_argument("images", type=Path, help="folder of images (PNG/JPEG/TIFF/GeoTIFF)")
-    p.add_argument("out_dir", type=Path)
-    _add_mask_options(p)
-    _add_encoder_options(p, "efficientnet-lite0")
-    _add_cluster_options(p)
-    p.add_argument("--binary", action="store_true", help="also paint the binary-mask variant")
-    p.add_argument(
-        "--on-error",
-        choices=["fail", "skip"],
-        default="fail",
-        help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
-    )
-    p.add_argument(
-        "--tile-size", type=int, default=1024, help="scenes larger than this are labeled tile by tile"
-    )
-    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles in pixels")
-    p.set_defaults(func=cmd_label)
-
-    p = sub.add_parser("tables", help="the paper's tables from fine-tuning runs, beside the published values")
-    # Rows come from a JSON list or are planned from a workflow configuration (alps.study).
-    rows_source = p.add_mutually_exclusive_group(required=True)
-    rows_source.add_argument(
-        "--rows", type=Path, help="JSON list of rows: table, keys, metrics_path, dataset_kind, note"
-    )
-    rows_source.add_argument(
-        "--config", type=Path, help="a workflow configuration: the rows of its tables (config/paper.yaml)"
-    )
-    p.add_argument("--results-dir", type=Path, help="with --config: read the runs under this results_dir")
-    p.add_argument("--out", type=Path, required=True, help="folder for table<id>.csv/.md/.tex and the index")
-    p.add_argument(
-        "--published", type=Path, help="published tables folder (default: results/paper of the repository)"
-    )
-    p.set_defaults(func=cmd_tables)
+    _add_prepare_parser(sub)
+    _add_masks_parser(sub)
+    _add_features_parser(sub)
+    _add_cluster_parser(sub)
+    _add_paint_parser(sub)
+    _add_pretrain_parser(sub)
+    _add_finetune_parser(sub)
+    _add_figures_parser(sub)
+    _add_pl_dataset_parser(sub)
+    _add_box_labels_parser(sub)
+    _add_evaluate_labels_parser(sub)
+    _add_placeholders_parser(sub)
+    _add_label_parser(sub)
+    _add_tables_parser(sub)
     _add_class_commands(sub)
     _add_geo_commands(sub)
     _show_defaults(sub)
