@@ -18,6 +18,7 @@ import yaml
 from alps.study import SCRATCH, plan_study
 
 from conftest import REPO_ROOT, shared_data
+from test_workflow import job_counts
 
 BIN = Path(sys.executable).parent
 MINIATURE = REPO_ROOT / ".test" / "config.yaml"
@@ -95,17 +96,6 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "--configfile",
         str(MINIATURE),
     )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    lines = output[output.index("Job stats:") :].splitlines()[3:]
-    counts = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2:
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_the_inputs_are_the_download_layouts(work):
