@@ -2,11 +2,14 @@
 
 Fine-tunes each model with `alps.train.runner.finetune` (the real mmengine path, the config the workflow
 uses) on a synthetic 3-class folder dataset of random 512 px images, and times the training iterations with
-an mmengine hook: the median interval over the last iterations, after warm-up. Prints one line per model and
-precision and the AMP speed-up measured in the same run. On a GPU this is what an 80k/160k schedule costs;
-on the CPU only fp32 runs (AMP is CUDA only). Random data: the timing, not the accuracy, is the point.
+an mmengine hook: the median interval over the last iterations, after warm-up. The batch is each model's
+official per-GPU batch from mmseg's own config (``configs.official_batch_size``) unless ``--batch-size``
+sets one; ``--models paper`` runs the paper's eight methods. Prints one line per model and
+precision and the AMP speed-up measured in the same run. On a GPU this is what the model's schedule
+(80k or 160k) costs; on the CPU only fp32 runs (AMP is CUDA only). Random data: the timing, not the
+accuracy, is the point.
 
-    python benchmarks/training_speed.py --device cuda --models upernet-r50 segformer-b5 --iters 30
+    python benchmarks/training_speed.py --device cuda --models paper --precisions fp32 --iters 30
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from mmengine.hooks import Hook
 from PIL import Image
 
+from alps.train.configs import MODELS, PAPER_MODELS, SCHEDULES, official_batch_size
 from alps.train.runner import finetune
 
 
@@ -54,7 +58,9 @@ def synthetic_dataset(root: Path, size: int, images: int, seed: int = 0) -> Path
     return root
 
 
-def seconds_per_iter(model: str, dataset: Path, work_dir: Path, args: argparse.Namespace, amp: bool) -> float:
+def seconds_per_iter(
+    model: str, dataset: Path, work_dir: Path, args: argparse.Namespace, amp: bool, batch_size: int
+) -> float:
     timer = IterationTimer()
     finetune(
         dataset,
@@ -63,7 +69,7 @@ def seconds_per_iter(model: str, dataset: Path, work_dir: Path, args: argparse.N
         dataset="folder",
         iters=args.iters,
         crop_size=args.crop,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         num_workers=args.workers,
         device=args.device,
         amp=amp,
@@ -77,29 +83,36 @@ def seconds_per_iter(model: str, dataset: Path, work_dir: Path, args: argparse.N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["upernet-r50", "segformer-b5"])
+    parser.add_argument("--models", nargs="+", default=["upernet-r50", "segformer-b5"],
+                        help="configs.MODELS keys, or 'paper' for the paper's eight")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10, help="iterations left out of the median")
     parser.add_argument("--crop", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, help="default: each model's official per-GPU batch")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "amp"], default=["fp32", "amp"],
+                        help="amp runs on CUDA only")  # fmt: skip
     args = parser.parse_args()
-    precisions = [False, True] if args.device.startswith("cuda") else [False]
+    models = [name for model in args.models for name in (PAPER_MODELS if model == "paper" else [model])]
+    precisions = [p == "amp" for p in args.precisions if p == "fp32" or args.device.startswith("cuda")]
     with tempfile.TemporaryDirectory() as tmp:
         dataset = synthetic_dataset(Path(tmp) / "data", args.crop, images=8)
         name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-        print(f"device {name}, batch {args.batch_size}, crop {args.crop}, median of iterations "
+        print(f"device {name}, torch {torch.__version__}, crop {args.crop}, median of iterations "
               f"{args.warmup + 1}..{args.iters}")  # fmt: skip
-        for model in args.models:
+        for model in models:
+            batch = args.batch_size or official_batch_size(model)
             timings = {}
             for amp in precisions:
                 label = "amp" if amp else "fp32"
-                timings[label] = seconds_per_iter(model, dataset, Path(tmp) / f"{model}-{label}", args, amp)
+                work_dir = Path(tmp) / f"{model}-{label}"
+                timings[label] = seconds_per_iter(model, dataset, work_dir, args, amp, batch)
                 peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else 0.0
-                hours = timings[label] * 80000 / 3600
-                print(f"{model:20s} {label:5s} {timings[label]:.3f} s/iter  ({hours:.1f} h per 80k)  "
-                      f"peak {peak:.1f} GiB")  # fmt: skip
+                schedule = MODELS[model].schedule
+                hours = timings[label] * SCHEDULES[schedule] / 3600
+                print(f"{model:20s} batch {batch} {label:5s} {timings[label]:.3f} s/iter  "
+                      f"({hours:.1f} h per {schedule})  peak {peak:.1f} GiB", flush=True)  # fmt: skip
                 if args.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
             if "amp" in timings:
