@@ -13,6 +13,7 @@ from affine import Affine
 from PIL import Image
 
 from alps.datasets import demo
+from alps.datasets._layout import building
 from alps.datasets.demo import (
     CLASSES,
     INSTALL_HINT,
@@ -253,15 +254,19 @@ def test_seed_changes_split_only(tmp_path: Path, built: Path) -> None:
 
 
 @pytest.mark.parametrize("exchange", [True, False])
-def test_move_into_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool) -> None:
-    """Replacing a previous dataset works with renameat2's exchange and with the two-rename fallback."""
+def test_building_replaces_a_previous_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    """prepare_demo's build-beside-then-swap replaces a previous dataset with renameat2's exchange and with
+    the two-rename fallback, and leaves nothing beside it."""
     if not exchange:
         monkeypatch.setattr(demo, "_rename_exchange", lambda a, b: False)
     out = tmp_path / "dataset"
-    for folder, tag in ((out, "old"), (tmp_path / ".dataset.tmp-1", "new")):
-        folder.mkdir()
-        (folder / "manifest.csv").write_text(tag)
-        (folder / "dataset_card.json").write_text(json.dumps({"dataset": demo.DATASET_NAME}))
-    demo._move_into_place(tmp_path / ".dataset.tmp-1", out)
+    out.mkdir()
+    (out / "manifest.csv").write_text("old")
+    (out / "dataset_card.json").write_text(json.dumps({"dataset": demo.DATASET_NAME}))
+    with building(out, demo.DATASET_NAME, "prepare_demo", exchange=demo._rename_exchange) as built:
+        (built / "manifest.csv").write_text("new")
+        (built / "dataset_card.json").write_text(json.dumps({"dataset": demo.DATASET_NAME}))
     assert (out / "manifest.csv").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["dataset"]

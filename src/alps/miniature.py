@@ -187,15 +187,8 @@ def potsdam_raw(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def samrs_raw(samples: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
-    """SOTA/ and FAST/ as folders, SIOR as SIOR.zip; SOTA has gray labels (the iSAID index labels).
-
-    SOTA gets the three iSAID images (DOTA's, as SAMRS's SOTA), SIOR one DIOR image and four NWPU VHR-10
-    images, FAST one DOTA and one NEON image (in a sub-folder of a lower-case ``fast/``: subset names are
-    matched case-insensitively).
-    """
-    samples = Path(samples)
-    root = Path(root)
+def _samrs_sota_isaid(samples: Path, root: Path) -> None:
+    """SAMRS's SOTA holds DOTA's images, as iSAID does: the three iSAID images with their index labels."""
     isaid = _sample(samples, "isaid", "full")
     for image_id in SAMRS_SOTA:
         _copy(_sample(isaid, "images", f"{image_id}.png"), root / "SOTA/images" / f"{image_id}.png")
@@ -203,6 +196,18 @@ def samrs_raw(samples: str | os.PathLike[str], root: str | os.PathLike[str]) -> 
             _sample(isaid, "labels_index_derived", f"{image_id}.png"),
             root / "SOTA/labels" / f"{image_id}.png",
         )
+
+
+def samrs_raw(samples: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
+    """The SAMRS layout for the converter's tests: SOTA/ and FAST/ as folders, SIOR as SIOR.zip.
+
+    SOTA gets the three iSAID images (DOTA's, as SAMRS's SOTA), SIOR one DIOR image and four NWPU VHR-10
+    images, FAST one DOTA and one NEON image (in a sub-folder of a lower-case ``fast/``: subset names are
+    matched case-insensitively).
+    """
+    samples = Path(samples)
+    root = Path(root)
+    _samrs_sota_isaid(samples, root)
     sior = {"SIOR/images/DIOR_00001.jpg": _sample(samples, "unlabeled", "dior", "DIOR_00001.jpg")}
     for name in SAMRS_SIOR_NWPU:
         sior[f"SIOR/images/nwpu_{name}"] = _sample(samples, "nwpu_vhr10_train", "images", name)
@@ -211,38 +216,6 @@ def samrs_raw(samples: str | os.PathLike[str], root: str | os.PathLike[str]) -> 
         folder = "dota" if source.startswith("DOTA_") else "neon_deepforest"
         _copy(_sample(samples, "unlabeled", folder, source), root / "fast/images/part1" / name)
     return root
-
-
-def samrs_image_ids() -> list[str]:
-    """The image ids ``alps prepare samrs`` gives the images of ``samrs_raw`` (``<subset>_<stem>``)."""
-    ids = [f"sota_{i}" for i in SAMRS_SOTA] + ["sior_DIOR_00001"]
-    ids += [f"sior_nwpu_{Path(n).stem}" for n in SAMRS_SIOR_NWPU]
-    return ids + [f"fast_{Path(name).stem}" for _, name in SAMRS_FAST]
-
-
-def samrs_star_boxes(samples: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
-    """Per-image DOTA box files for every image of ``samrs_raw``, as a detector's output would be.
-
-    The DOTA images of the samples come with DOTA's own ``labelTxt`` annotations (oriented boxes, DOTA v1.0
-    class names): they stand in for Oriented RepPoints' detections of the same image (its output has the
-    same format and classes). An image without such a file gets an empty one, which is how a detector
-    output says "no object" (``alps.boxes``: a missing file is an error).
-
-    Returns:
-        ``out_dir``, holding ``<image_id>.txt`` per image.
-    """
-    samples = Path(samples)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dota = {f"fast_{Path(name).stem}": source for source, name in SAMRS_FAST if source.startswith("DOTA_")}
-    for image_id in samrs_image_ids():
-        text = b""
-        if image_id in dota:
-            text = _sample(
-                samples, "unlabeled", "dota", Path(dota[image_id]).with_suffix(".txt").name
-            ).read_bytes()
-        (out / f"{image_id}.txt").write_bytes(text)
-    return out
 
 
 DOTA_V1_CLASSES: tuple[str, ...] = (
@@ -266,7 +239,6 @@ NWPU_TO_DOTA: dict[str, str] = {
 }
 """NWPU VHR-10's categories by their DOTA v1.0 names."""
 
-SAMRS_LABELED_SOTA = ("P0003", "P0004", "P0005")
 SAMRS_LABELED_DOTA = "P1888"
 SAMRS_LABELED_NWPU = ("060", "064", "109", "134")
 SAMRS_LABELED_FAST = "0"  # a LoveDA tile
@@ -329,13 +301,7 @@ def samrs_labeled_raw(samples: str | os.PathLike[str], root: str | os.PathLike[s
     """
     samples = Path(samples)
     root = Path(root)
-    isaid = _sample(samples, "isaid", "full")
-    for image_id in SAMRS_LABELED_SOTA:
-        _copy(_sample(isaid, "images", f"{image_id}.png"), root / "SOTA/images" / f"{image_id}.png")
-        _copy(
-            _sample(isaid, "labels_index_derived", f"{image_id}.png"),
-            root / "SOTA/labels" / f"{image_id}.png",
-        )
+    _samrs_sota_isaid(samples, root)
     name = SAMRS_LABELED_DOTA
     _copy(_sample(samples, "unlabeled", "dota", f"DOTA_{name}.png"), root / "SOTA/images" / f"{name}.png")
     (root / "SOTA/labels" / f"{name}.png").write_bytes(_png_bytes(dota_index_label(samples, name)))
@@ -369,7 +335,7 @@ def samrs_labeled_boxes(samples: str | os.PathLike[str], out_dir: str | os.PathL
     samples = Path(samples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    texts = {f"sota_{i}": "" for i in SAMRS_LABELED_SOTA}
+    texts = {f"sota_{i}": "" for i in SAMRS_SOTA}
     texts[f"sota_{SAMRS_LABELED_DOTA}"] = _sample(
         samples, "unlabeled", "dota", f"DOTA_{SAMRS_LABELED_DOTA}.txt"
     ).read_text()

@@ -33,7 +33,6 @@ from PIL import Image
 from alps.io.atomic import (
     atomic_directory,
     atomic_write_text,
-    replace_directory,
 )
 from alps.io.images import write_png  # noqa: F401  (the converters' writer)
 
@@ -437,34 +436,6 @@ def refuse_message(out_dir: Path, dataset: str, writer: str) -> str:
     return (
         f"{out_dir} exists and is not a dataset written by {writer} (no {CARD_NAME} naming {dataset!r}); "
         "refusing to replace it: remove it or choose another out_dir"
-    )
-
-
-def move_into_place(
-    built: Path,
-    out_dir: Path,
-    dataset: str,
-    writer: str,
-    exchange: Callable[[Path, Path], bool] | None = None,
-) -> None:
-    """Rename the finished ``built`` folder onto ``out_dir``, replacing a previous dataset atomically.
-
-    Arguments:
-        built: the complete dataset, a sibling of ``out_dir``.
-        out_dir: the final folder; absent, empty, or a dataset whose card names ``dataset``.
-        dataset: the dataset name the card must carry for ``out_dir`` to be replaced.
-        writer: the function named in the refusal message.
-        exchange: the atomic swap to try first (``rename_exchange`` by default; tests replace it).
-
-    Raises:
-        FileExistsError: ``out_dir`` holds something else.
-    """
-    replace_directory(
-        built,
-        out_dir,
-        may_replace=lambda folder: is_replaceable(folder, dataset),
-        refusal=refuse_message(out_dir, dataset, writer),
-        exchange=exchange,
     )
 
 

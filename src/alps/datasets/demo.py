@@ -74,7 +74,6 @@ from alps.datasets._layout import (
     CLASSES_NAME,
     building,
     is_replaceable,
-    move_into_place,
     write_json,
 )
 from alps.io.atomic import rename_exchange as _rename_exchange
@@ -315,12 +314,6 @@ def _format_transform(transform: Affine) -> str:
 def _is_replaceable(folder: Path) -> bool:
     """True if ``folder`` is empty or a complete dataset written by ``prepare_demo``."""
     return is_replaceable(folder, DATASET_NAME)
-
-
-def _move_into_place(built: Path, out_dir: Path) -> None:
-    """Rename the finished ``built`` folder onto ``out_dir``, replacing a previous dataset atomically."""
-    # _rename_exchange is looked up here, at call time, so that tests can replace it in this module.
-    move_into_place(built, out_dir, DATASET_NAME, "prepare_demo", exchange=_rename_exchange)
 
 
 def _class_fractions(counts: NDArray[np.int64]) -> dict[str, float]:
