@@ -59,3 +59,43 @@ def test_out_of_range_values_are_reported():
         accumulate_confusion(np.zeros(3, int), np.array([0, 1, 2]), 1, 2)
     with pytest.raises(ValueError, match="shape"):
         accumulate_confusion(np.zeros(3, int), np.zeros(4, int), 1, 2)
+
+
+def test_geotiff_labels_are_scored_and_an_empty_folder_is_an_error(tmp_path):
+    """GeoTIFF pseudo-labels written by the project's own writer (alps.geo.georef.label_geotiff) against PNG
+    ground truth of the same stem; a folder with no label file stops with a clear error."""
+    from affine import Affine
+
+    from alps.cli import main
+    from alps.geo.georef import Georef, label_geotiff
+
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    pred = np.array([[1, 1], [0, 255]], np.uint8)
+    georef = Georef(crs="EPSG:32616", transform=Affine(0.5, 0, 1000, 0, -0.5, 2000))
+    with label_geotiff(tmp_path / "pred" / "a.tif", 2, 2, georef, nodata=255) as dst:
+        dst.write(pred, 1)
+    Image.fromarray(np.array([[2, 2], [1, 1]], np.uint8)).save(tmp_path / "gt" / "a.png")
+    out = tmp_path / "quality.json"
+    assert (
+        main(
+            [
+                "evaluate-labels",
+                str(tmp_path / "pred"),
+                str(tmp_path / "gt"),
+                "--ignore",
+                "0",
+                "255",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert report["images"] == 1 and report["hungarian"]["per_class_iou"] == {"1": 0.5, "2": 1.0}
+
+    (tmp_path / "none").mkdir()
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "none" / "a.jpg")
+    with pytest.raises(FileNotFoundError, match=r"no pseudo-label in .*none: expected .*\.png, \.tif"):
+        evaluate_label_dirs(tmp_path / "none", tmp_path / "gt")

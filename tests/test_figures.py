@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alps.figures import legend_panel, overlay_with_legend, side_by_side, write_figures
+from alps.cli import main
+from alps.figures import (
+    legend_panel,
+    no_ground_truth_panel,
+    overlay_with_legend,
+    side_by_side,
+    write_figures,
+)
 from alps.paint import UNLABELED_COLOUR, colorize, legend_entries, make_palette, overlay
 
 
@@ -33,6 +40,27 @@ def test_figures_have_three_panels_and_fixed_choice(tmp_path):
     np.testing.assert_array_equal(figure[0, 14], colorize(np.zeros((1, 1), np.uint8))[0, 0])
     np.testing.assert_array_equal(figure[0, 20], [0, 0, 0])  # unlabeled is black
     np.testing.assert_array_equal(figure[0, 30], [9, 8, 7])  # ground truth in its own palette
+
+
+def test_cli_figures_grey_the_panel_of_an_image_without_ground_truth(tmp_path, caplog):
+    """SAMRS-like: the ground-truth folder exists but one pseudo-labeled image has no label there."""
+    _pl_dataset(tmp_path / "pl")
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    Image.fromarray(np.ones((8, 10), np.uint8)).save(gt / "a.png")
+    with caplog.at_level("WARNING", logger="alps.figures"):
+        status = main(["figures", str(tmp_path / "pl"), str(tmp_path / "fig"), "--gt-dir", str(gt)])
+    assert status == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"no ground truth {gt / 'b.png'} for {tmp_path / 'pl/ann_dir/train/b.png'}: its panel is left grey"
+    ]
+    with_gt, without = (np.asarray(Image.open(tmp_path / "fig" / n)) for n in ("a.png", "b.png"))
+    assert with_gt.shape == without.shape  # the same layout: image | pseudo-label | ground truth | legend
+    np.testing.assert_array_equal(with_gt[:, :24], without[:, :24])
+    gt_panel = slice(2 * (10 + 4), 2 * (10 + 4) + 10)
+    np.testing.assert_array_equal(with_gt[:8, gt_panel], colorize(np.ones((8, 10), np.uint8)))
+    np.testing.assert_array_equal(without[:8, gt_panel], no_ground_truth_panel(8, 10))
+    assert (without[:8, gt_panel] == 200).mean() > 0.5  # grey, with a caption where it fits
 
 
 def test_errors(tmp_path):

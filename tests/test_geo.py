@@ -20,6 +20,7 @@ from rasterio.windows import Window
 
 from alps.cli import build_parser, main
 from alps.cluster import ClusterModel
+from alps.evaluate import accumulate_confusion, scores_from_confusion
 from alps.features.shards import read_feature_shard
 from alps.geo.georef import Georef, manifest_georefs, raster_georef, read_label
 from alps.geo.scene import SceneOptions, mosaic_cells, nearest_centre_cells, open_scene
@@ -443,3 +444,25 @@ def test_vectorize_and_mosaic_bad_input_get_one_clear_line(tmp_path, capsys):
     assert main(["mosaic", manifest, str(tmp_path / "empty"), str(tmp_path / "m")]) == 2
     assert "irrg_0_64_0_64.png: the label of tile 'irrg_0_64_0_64' is missing" in capsys.readouterr().err
     assert not (tmp_path / "m" / "irrg.png").exists()
+
+
+def test_evaluate_labels_scores_the_geotiff_labels_of_alps_label(labeled_scene, tmp_path):
+    """`alps label` wrote scene.tif (GeoTIFF); `alps evaluate-labels` scores it against the SpaceNet
+    footprints (the sample's derived 0/1 PNG, cropped to the same window as the labeled scene)."""
+    _, out = labeled_scene
+    footprints = np.asarray(Image.open(shared_data("spacenet_building", "footprint_mask_derived.png")))
+    gt = footprints[200:456, 300:556]  # crop_geotiff's window: x 300, y 200, 256 px
+    (tmp_path / "gt").mkdir()
+    Image.fromarray(gt).save(tmp_path / "gt" / "scene.png")
+    report_path = tmp_path / "quality.json"
+    code = main(["evaluate-labels", str(out / "labels"), str(tmp_path / "gt"), "--out", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    # The expected scores from the GeoTIFF's pixels as rasterio reads them.
+    with rasterio.open(out / "labels" / "scene.tif") as src:
+        label = src.read(1)
+    clusters = int(label[label != UNLABELED].max()) + 1
+    expected = scores_from_confusion(accumulate_confusion(label, gt, clusters, 2), "hungarian", ["0", "1"])
+    assert report["images"] == 1 and report["hungarian"]["pixels"] == 256 * 256
+    assert report["hungarian"] == json.loads(json.dumps(expected))
+    assert report["hungarian"]["per_class_iou"]["1"] > 0  # building pixels were scored, not skipped

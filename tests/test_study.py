@@ -186,3 +186,17 @@ def test_every_workflow_path_comes_from_the_plan(demo):
         for piece in ("results_dir", "/labeling/", "/pseudo_labels/", "/pl/", "/train/", "metrics.json"):
             assert piece not in text, f"{rules.name} spells {piece!r}"
         assert not re.search(r"\b(SEED|SPLIT|SHARD_SIZE|RESULTS)\b", text), rules.name
+
+
+def test_labeling_jobs_claim_a_gpu_only_on_cuda(demo, paper):
+    RULES = ("masks", "features", "masks_and_features", "box_labels")
+    """Each labeling rule's `gpu` resource follows the device its work runs on (schema-filled configs)."""
+    assert plan_study(demo).labeling_gpus == dict.fromkeys(RULES, 0)
+    assert plan_study(paper).labeling_gpus == dict.fromkeys(RULES, 1)
+    # SAM masks on the CPU, EfficientNet features on CUDA: only the features job holds a GPU.
+    config = copy.deepcopy(paper)
+    config["labeling"]["masks"]["sam"]["device"] = "cpu"
+    config["labeling"]["encoder"] = {"name": "efficientnet-lite0", "device": "cuda:1"}
+    validate(config, SCHEMA)
+    expected = {"masks": 0, "features": 1, "masks_and_features": 1, "box_labels": 0}
+    assert plan_study(config).labeling_gpus == expected

@@ -322,3 +322,59 @@ def test_a_run_killed_inside_a_mask_shard_resumes_without_corrupt_output(tmp_pat
     assert clean.returncode == 0, clean.stderr[-3000:]
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (shard, clean_shard)]
     assert digest[0] == digest[1]
+
+
+def _rule_resources(plan: str, rule: str) -> list[str]:
+    """The ``resources:`` lines of a rule's jobs in a Snakemake dry run."""
+    blocks = [b for b in plan.split("\n\n") if re.search(rf"^rule {rule}:", b.strip(), re.M)]
+    return [line.strip() for b in blocks for line in b.splitlines() if line.strip().startswith("resources:")]
+
+
+@pytest.fixture(scope="module")
+def prepared_demo(tmp_path_factory) -> Path:
+    """The demo dataset prepared by its rule, so that a dry run sees its shards."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    config = write_config(tmp_path)
+    result = snakemake(str(tmp_path / "results/datasets/demo/manifest.csv"), config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("sam_device", "expected"),
+    [
+        ("cpu", {"masks_and_features": 0, "box_labels": 0}),
+        ("cuda", {"masks_and_features": 1, "box_labels": 1}),
+    ],
+)
+def test_labeling_jobs_claim_a_gpu_only_where_sam_runs_on_cuda(prepared_demo, sam_device, expected):
+    """SAM on the CPU claims no `gpu` (a Slurm GPU held for nothing otherwise); on CUDA it claims one."""
+    from alps.miniature import tiny_sam_checkpoint
+
+    tmp_path = prepared_demo
+    checkpoint = tiny_sam_checkpoint(tmp_path / "sam_tiny.pth")
+    (tmp_path / "boxes").mkdir(exist_ok=True)
+    config = write_config(
+        tmp_path,
+        **{
+            "labeling.masks": {
+                "backend": "sam",
+                "sam": {"checkpoint": str(checkpoint), "model_type": "vit_tiny", "device": sam_device},
+            },
+            "labeling.encoder": {"name": "sam"},
+            "pseudo_labels.demo-star": {
+                "dataset": "demo",
+                "variant": "boxes",
+                "label": "Demo*",
+                "boxes": {"dir": str(tmp_path / "boxes"), "classes": ["plane", "ship"]},
+            },
+        },
+    )
+    # No --resources: Snakemake would cap each claim at the global amount and hide it.
+    plan = snakemake("-n", config=config)
+    output = plan.stdout + plan.stderr
+    assert plan.returncode == 0, output[-3000:]
+    for rule, gpus in expected.items():
+        lines = _rule_resources(output, rule)
+        assert lines, f"no {rule} job planned"
+        assert all(re.search(rf"\bgpu={gpus}\b", line) for line in lines), (rule, lines)

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
+from alps.io.images import list_images, read_raster
 from alps.paint import UNLABELED
 
 
@@ -117,11 +118,50 @@ def scores_from_confusion(
     }
 
 
-def _read_index_png(path: Path) -> NDArray[np.uint8]:
-    with Image.open(path) as im:
-        if im.mode not in ("L", "P", "I;16", "I", "1"):
-            raise ValueError(f"{path}: expected a single-channel index label, got mode {im.mode}")
-        return np.asarray(im)
+LABEL_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
+"""Label files that are scored: ``alps label`` writes ``<id>.png``, or ``<id>.tif`` (a GeoTIFF in the
+source's CRS) for georeferenced inputs; ground truth comes as either (e.g. WHU's 1-bit TIFFs)."""
+
+
+def _read_index_label(path: Path) -> NDArray[np.integer]:
+    """A single-band index label: PNG through PIL (palette PNGs keep their indices), TIFF through the
+    project's raster reader (``alps.io.images.read_raster``: GeoTIFF, 1-bit, 16-bit)."""
+    if path.suffix.lower() == ".png":
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I;16", "I", "1"):
+                raise ValueError(f"{path}: expected a single-channel index label, got mode {im.mode}")
+            return np.asarray(im)
+    raster = read_raster(path)
+    if raster.shape[0] != 1 or not np.issubdtype(raster.dtype, np.integer):
+        raise ValueError(
+            f"{path}: expected a single-band integer index label, got {raster.shape[0]} band(s) of "
+            f"{raster.dtype}"
+        )
+    return raster[0]
+
+
+def _label_files(folder: Path) -> list[Path]:
+    return [p for p in list_images(folder) if p.suffix.lower() in LABEL_SUFFIXES]
+
+
+def _ground_truth_of(pred_path: Path, gt_root: Path) -> Path:
+    """The ground truth of a pseudo-label: the same file name, else the one label file of the same stem
+    (a GeoTIFF pseudo-label ``x.tif`` is scored against ``x.png``)."""
+    same_name = gt_root / pred_path.name
+    if same_name.is_file():
+        return same_name
+    candidates = [gt_root / f"{pred_path.stem}{suffix}" for suffix in LABEL_SUFFIXES]
+    found = [c for c in candidates if c.is_file()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise FileNotFoundError(
+            f"ground truth {same_name} missing for pseudo-label {pred_path} (looked for "
+            f"{', '.join(c.name for c in candidates)} in {gt_root})"
+        )
+    raise ValueError(
+        f"ground truth of {pred_path} is ambiguous: {', '.join(str(f) for f in found)}; keep one of them"
+    )
 
 
 def evaluate_label_dirs(
@@ -131,11 +171,12 @@ def evaluate_label_dirs(
     ignore_values: Sequence[int] = (255,),
     class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every pseudo-label PNG in ``pred_dir`` against the ground-truth PNG of the same stem.
+    """Evaluate every pseudo-label in ``pred_dir`` against the ground truth of the same stem.
 
     Arguments:
-        pred_dir: pseudo-labels (uint8, cluster id, 255 = unlabeled).
-        gt_dir: ground-truth index PNGs with the same file stems.
+        pred_dir: pseudo-labels (uint8, cluster id, 255 = unlabeled): PNGs or GeoTIFFs (``LABEL_SUFFIXES``),
+            as ``alps label`` writes them.
+        gt_dir: ground-truth index labels (PNG or TIFF) with the same file names, or the same stems.
         num_classes: number of ground-truth classes (default: the number of ``class_names``, else the
             largest value found + 1).
         ignore_values: ground-truth values to leave out (e.g. 255, or 0 for "background" to score objects).
@@ -145,7 +186,7 @@ def evaluate_label_dirs(
         ``{"images", "num_clusters", "num_classes", "ignore_values", "hungarian", "majority"}``.
 
     Raises:
-        FileNotFoundError: a prediction has no ground truth, or ``pred_dir`` has no PNG.
+        FileNotFoundError: a prediction has no ground truth, or ``pred_dir`` holds no label file.
         ValueError: the class names do not fit ``num_classes``, or the ground truth holds a larger class.
     """
     if class_names is not None:
@@ -154,18 +195,20 @@ def evaluate_label_dirs(
             num_classes = len(class_names)
         elif len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
-    # Hidden files are never labels (temporary files of a writer, editor backups).
-    pred_paths = sorted(p for p in Path(pred_dir).glob("*.png") if not p.name.startswith("."))
+    # Hidden files are never labels (temporary files of a writer, editor backups); list_images skips them.
+    pred_paths = _label_files(Path(pred_dir))
     if not pred_paths:
-        raise FileNotFoundError(f"no pseudo-label PNG in {pred_dir}")
+        raise FileNotFoundError(
+            f"no pseudo-label in {pred_dir}: expected label files ending in {', '.join(LABEL_SUFFIXES)}"
+        )
     gt_root = Path(gt_dir)
+    if not gt_root.is_dir():
+        raise FileNotFoundError(f"ground-truth folder {gt_root} does not exist or is not a directory")
     pairs = []
     for pred_path in pred_paths:
-        gt_path = gt_root / pred_path.name
-        if not gt_path.is_file():
-            raise FileNotFoundError(f"ground truth {gt_path} missing for pseudo-label {pred_path}")
-        pred = _read_index_png(pred_path)
-        gt = _read_index_png(gt_path)
+        gt_path = _ground_truth_of(pred_path, gt_root)
+        pred = _read_index_label(pred_path)
+        gt = _read_index_label(gt_path)
         if pred.shape != gt.shape:
             raise ValueError(f"{pred_path} is {pred.shape} but its ground truth {gt_path} is {gt.shape}")
         pairs.append((pred, gt, gt_path))

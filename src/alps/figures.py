@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,19 @@ from PIL import Image
 from alps.io.atomic import atomic_output
 from alps.paint import colorize, legend_entries, make_palette, overlay
 
+log = logging.getLogger(__name__)
+
 _GAP = 4  # white pixels between panels
+_NO_GT_GREY = 200  # the ground-truth panel of an image without ground truth
+
+
+def no_ground_truth_panel(height: int, width: int) -> NDArray[np.uint8]:
+    """A grey panel in the ground truth's place, so that every figure of a set keeps the same layout."""
+    from PIL import ImageDraw
+
+    panel = Image.new("RGB", (width, height), (_NO_GT_GREY,) * 3)
+    ImageDraw.Draw(panel).text((2, 2), "no ground truth", fill=(0, 0, 0))
+    return np.asarray(panel)
 
 
 def _ground_truth_colours(label: NDArray[np.uint8], palette: NDArray[np.uint8] | None) -> NDArray[np.uint8]:
@@ -99,7 +112,9 @@ def write_figures(
         pl_dataset: a pseudo-label dataset (mmseg layout, as ``alps pl-dataset`` writes it).
         out_dir: folder for ``<image id>.png`` figures.
         split: the split of the PL dataset to draw from.
-        gt_dir: ground-truth index labels with the same file names (optional third panel).
+        gt_dir: ground-truth index labels with the same file names (optional third panel). An image
+            without its ground truth there (datasets where only some images are labeled) gets a grey
+            "no ground truth" panel and a warning naming the missing file.
         gt_palette: colours of the ground-truth classes (default: the pseudo-label palette).
         count: number of images, the first ``count`` by name (a fixed choice, so runs are comparable).
         legend: add a legend panel: each painted cluster's colour and pixel share, and ``unlabeled``.
@@ -120,8 +135,12 @@ def write_figures(
         pseudo = np.asarray(Image.open(label_path))
         panels = [image, colorize(pseudo)]
         if gt_dir is not None:
-            gt = np.asarray(Image.open(Path(gt_dir) / label_path.name))
-            panels.append(_ground_truth_colours(gt, palette))
+            gt_path = Path(gt_dir) / label_path.name
+            if gt_path.is_file():
+                panels.append(_ground_truth_colours(np.asarray(Image.open(gt_path)), palette))
+            else:
+                log.warning("no ground truth %s for %s: its panel is left grey", gt_path, label_path)
+                panels.append(no_ground_truth_panel(*pseudo.shape[:2]))
         if legend:
             counts = np.bincount(pseudo.ravel(), minlength=256)
             panels.append(legend_panel(legend_entries(counts, k), pseudo.shape[0]))

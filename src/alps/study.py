@@ -167,6 +167,9 @@ class Study:
     rows: list[PlannedRow]
     schedules: dict[str, int]
     base_schedules: dict[str, str]
+    labeling_gpus: dict[str, int] = field(default_factory=dict)
+    """GPUs each labeling job claims (Snakemake's ``gpu`` resource), by rule: ``masks``, ``features``,
+    ``masks_and_features``, ``box_labels`` (``labeling_gpus``)."""
 
     # -- paths (relative to the working directory, like results_dir) --------------------------------------
     # The rules pass wildcard placeholders (``"{dataset}"``) to get their patterns: every path of the DAG is
@@ -281,6 +284,36 @@ class Study:
         """The pre-training a Mixed-PL run continues from (same model and schedule), if any."""
         parent = self.pretrainings[run.pretraining].continue_from
         return None if parent is None else PretrainRun(run.model, parent, run.schedule)
+
+
+def _on_cuda(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def labeling_gpus(config: Mapping[str, Any]) -> dict[str, int]:
+    """The GPUs each labeling rule claims: 1 only where its work runs on CUDA.
+
+    A CPU job that claims a GPU is never scheduled under ``--resources gpu=0`` and holds a Slurm GPU for
+    nothing. SAM runs on ``labeling.masks.sam.device`` (masks, box labels, and the ``sam`` encoder's
+    features, which reuse SAM's embedding); any other encoder on ``labeling.encoder.device``. The defaults
+    are the schema's (``workflow/schemas/config.schema.yaml``).
+    """
+    labeling = config.get("labeling") or {}
+    masks = labeling.get("masks") or {}
+    encoder = labeling.get("encoder") or {}
+    sam = masks.get("sam") or {}
+    sam_on_cuda = bool(sam) and _on_cuda(str(sam.get("device", "cuda")))
+    mask_gpus = int(masks.get("backend") == "sam" and sam_on_cuda)
+    if encoder.get("name") == "sam":
+        feature_gpus = mask_gpus
+    else:
+        feature_gpus = int(_on_cuda(str(encoder.get("device", "cpu"))))
+    return {
+        "masks": mask_gpus,
+        "features": feature_gpus,
+        "masks_and_features": max(mask_gpus, feature_gpus),
+        "box_labels": int(sam_on_cuda),
+    }
 
 
 def _dataset_label(config: Mapping[str, Any], name: str) -> str:
@@ -502,6 +535,7 @@ def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = Non
         rows=rows,
         schedules=schedules,
         base_schedules=models,
+        labeling_gpus=labeling_gpus(config),
     )
 
 

@@ -33,7 +33,6 @@ TRAINING = config.get("training") or {}
 # The split the k-means models are fitted on (and the PL datasets' training split); with
 # labeling.label_val the val split is painted with the same models (the paper's PL datasets).
 FIT_SPLIT = LABELING["images_split"]
-USES_SAM = LABELING["masks"]["backend"] == "sam"
 # The sam encoder reuses SAM's embedding, so its features come out of the masks job itself.
 FEATURES_IN_MASKS_JOB = LABELING["encoder"]["name"] == "sam"
 ENVIRONMENT = "../envs/alps.yaml"

@@ -27,7 +27,7 @@ if FEATURES_IN_MASKS_JOB:
         threads: 2
         resources:
             mem_mb=16000,
-            gpu=1 if USES_SAM else 0,
+            gpu=STUDY.labeling_gpus["masks_and_features"],
         shell:
             "alps masks {input.manifest:q} {output.masks:q} {params.shard:q} {params.options:q} "
             "--encoder sam --features-out {output.features:q} > {log:q} 2>&1"
@@ -51,7 +51,7 @@ else:
         threads: 1
         resources:
             mem_mb=8000,
-            gpu=1 if USES_SAM else 0,
+            gpu=STUDY.labeling_gpus["masks"],
         shell:
             "alps masks {input.manifest:q} {output.masks:q} {params.shard:q} {params.options:q} > {log:q} 2>&1"
 
@@ -73,7 +73,7 @@ else:
         threads: 1
         resources:
             mem_mb=8000,
-            gpu=1 if LABELING["encoder"]["device"].startswith("cuda") else 0,
+            gpu=STUDY.labeling_gpus["features"],
         shell:
             "alps features {input.manifest:q} {input.masks:q} {output.features:q} {params.shard:q} "
             "{params.encoder:q} > {log:q} 2>&1"
@@ -144,7 +144,7 @@ rule box_labels:
     threads: 2
     resources:
         mem_mb=16000,
-        gpu=1,
+        gpu=STUDY.labeling_gpus["box_labels"],
     shell:
         "alps box-labels {input.manifest:q} {params.boxes:q} {output.painted:q} {params.shard:q} "
         "{params.options:q} > {log:q} 2>&1"

@@ -1,19 +1,28 @@
 """Atomic writes of files and whole folders: a reader (or a resumed run) never sees a half-written output.
 
 The one place that builds beside a target and renames it into place: ``atomic_output`` for a file,
-``atomic_directory`` for a folder (dataset converters, painted shards, PL datasets).
+``atomic_directory`` for a folder (dataset converters, painted shards, PL datasets). A build folder that a
+killed process (SIGKILL, a lost node) left behind is swept by the next build of the same target
+(``sweep_stale_builds``): only folders of our exact name pattern, holding our owner marker, whose process is
+gone from this host.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
+import logging
 import os
+import re
 import secrets
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 TEMP_MARKER = ".alps-tmp"
 """Every temporary file ends with this (before an optional ``suffix``): no data glob (``*.png``,
@@ -99,15 +108,111 @@ def rename_exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), exchange_flag) == 0
 
 
+BUILD_OWNER = f".build-owner{TEMP_MARKER}"
+"""The marker inside a build folder: who builds it (``{"pid", "host", "start"}``). Its name is a temporary
+file's, so no data glob matches it; ``replace_directory`` removes it before the rename into place."""
+
+
+def _build_name_pattern(target: Path) -> re.Pattern[str]:
+    """``.<name>.tmp-<pid>-<8 hex>``: exactly the names ``building_sibling`` gives."""
+    return re.compile(rf"\.{re.escape(target.name)}\.tmp-([1-9][0-9]*)-[0-9a-f]{{8}}")
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux ``/proc``), or None where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime); the command name (field 2) may hold spaces, so count after its ")".
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def _process_alive(pid: int, start: str | None) -> bool:
+    """Whether ``pid`` is a running process of this host, the same one that started at ``start``.
+
+    A PID can be reused: with the start time recorded, another process under that PID counts as gone. A
+    zombie (killed, not yet reaped) will never finish its build either. Unsure means alive.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    state = stat[stat.rindex(")") + 2 :].split()[0]
+    if state in ("Z", "X"):
+        return False
+    return start is None or _process_start(pid) in (None, start)
+
+
+def _stale_owner(folder: Path, pid: int) -> bool:
+    """Whether ``folder`` holds our owner marker, for ``pid`` on this host, and that process is gone."""
+    marker = folder / BUILD_OWNER
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    try:
+        owner = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(owner, dict) or owner.get("pid") != pid or owner.get("host") != socket.gethostname():
+        return False  # not ours, or another host's process, whose liveness this host cannot see
+    start = owner.get("start")
+    return not _process_alive(pid, start if isinstance(start, str) else None)
+
+
+def sweep_stale_builds(target: Path) -> list[Path]:
+    """Remove the build folders of ``target`` that killed processes left behind; returns them.
+
+    Only a sibling named exactly as ``building_sibling`` names it for ``target``, a real folder (not a
+    link) holding the owner marker written there, with that name's PID, on this host, whose process is no
+    longer running. Anything else (another target's build, a live process's, another host's, a look-alike
+    without our marker) is left alone. A folder that cannot be removed is logged, not raised: the new
+    build does not need it gone.
+    """
+    pattern = _build_name_pattern(target)
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return []
+    swept = []
+    for folder in siblings:
+        match = pattern.fullmatch(folder.name)
+        if match is None or folder.is_symlink() or not folder.is_dir():
+            continue
+        if not _stale_owner(folder, int(match.group(1))):
+            continue
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:  # a concurrent build swept it first
+            continue
+        except OSError as exc:
+            log.warning("could not remove the stale build folder %s: %s", folder, exc)
+            continue
+        log.info("removed %s, the build folder of a process that no longer runs", folder)
+        swept.append(folder)
+    return swept
+
+
 def building_sibling(target: Path) -> Path:
     """A new, empty, hidden folder beside ``target``, unique to this call.
 
     Same filesystem as ``target`` (so the final rename is atomic) and never shared with a concurrent run.
-    ``mkdir`` (not ``mkdtemp``) so that the folder gets the usual umask-derived permissions.
+    ``mkdir`` (not ``mkdtemp``) so that the folder gets the usual umask-derived permissions. Build folders
+    of ``target`` left by killed processes are swept first (``sweep_stale_builds``); the new one holds the
+    owner marker ``BUILD_OWNER`` until ``replace_directory`` renames it into place.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    built = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    sweep_stale_builds(target)
+    pid = os.getpid()
+    built = target.with_name(f".{target.name}.tmp-{pid}-{secrets.token_hex(4)}")
     built.mkdir()
+    owner = {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
+    (built / BUILD_OWNER).write_text(json.dumps(owner) + "\n", encoding="utf-8")
     return built
 
 
@@ -132,6 +237,8 @@ def replace_directory(
         FileExistsError: ``target`` exists and ``may_replace`` refuses it.
     """
     swap = rename_exchange if exchange is None else exchange
+    # The owner marker of building_sibling is not part of the output.
+    (built / BUILD_OWNER).unlink(missing_ok=True)
     if not target.exists() and not target.is_symlink():
         try:
             os.rename(built, target)
@@ -165,7 +272,10 @@ def atomic_directory(
     refusal: str = "",
     exchange: Callable[[Path, Path], bool] | None = None,
 ) -> Iterator[Path]:
-    """Yield an empty hidden sibling of ``path`` to build in; on success it replaces ``path`` whole.
+    """Yield a hidden sibling of ``path`` to build in; on success it replaces ``path`` whole.
+
+    The folder is empty but for the owner marker ``BUILD_OWNER`` (a temporary file's name), which lets a
+    later build sweep it should this process be killed, and which is removed before the rename.
 
     A reader (or a Snakemake rerun after a kill) sees ``path`` absent, the previous complete folder or the
     new complete one, never a half-written one. On any exception, KeyboardInterrupt included, the partial
