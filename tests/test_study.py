@@ -189,8 +189,8 @@ def test_every_workflow_path_comes_from_the_plan(demo):
 
 
 def test_labeling_jobs_claim_a_gpu_only_on_cuda(demo, paper):
-    RULES = ("masks", "features", "masks_and_features", "box_labels")
     """Each labeling rule's `gpu` resource follows the device its work runs on (schema-filled configs)."""
+    RULES = ("masks", "features", "masks_and_features", "box_labels")
     assert plan_study(demo).labeling_gpus == dict.fromkeys(RULES, 0)
     assert plan_study(paper).labeling_gpus == dict.fromkeys(RULES, 1)
     # SAM masks on the CPU, EfficientNet features on CUDA: only the features job holds a GPU.

@@ -293,21 +293,17 @@ def _on_cuda(device: str) -> bool:
 def labeling_gpus(config: Mapping[str, Any]) -> dict[str, int]:
     """The GPUs each labeling rule claims: 1 only where its work runs on CUDA.
 
-    A CPU job that claims a GPU is never scheduled under ``--resources gpu=0`` and holds a Slurm GPU for
-    nothing. SAM runs on ``labeling.masks.sam.device`` (masks, box labels, and the ``sam`` encoder's
-    features, which reuse SAM's embedding); any other encoder on ``labeling.encoder.device``. The defaults
-    are the schema's (``workflow/schemas/config.schema.yaml``).
+    A CPU job that claims a GPU holds a Slurm GPU for nothing, and on a GPU box takes a ``--resources gpu``
+    slot from a job that needs one. SAM runs on ``labeling.masks.sam.device`` (masks, box labels, and the ``sam`` encoder's
+    features, which reuse SAM's embedding); any other encoder on ``labeling.encoder.device``. ``config``
+    is schema-validated, so both devices carry the schema's defaults (``workflow/schemas/``).
     """
-    labeling = config.get("labeling") or {}
-    masks = labeling.get("masks") or {}
-    encoder = labeling.get("encoder") or {}
-    sam = masks.get("sam") or {}
-    sam_on_cuda = bool(sam) and _on_cuda(str(sam.get("device", "cuda")))
-    mask_gpus = int(masks.get("backend") == "sam" and sam_on_cuda)
-    if encoder.get("name") == "sam":
-        feature_gpus = mask_gpus
-    else:
-        feature_gpus = int(_on_cuda(str(encoder.get("device", "cpu"))))
+    labeling = config["labeling"]
+    sam = labeling["masks"].get("sam")  # absent where neither the masks nor box prompts use SAM
+    sam_on_cuda = sam is not None and _on_cuda(sam["device"])
+    mask_gpus = int(labeling["masks"]["backend"] == "sam" and sam_on_cuda)
+    encoder = labeling["encoder"]
+    feature_gpus = mask_gpus if encoder["name"] == "sam" else int(_on_cuda(encoder["device"]))
     return {
         "masks": mask_gpus,
         "features": feature_gpus,
