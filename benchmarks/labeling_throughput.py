@@ -23,7 +23,8 @@ Three measurements, each pipeline in its own subprocess, with wall seconds and t
        script's ``--vis``, on here because the engine writes its colour maps too).
 (b) **engine**: ``alps.pipeline.label`` with the ``sam`` backend (``SamMaskGenerator``, exact AMG fast path
     on) and the ``sam`` encoder (the embedding of the masks' own encoder pass), same checkpoint, same AMG
-    settings, same K and area threshold.
+    settings, same K and area threshold; its stages are timed by wrapping the functions ``label`` calls
+    where it looks them up (``profile_engine``), and a wrapper that is never called fails the run.
 (c) **post-SAM stages alone** on oracle masks (the NWPU VHR-10 COCO polygons, realistic mask counts): one
     SAM embedding per image is computed once beforehand (untimed) and shared; the baseline's steps from the
     mask PNGs to the painted labels (its second encoder pass replaced by that embedding) against the
