@@ -23,7 +23,8 @@ Three measurements, each pipeline in its own subprocess, with wall seconds and t
        script's ``--vis``, on here because the engine writes its colour maps too).
 (b) **engine**: ``alps.pipeline.label`` with the ``sam`` backend (``SamMaskGenerator``, exact AMG fast path
     on) and the ``sam`` encoder (the embedding of the masks' own encoder pass), same checkpoint, same AMG
-    settings, same K and area threshold.
+    settings, same K and area threshold; its stages are timed by wrapping the functions ``label`` calls
+    where it looks them up (``profile_engine``), and a wrapper that is never called fails the run.
 (c) **post-SAM stages alone** on oracle masks (the NWPU VHR-10 COCO polygons, realistic mask counts): one
     SAM embedding per image is computed once beforehand (untimed) and shared; the baseline's steps from the
     mask PNGs to the painted labels (its second encoder pass replaced by that embedding) against the
@@ -86,6 +87,7 @@ STAGES = (
     "features",
     "clustering",
     "painting",
+    "gallery",
     "other",
 )
 """Rows of the tables, in pipeline order; a pipeline without a stage shows a dash."""
@@ -121,6 +123,7 @@ class StageProfiler:
         self.seconds: dict[str, float] = defaultdict(float)
         self.cpu_seconds: dict[str, float] = defaultdict(float)
         self.peak_rss: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = {}
         self._current: str | None = None
         self._stop = threading.Event()
         self._interval = interval
@@ -156,13 +159,26 @@ class StageProfiler:
             self.cpu_seconds[name] += time.process_time() - cpu_start
 
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function`` with every call charged to stage ``name``."""
+        """``function`` with every call charged to stage ``name`` (and counted in ``calls``)."""
+        key = f"{function.__module__}.{function.__qualname__}"
+        self.calls.setdefault(key, 0)
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self.calls[key] += 1
             with self.stage(name):
                 return function(*args, **kwargs)
 
         return wrapped
+
+    def check_called(self) -> None:
+        """Fail if a wrapped function was never called: its stage would silently go to ``other``.
+
+        A pipeline that stops calling a wrapped name (it calls another function now) makes the wrapper
+        stale; this turns that into an error instead of a wrong table.
+        """
+        stale = sorted(key for key, count in self.calls.items() if count == 0)
+        if stale:
+            raise RuntimeError(f"wrapped but never called (the profiler is stale): {', '.join(stale)}")
 
     def report(self, start: float, cpu_start: float, **extra: Any) -> dict[str, Any]:
         """Stop sampling; per stage wall and CPU seconds and peak RSS (MB).
@@ -178,6 +194,7 @@ class StageProfiler:
         """
         total = time.perf_counter() - start
         cpu_total = time.process_time() - cpu_start
+        self.check_called()
         self._stop.set()
         self._thread.join()
         import resource
@@ -572,18 +589,41 @@ def oracle_records(mask_set: Any) -> list[dict[str, Any]]:
 # (b) The engine, with its stages timed by wrapping the functions ``alps.pipeline.label`` calls.
 
 
-def profile_engine(profiler: StageProfiler) -> None:
-    """Charge the engine's storage, clustering and painting helpers to their stages."""
-    import alps.pipeline as pipeline
+def profile_engine(profiler: StageProfiler, reading: str) -> None:
+    """Charge the functions ``alps.pipeline.label`` calls to their stages, wrapped where it looks them up.
 
-    for name in ("write_mask_shard", "write_feature_shard", "read_feature_shard"):
-        storage = "mask storage" if name == "write_mask_shard" else "features"
-        setattr(pipeline, name, profiler.wrap(storage, getattr(pipeline, name)))
-    for name in ("fit_kmeans", "assign_clusters", "cluster_ids_by_mask"):
+    ``label`` opens every image as a scene (``alps.geo.scene``) and reads its tiles through the scene;
+    stores masks and features in one shard each; clusters through ``run_cluster`` (the keyed sample, the
+    consensus of k-means++ restarts and the Lloyd pass over the feature shard, model saved) and assigns
+    masks with ``cluster_ids_by_mask``; paints labels, colour maps and overlays with
+    ``alps.geo.scene.paint_scenes``; writes the cluster gallery (``alps.gallery.finish_label_dir``); and
+    publishes every output at the end (``OutputSet.publish``: digests, renames into place). Nothing wrapped
+    calls another wrapped function (stages must not nest); ``StageProfiler.check_called`` fails the run if a
+    name is no longer called.
+
+    Arguments:
+        profiler: the profiler to charge.
+        reading: the stage that image reading belongs to (``masks (SAM AMG)``: SAM's input; ``oracle
+            input`` in (c), where no SAM runs).
+    """
+    import alps.gallery
+    import alps.pipeline as pipeline
+    from alps.geo.scene import Scene
+
+    # Opening a PNG/JPEG scene decodes it (size and bands); its tile is read again for the masks.
+    pipeline.open_scenes = profiler.wrap(reading, pipeline.open_scenes)
+    Scene.read_tile_with_valid = profiler.wrap(reading, Scene.read_tile_with_valid)  # type: ignore[method-assign]
+    pipeline.write_mask_shard = profiler.wrap("mask storage", pipeline.write_mask_shard)
+    for name in ("write_feature_shard", "read_feature_shard"):
+        setattr(pipeline, name, profiler.wrap("features", getattr(pipeline, name)))
+    # run_cluster reads the feature shard (twice: sample, then Lloyd pass) inside the fit: clustering.
+    for name in ("run_cluster", "cluster_ids_by_mask"):
         setattr(pipeline, name, profiler.wrap("clustering", getattr(pipeline, name)))
-    pipeline.paint_mask_sets = profiler.wrap("painting", pipeline.paint_mask_sets)
+    pipeline.paint_scenes = profiler.wrap("painting", pipeline.paint_scenes)
     # Publishing the outputs (digests, renames into place) replaced swapping the painted folders in.
-    pipeline.OutputSet.publish = profiler.wrap("painting", pipeline.OutputSet.publish)
+    pipeline.OutputSet.publish = profiler.wrap("painting", pipeline.OutputSet.publish)  # type: ignore[method-assign]
+    # label() imports it when it gets there, from the module: the module attribute is what it calls.
+    alps.gallery.finish_label_dir = profiler.wrap("gallery", alps.gallery.finish_label_dir)
 
 
 def run_engine(config: dict[str, Any]) -> dict[str, Any]:
@@ -595,7 +635,7 @@ def run_engine(config: dict[str, Any]) -> dict[str, Any]:
 
     profiler = StageProfiler()
     start, cpu_start = time.perf_counter(), time.process_time()
-    profile_engine(profiler)
+    profile_engine(profiler, "masks (SAM AMG)")
     with profiler.stage("load models"):
         generator = SamMaskGenerator.from_checkpoint(
             config["checkpoint"], config["model"], SamConfig(**config["amg"]), exact_fast_path=True
@@ -604,7 +644,6 @@ def run_engine(config: dict[str, Any]) -> dict[str, Any]:
         encoder = build_encoder("sam")
     generator.generate = profiler.wrap("masks (SAM AMG)", generator.generate)  # type: ignore[method-assign]
     encoder.features_for = profiler.wrap("features", encoder.features_for)  # type: ignore[method-assign]
-    pipeline.read_image_with_valid = profiler.wrap("masks (SAM AMG)", pipeline.read_image_with_valid)
     items = [pipeline.ImageItem(Path(p).stem, Path(p)) for p in config["images"]]
     card = pipeline.label(
         items,
@@ -642,10 +681,12 @@ def run_post_engine(config: dict[str, Any]) -> dict[str, Any]:
     import alps.pipeline as pipeline
     from alps.cluster import ClusterConfig
     from alps.features.encoders import build_encoder
+    from alps.geo.scene import WHOLE_IMAGE_TILE, SceneOptions
 
     profiler = StageProfiler()
     start, cpu_start = time.perf_counter(), time.process_time()
-    profile_engine(profiler)
+    # Reading the image stands in for SAM's input; the baseline's post-SAM steps read none either.
+    profile_engine(profiler, "oracle input")
     images = [Path(p) for p in config["nwpu_images"]]
     with profiler.stage("oracle input"):
         generator = OracleSamMasks(
@@ -654,8 +695,6 @@ def run_post_engine(config: dict[str, Any]) -> dict[str, Any]:
     generator.generate = profiler.wrap("oracle input", generator.generate)  # type: ignore[method-assign]
     encoder = build_encoder("sam")
     encoder.features_for = profiler.wrap("features", encoder.features_for)  # type: ignore[method-assign]
-    # Reading the image stands in for SAM's input; the baseline's post-SAM steps read none either.
-    pipeline.read_image_with_valid = profiler.wrap("oracle input", pipeline.read_image_with_valid)
     items = [pipeline.ImageItem(p.stem, p) for p in images]
     card = pipeline.label(
         items,
@@ -664,6 +703,9 @@ def run_post_engine(config: dict[str, Any]) -> dict[str, Any]:
         encoder,
         ClusterConfig(k=config["k"], seed=0),
         area_threshold=AREA_THRESHOLD,
+        # Oracle masks and embeddings belong to whole images (as label() does for the coco backend); the
+        # default 1024 px tiles would cut the wider NWPU images into tiles that have neither.
+        scene_options=SceneOptions(tile_size=WHOLE_IMAGE_TILE),
     )
     return profiler.report(
         start, cpu_start, images=len(items), masks=card["masks"], masks_kept=card["masks_kept"]
