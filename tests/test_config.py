@@ -44,7 +44,7 @@ def test_sam_backend_requires_checkpoint(demo_config, tmp_path):
     with pytest.raises(WorkflowError, match="'sam' is a required property"):
         validate(copy.deepcopy(demo_config), SCHEMA)
     demo_config["labeling"]["masks"]["sam"] = {"checkpoint": "weights/sam_vit_h.pth"}
-    validate(copy.deepcopy(demo_config), SCHEMA)
+    validate(demo_config, SCHEMA)  # fills the schema's defaults, as the workflow does before check_config
     message = r"labeling.masks.sam.checkpoint: weights/sam_vit_h.pth does not exist"
     with pytest.raises(ConfigError, match=message):
         check_config(demo_config, tmp_path)
