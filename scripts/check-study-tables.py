@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.utils import validate
 
 from alps.study import iter_table_rows, plan_study
 from alps.tables import NOT_CONFIGURED, STATUS_COMPARED, STATUS_NO_PUBLISHED, STATUS_NOT_RUN
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 SUMMARY = ("mIoU", "mAcc", "dsc_mean", "miou")
 """The value columns a row must have a number in (whichever of them its table has)."""
@@ -30,6 +33,7 @@ def check(config_path: Path, work: Path, tables_dir: Path | None = None) -> tupl
     """(one report line per table, the problems found); tables_dir: default the study's ``tables/``."""
     config = yaml.safe_load(config_path.read_text())
     config["tables"] = {str(k): v for k, v in (config.get("tables") or {}).items()}
+    validate(config, str(SCHEMA))  # the schema's defaults, as the workflow fills them before planning
     os.chdir(work)  # the configuration's paths are relative to the working directory
     study = plan_study(config)
     planned: dict[str, list[str]] = {}
