@@ -36,7 +36,7 @@ import yaml
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_write_text, replace_directory
+from alps.io.atomic import atomic_directory, atomic_write_text
 from alps.paint import UNLABELED, colorize, make_palette
 from alps.pl_dataset import link_or_copy
 
@@ -242,13 +242,9 @@ def apply_class_map_to_label_dir(out_dir: str | os.PathLike[str], class_map: Cla
         The ``class_map`` entry of the label card (the map's summary and the new classes' pixel counts).
     """
     out = Path(out_dir)
-    staging = out / ".classmap.tmp"
-    if staging.exists():
-        shutil.rmtree(staging)
-    counts = _remap_folder(out / "labels", staging / "labels", staging / "vis", class_map.lut())
-    for name in ("labels", "vis"):
-        replace_directory(staging / name, out / name)
-    shutil.rmtree(staging)
+    # Both folders built beside their targets and swapped in whole (alps.io.atomic); vis first, labels last.
+    with atomic_directory(out / "labels") as labels, atomic_directory(out / "vis") as vis:
+        counts = _remap_folder(out / "labels", labels, vis, class_map.lut())
     copy = out / CLASS_MAP_COPY
     if not (copy.exists() and copy.samefile(class_map.path)):  # a rerun may pass the copy itself
         shutil.copyfile(class_map.path, copy)
@@ -274,8 +270,13 @@ def _check_separate(source: Path, out: Path) -> None:
             f"the mapped dataset {out} must be a new folder outside {source} (and not contain it): a class "
             "map never edits a dataset in place"
         )
-    if out.exists() and any(out.iterdir()) and not (out / "dataset_card.json").is_file():
+    if out.exists() and not _is_replaceable_dataset(out):
         raise ValueError(f"{out} exists and is not a dataset this command wrote; choose a new folder")
+
+
+def _is_replaceable_dataset(folder: Path) -> bool:
+    """An output folder this command may replace: empty, or a dataset (it has a card)."""
+    return not any(folder.iterdir()) or (folder / "dataset_card.json").is_file()
 
 
 def apply_class_map_to_dataset(
@@ -311,32 +312,40 @@ def apply_class_map_to_dataset(
         raise ValueError(f"K = {k} but {card_path} declares only {declared} label ids; wrong model?")
     class_map = load_class_map(class_map_path, k if k is not None else declared)
     _check_separate(source, out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     lut = class_map.lut()
-    counts = np.zeros(256, dtype=np.int64)
-    splits = sorted(p.name for p in (source / "ann_dir").iterdir() if p.is_dir())
-    if not splits:
-        raise ValueError(f"{source}/ann_dir has no split folders: is {source} a PL dataset?")
-    for split in splits:
-        counts += _remap_folder(source / "ann_dir" / split, tmp / "ann_dir" / split, tmp / "vis" / split, lut)
-        for image in sorted((source / "img_dir" / split).glob("*")):
-            link_or_copy(image, tmp / "img_dir" / split / image.name)
-    total = int(counts.sum())
-    n = len(class_map.names)
-    new_card = {
-        **card,
-        "num_classes": n,
-        "variant": "classes",
-        "classes": list(class_map.names),
-        "palette": class_map.palette(),
-        "class_pixels": counts[:n].tolist(),
-        "coverage": float(total - counts[UNLABELED]) / total if total else 0.0,
-        "class_map": {**class_map.summary(), "source_dataset": str(source), "source_num_classes": declared},
-    }
-    shutil.copyfile(class_map.path, tmp / CLASS_MAP_COPY)
-    (tmp / CLASSES_JSON).write_text(_classes_json(class_map))
-    (tmp / "dataset_card.json").write_text(json.dumps(new_card, indent=2) + "\n")
-    replace_directory(tmp, out)
+    # Built beside and swapped in whole (alps.io.atomic); only an empty folder or a dataset is replaced.
+    with atomic_directory(
+        out,
+        may_replace=_is_replaceable_dataset,
+        refusal=f"{out} exists and is not a dataset this command wrote",
+    ) as tmp:
+        counts = np.zeros(256, dtype=np.int64)
+        splits = sorted(p.name for p in (source / "ann_dir").iterdir() if p.is_dir())
+        if not splits:
+            raise ValueError(f"{source}/ann_dir has no split folders: is {source} a PL dataset?")
+        for split in splits:
+            counts += _remap_folder(
+                source / "ann_dir" / split, tmp / "ann_dir" / split, tmp / "vis" / split, lut
+            )
+            for image in sorted((source / "img_dir" / split).glob("*")):
+                link_or_copy(image, tmp / "img_dir" / split / image.name)
+        total = int(counts.sum())
+        n = len(class_map.names)
+        new_card = {
+            **card,
+            "num_classes": n,
+            "variant": "classes",
+            "classes": list(class_map.names),
+            "palette": class_map.palette(),
+            "class_pixels": counts[:n].tolist(),
+            "coverage": float(total - counts[UNLABELED]) / total if total else 0.0,
+            "class_map": {
+                **class_map.summary(),
+                "source_dataset": str(source),
+                "source_num_classes": declared,
+            },
+        }
+        shutil.copyfile(class_map.path, tmp / CLASS_MAP_COPY)
+        (tmp / CLASSES_JSON).write_text(_classes_json(class_map))
+        (tmp / "dataset_card.json").write_text(json.dumps(new_card, indent=2) + "\n")
     return new_card

@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from alps.io.atomic import replace_directory
+from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
 from alps.masks.base import MaskSet
 from alps.paint import make_palette, paint_labels
@@ -300,40 +300,42 @@ def _write(
     seed: int,
     tile: int,
 ) -> dict[str, Any]:
-    out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    rows = []
-    for cluster_id, cluster in enumerate(clusters):
-        chosen = sorted(cluster.heap, key=lambda entry: -entry[0])  # smallest key first
-        name = names.get(cluster_id, f"cluster {cluster_id}")
-        row = {
-            "cluster": cluster_id,
-            "name": name,
-            "masks": cluster.masks,
-            "pixels": int(painted[cluster_id]),
-            "pixel_share": float(painted[cluster_id]) / total_pixels if total_pixels else 0.0,
-            "mean_area_px": cluster.area_pixels / cluster.masks if cluster.masks else 0.0,
-            "mean_area_fraction": cluster.area_fraction / cluster.masks if cluster.masks else 0.0,
-            "examples": [entry[1] for entry in chosen],
-            "colour": [int(c) for c in palette[cluster_id]],
-            "sheet": f"cluster_{cluster_id:03d}.png",
+    # Built beside and swapped in whole (alps.io.atomic): a reader sees the old gallery or the new one.
+    with atomic_directory(out_dir) as tmp:
+        rows = []
+        for cluster_id, cluster in enumerate(clusters):
+            chosen = sorted(cluster.heap, key=lambda entry: -entry[0])  # smallest key first
+            name = names.get(cluster_id, f"cluster {cluster_id}")
+            row = {
+                "cluster": cluster_id,
+                "name": name,
+                "masks": cluster.masks,
+                "pixels": int(painted[cluster_id]),
+                "pixel_share": float(painted[cluster_id]) / total_pixels if total_pixels else 0.0,
+                "mean_area_px": cluster.area_pixels / cluster.masks if cluster.masks else 0.0,
+                "mean_area_fraction": cluster.area_fraction / cluster.masks if cluster.masks else 0.0,
+                "examples": [entry[1] for entry in chosen],
+                "colour": [int(c) for c in palette[cluster_id]],
+                "sheet": f"cluster_{cluster_id:03d}.png",
+            }
+            sheet_title = (
+                f"{cluster_id}: {name} | {cluster.masks} masks | {_percent(row['pixel_share'])} px | "
+                f"mean {row['mean_area_px']:.0f} px"
+            )
+            _sheet(cluster_id, sheet_title, [entry[2] for entry in chosen], palette[cluster_id], tile).save(
+                tmp / row["sheet"]
+            )
+            rows.append(row)
+        meta = {"clusters": len(clusters), "image pixels": total_pixels, "seed": seed}
+        (tmp / "index.html").write_text(_html(rows, title, meta), encoding="utf-8")
+        summary = {
+            "k": len(clusters),
+            "total_pixels": total_pixels,
+            "seed": seed,
+            "tile": tile,
+            "clusters": rows,
         }
-        sheet_title = (
-            f"{cluster_id}: {name} | {cluster.masks} masks | {_percent(row['pixel_share'])} px | "
-            f"mean {row['mean_area_px']:.0f} px"
-        )
-        _sheet(cluster_id, sheet_title, [entry[2] for entry in chosen], palette[cluster_id], tile).save(
-            tmp / row["sheet"]
-        )
-        rows.append(row)
-    meta = {"clusters": len(clusters), "image pixels": total_pixels, "seed": seed}
-    (tmp / "index.html").write_text(_html(rows, title, meta), encoding="utf-8")
-    summary = {"k": len(clusters), "total_pixels": total_pixels, "seed": seed, "tile": tile, "clusters": rows}
-    (tmp / "gallery.json").write_text(json.dumps(summary, indent=2) + "\n")
-    replace_directory(tmp, out)
+        (tmp / "gallery.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 

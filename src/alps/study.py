@@ -294,9 +294,10 @@ def labeling_gpus(config: Mapping[str, Any]) -> dict[str, int]:
     """The GPUs each labeling rule claims: 1 only where its work runs on CUDA.
 
     A CPU job that claims a GPU holds a Slurm GPU for nothing, and on a GPU box takes a ``--resources gpu``
-    slot from a job that needs one. SAM runs on ``labeling.masks.sam.device`` (masks, box labels, and the ``sam`` encoder's
-    features, which reuse SAM's embedding); any other encoder on ``labeling.encoder.device``. ``config``
-    is schema-validated, so both devices carry the schema's defaults (``workflow/schemas/``).
+    slot from a job that needs one. SAM runs on ``labeling.masks.sam.device`` (masks, box labels, and the
+    ``sam`` encoder's features, which reuse SAM's embedding); any other encoder on
+    ``labeling.encoder.device``. ``config`` is schema-validated, so both devices carry the schema's defaults
+    (``workflow/schemas/``).
     """
     labeling = config["labeling"]
     sam = labeling["masks"].get("sam")  # absent where neither the masks nor box prompts use SAM
