@@ -50,9 +50,9 @@ paper-dryrun: $(STAMP)
 	scripts/paper-dryrun.sh config/paper.yaml
 
 lint: $(STAMP)
-	ruff check src tests workflow benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests workflow benchmarks scripts
+	ruff format --check src tests benchmarks scripts
 
 format: $(STAMP)
-	ruff check --fix src tests benchmarks
-	ruff format src tests benchmarks
+	ruff check --fix src tests benchmarks scripts
+	ruff format src tests benchmarks scripts
