@@ -173,6 +173,21 @@ def test_two_processes_under_torchrun_with_a_backbone_and_the_pl_val_split(
     assert "launcher = 'pytorch'" in config and "ann_dir/val" in config
 
 
+def test_the_cli_leaves_the_process_group_it_trained_in(tmp_path: Path) -> None:
+    """A training command destroys its torch.distributed group before the process exits: a live gloo group
+    can abort the process in its destructor (SIGABRT) after the work is done, failing the torchrun job."""
+    import torch.distributed as dist
+
+    from alps.cli import _leave_process_group
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert dist.is_initialized()
+    _leave_process_group()
+    assert not dist.is_initialized()
+    _leave_process_group()  # nothing to leave: no error
+
+
 def test_no_unpickling_anywhere_in_the_package() -> None:
     """No code path of the package can unpickle: no weights_only=False, no forced override, no pickle.load."""
     src = Path(__file__).resolve().parents[1] / "src"

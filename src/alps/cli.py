@@ -971,7 +971,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         return 2
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Destroy the torch.distributed process group a training command joined (torchrun runs).
+
+    A process that exits with its gloo/NCCL group alive can be aborted in the group's destructor
+    ("terminate called without an active exception", SIGABRT) after its work is done, failing the job.
+    Checked through ``sys.modules`` so that commands that never import torch do not import it here.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
