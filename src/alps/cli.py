@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from alps import __version__
-from alps.config import AREA_THRESHOLD
+from alps.config import AREA_THRESHOLD, INIT_MODES
 
 log = logging.getLogger("alps")
 
@@ -545,7 +545,7 @@ def _add_pretrain_parser(sub: Any) -> None:
     p.add_argument(
         "--init",
         default="none",
-        choices=["none", "overall", "backbone", "head"],
+        choices=INIT_MODES,
         help="initialise from --from (Mixed-PL: backbone of an earlier pre-training)",
     )
     _add_training(p)
@@ -587,7 +587,7 @@ def _add_finetune_parser(sub: Any) -> None:
     p.add_argument(
         "--init",
         default="none",
-        choices=["none", "overall", "backbone", "head"],
+        choices=INIT_MODES,
         help="which sub-model of --from to load (the paper's overall / backbone / head)",
     )
     p.add_argument(

@@ -15,6 +15,10 @@ AREA_THRESHOLD = 0.3
 the default of ``labeling.area_threshold`` in the schema and of the ``--area-threshold`` options
 (``tests/test_config.py`` checks that the schema says the same)."""
 
+INIT_MODES: tuple[str, ...] = ("none", "overall", "backbone", "head")
+"""How a training run is initialised from a pre-training (the paper's sub-models; ``none``: from scratch):
+the ``--init`` choices of ``alps pretrain`` / ``alps finetune`` and what ``alps.train.surgery`` loads."""
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names every offending key."""

@@ -28,7 +28,6 @@ from alps.config import AREA_THRESHOLD
 SCRATCH = "scratch"
 """The pre-training name of a fine-tuning that starts from scratch (the paper's "Baseline")."""
 
-INITS: tuple[str, ...] = ("none", "overall", "backbone", "head")
 INIT_LABELS: dict[str, str] = {
     "none": "Baseline",
     "overall": "Overall",

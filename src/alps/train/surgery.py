@@ -35,12 +35,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from alps.config import INIT_MODES
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.io.digest import file_sha256
 from alps.train.checkpoints import UntrustedCheckpointError, load_checkpoint
-
-INIT_MODES: tuple[str, ...] = ("none", "overall", "backbone", "head")
-"""The ``--init`` choices."""
 
 RUN_MARKER = "alps_run.json"
 """Written by ``alps.train.runner`` into every work dir it trains in (what wrote it; it grants no trust)."""
