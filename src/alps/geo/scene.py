@@ -158,42 +158,33 @@ class Scene:
 
     def read_tile(self, window: Window, bands: Sequence[int] | None) -> NDArray[np.uint8]:
         """The ``(h, w, 3)`` uint8 RGB pixels of one window."""
-        if not self.tiled:
-            return read_image(self.path, bands=bands)
-        x, y, w, h = window
-        if self.decoded_whole:
-            pixels = _decode_whole(self.path, tuple(bands) if bands is not None else None)
-            return np.ascontiguousarray(pixels[y : y + h, x : x + w])
-        import rasterio
-        from rasterio.windows import Window as RioWindow
-
-        unique = sorted(set(self.bands))
-        with _quiet(), rasterio.open(self.path) as src:
-            planes = dict(zip(unique, src.read(unique, window=RioWindow(x, y, w, h)), strict=True))
-        return self._to_rgb(planes)
+        return self.read_tile_with_valid(window, bands)[0]
 
     def read_tile_with_valid(
         self, window: Window, bands: Sequence[int] | None
     ) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
-        """``read_tile``, and the tile's valid pixels (None: the file declares no no-data, or all valid).
+        """The pixels of one window, and its valid pixels (None: the file declares no no-data, or all valid).
 
         Declared no-data stays out of every mask (``alps.pipeline``), so it ends up unlabeled (255) whatever
         the scene's size.
         """
         if not self.tiled:
             return read_image_with_valid(self.path, bands=bands)
-        if self.decoded_whole or not self.has_nodata:
-            return self.read_tile(window, bands), None
+        x, y, w, h = window
+        if self.decoded_whole:
+            pixels = _decode_whole(self.path, tuple(bands) if bands is not None else None)
+            return np.ascontiguousarray(pixels[y : y + h, x : x + w]), None
         import rasterio
         from rasterio.windows import Window as RioWindow
 
-        x, y, w, h = window
         unique = sorted(set(self.bands))
+        masks = None
         with _quiet(), rasterio.open(self.path) as src:
             planes = dict(zip(unique, src.read(unique, window=RioWindow(x, y, w, h)), strict=True))
-            masks = src.read_masks(unique, window=RioWindow(x, y, w, h)) > 0
-        valid = np.logical_and.reduce(list(masks))
-        return self._to_rgb(planes), None if valid.all() else valid
+            if self.has_nodata:
+                masks = src.read_masks(unique, window=RioWindow(x, y, w, h)) > 0
+        valid = None if masks is None else np.logical_and.reduce(list(masks))
+        return self._to_rgb(planes), None if valid is None or valid.all() else valid
 
     def _to_rgb(self, planes: Mapping[int, NDArray[np.generic]]) -> NDArray[np.uint8]:
         if self.stretch is None:
