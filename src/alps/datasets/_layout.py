@@ -34,7 +34,6 @@ from alps.io.atomic import (
     atomic_directory,
     atomic_write_text,
 )
-from alps.io.images import write_png  # noqa: F401  (the converters' writer)
 
 if TYPE_CHECKING:
     from affine import Affine

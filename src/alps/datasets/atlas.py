@@ -59,8 +59,8 @@ from alps.datasets._layout import (
     SkipLog,
     building,
     write_json,
-    write_png,
 )
+from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 
 DATASET_NAME = "alps-atlas"

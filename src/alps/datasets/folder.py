@@ -39,9 +39,8 @@ from alps.datasets._layout import (
     sliding_starts,
     window_transform_text,
     write_json,
-    write_png,
 )
-from alps.io.images import IMAGE_SUFFIXES, ImageReadError, read_raster, to_rgb_uint8
+from alps.io.images import IMAGE_SUFFIXES, ImageReadError, read_raster, to_rgb_uint8, write_png
 from alps.io.manifest import MANIFEST_COLUMNS, SPLITS, write_manifest
 
 DATASET_NAME = "alps-folder"

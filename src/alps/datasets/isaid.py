@@ -67,8 +67,8 @@ from alps.datasets._layout import (
     palette_to_index,
     sliding_starts,
     write_json,
-    write_png,
 )
+from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 
 DATASET_NAME = "alps-isaid"

@@ -58,8 +58,8 @@ from alps.datasets._layout import (
     palette_to_index,
     window_transform_text,
     write_json,
-    write_png,
 )
+from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 
 DATASET_NAME = "alps-potsdam"

@@ -49,9 +49,9 @@ from alps.datasets._layout import (
     check_same_size,
     decode_image,
     write_json,
-    write_png,
 )
 from alps.io.atomic import atomic_write_bytes
+from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 
 DATASET_NAME = "alps-samrs"
