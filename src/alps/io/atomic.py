@@ -118,14 +118,23 @@ def _build_name_pattern(target: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(target.name)}\.tmp-([1-9][0-9]*)-[0-9a-f]{{8}}")
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of process ``pid`` (Linux ``/proc``), or None where it cannot be read."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` from field 3 (state) on, or None where it cannot be read.
+
+    The command name (field 2) may hold spaces and parentheses, so the fields are counted after its last
+    ")".
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Field 22 (starttime); the command name (field 2) may hold spaces, so count after its ")".
-    return stat[stat.rindex(")") + 2 :].split()[19]
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (field 22, Linux ``/proc``), or None where unreadable."""
+    fields = _proc_stat(pid)
+    return None if fields is None else fields[19]
 
 
 def _process_alive(pid: int, start: str | None) -> bool:
@@ -140,14 +149,12 @@ def _process_alive(pid: int, start: str | None) -> bool:
         return False
     except PermissionError:  # another user's process: it exists
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = _proc_stat(pid)
+    if fields is None:
         return True
-    state = stat[stat.rindex(")") + 2 :].split()[0]
-    if state in ("Z", "X"):
+    if fields[0] in ("Z", "X"):
         return False
-    return start is None or _process_start(pid) in (None, start)
+    return start is None or fields[19] == start
 
 
 def _stale_owner(folder: Path, pid: int) -> bool:
