@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.cluster import KMeans
-from tqdm import tqdm
 
 from alps import __version__
 from alps.io.atomic import atomic_output, atomic_write_text
+from alps.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ def consensus_centers(
     """
     rng = np.random.default_rng(seed)
     pool = []
-    for _ in tqdm(range(restarts), desc=f"k-means restarts (K={k})", disable=None, mininterval=2.0):
+    for _ in track(range(restarts), f"k-means restarts (K={k})", "restart"):
         restart_seed = int(rng.integers(2**31 - 1))
         subset = points
         if len(points) > restart_sample:
@@ -428,7 +428,7 @@ def estimate_k(
     fitted = _kmeans(projected, low, seed, n_init=10)
     centers, labels = fitted.cluster_centers_, fitted.labels_
     criterion = {low: _bic(projected, labels, centers)}
-    for k in tqdm(range(low + 1, high + 1), desc="K by BIC", disable=None, mininterval=2.0):
+    for k in track(range(low + 1, high + 1), "K by BIC", "K"):
         errors = np.bincount(
             labels, weights=((projected - centers[labels]) ** 2).sum(axis=1), minlength=k - 1
         )

@@ -36,12 +36,12 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
-from tqdm import tqdm
 
 from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
 from alps.masks.base import MaskSet
 from alps.paint import make_palette, paint_labels
+from alps.progress import track
 
 DEFAULT_EXAMPLES = 12
 DEFAULT_TILE = 128
@@ -230,7 +230,7 @@ def write_gallery(
         if ids.size and ids.max() >= k:
             raise ValueError(f"cluster id {int(ids.max())} >= k = {k}")
         start = 0
-        for mask_set in tqdm(part.mask_sets, desc="gallery", unit="img", disable=None, mininterval=2.0):
+        for mask_set in track(part.mask_sets, "gallery", "img"):
             image_ids = ids[start : start + len(mask_set)]
             start += len(mask_set)
             pixels = mask_set.height * mask_set.width

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from tqdm import tqdm
 
 from alps import __version__
 from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON
@@ -44,6 +43,7 @@ from alps.masks.registry import MASK_BACKENDS, build_mask_generator
 from alps.masks.shards import read_mask_shard, write_mask_shard
 from alps.paint import paint_mask_sets
 from alps.pl_dataset import assemble_pl_dataset
+from alps.progress import track
 from alps.sharding import ImageItem, images_from_source, select_shard, shard_count
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _progress(items: Sequence[Any], desc: str) -> Any:
-    return tqdm(items, desc=desc, unit="img", disable=None, mininterval=2.0)
+    return track(items, desc, "img")
 
 
 def _concat_rows(rows: list[np.ndarray], width: int) -> np.ndarray:

@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from tqdm import tqdm
 
 from alps.geo.georef import Georef, label_geotiff, raster_georef, write_pam_sidecar
 from alps.io.atomic import atomic_output
 from alps.io.images import ImageReadError, read_image, read_image_with_valid, to_rgb_uint8, write_png
 from alps.masks.base import MaskSet
 from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
+from alps.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -571,7 +571,7 @@ def iter_tiles_with_valid(
 ) -> Iterator[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None]]:
     """``(tile id, RGB tile, valid pixels or None)`` of every tile, with a progress bar over tiles."""
     total = sum(len(scene.windows) for scene in scenes)
-    with tqdm(total=total, desc="tiles", unit="tile", disable=None, mininterval=2.0) as bar:
+    with Progress(total, "tiles", "tile") as bar:
         for scene in scenes:
             for window in scene.windows:
                 yield (scene.tile_id(window), *scene.read_tile_with_valid(window, bands))
