@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alps import __version__
+from alps import __version__, limits
 from alps.config import AREA_THRESHOLD, INIT_MODES
 
 log = logging.getLogger("alps")
@@ -183,6 +183,11 @@ def _items(args: argparse.Namespace) -> Any:
     return items
 
 
+def _source_folder(source: Path) -> Path:
+    """The folder an image source's files lie in: a manifest's folder (its dataset), or the folder itself."""
+    return source.parent if source.suffix.lower() == ".csv" else source
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from alps.datasets import prepare_dataset
 
@@ -340,6 +345,7 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
         num_classes=args.num_classes,
         bands=args.bands,
         georefs=georefs,
+        inputs=[_source_folder(args.source)],
     )
     log.info(
         "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]
@@ -436,7 +442,9 @@ def cmd_figures(args: argparse.Namespace) -> None:
         log.info("no ground truth at %s: figures show image and pseudo-label only", gt_dir)
         gt_dir = None
     if gt_dir is not None and args.gt_classes and Path(args.gt_classes).is_file():
-        palette = json.loads(Path(args.gt_classes).read_text()).get("palette")
+        from alps.io.cards import read_json_object
+
+        palette = read_json_object(args.gt_classes, "class list").get("palette")
     paths = write_figures(
         args.pl_dataset,
         args.out_dir,
@@ -615,7 +623,7 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{args.class_names}: not JSON ({exc})") from exc
         names = value.get("classes") if isinstance(value, dict) else None
-        if not isinstance(names, list):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{args.class_names}: expected a JSON object with a 'classes' list of names")
     report = evaluate_label_dirs(args.pred_dir, args.gt_dir, args.num_classes, args.ignore, names)
     text = json.dumps(report, indent=2) + "\n"
@@ -639,8 +647,10 @@ def _add_evaluate_labels_parser(sub: Any) -> None:
 
 def cmd_label(args: argparse.Namespace) -> None:
     from alps.geo.scene import SceneOptions
-    from alps.pipeline import images_from_source, label
+    from alps.pipeline import images_from_source, label, repair_label_output
 
+    # A publication a killed run left half done is finished first, even if the arguments fail below.
+    repair_label_output(args.out_dir)
     _check_class_map(args)
     georefs = {}
     if args.images.suffix.lower() == ".csv":
@@ -708,10 +718,12 @@ def cmd_tables(args: argparse.Namespace) -> None:
     if published is None:
         log.warning("no published tables (results/paper/ not found, no --published): no paper values shown")
     if args.config is not None:
-        import yaml
+        from alps.io.yamlfile import load_yaml
 
         # The rows of the workflow's study: every run the config plans, at the path the workflow gives it.
-        config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+        config = load_yaml(args.config)
+        if not isinstance(config, dict):
+            raise ValueError(f"{args.config}: a workflow configuration is a mapping of keys")
         if args.results_dir is not None:
             config["results_dir"] = str(args.results_dir)
         rows = study_rows(config, published)
@@ -741,11 +753,12 @@ def _add_tables_parser(sub: Any) -> None:
 
 
 def cmd_placeholders(args: argparse.Namespace) -> None:
-    import yaml
-
+    from alps.io.yamlfile import load_yaml
     from alps.placeholders import write_placeholders
 
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_yaml(args.config)
+    if not isinstance(config, dict):
+        raise ValueError(f"{args.config}: a workflow configuration is a mapping of keys")
     created = write_placeholders(config, args.root)
     log.info("wrote %d placeholder inputs of %s under %s", len(created), args.config, args.root)
 
@@ -786,6 +799,7 @@ def cmd_gallery(args: argparse.Namespace) -> None:
         seed=args.seed,
         tile=args.tile,
         bands=args.bands,
+        image_folders=[_source_folder(args.source)],
     )
     log.info("gallery of %d pseudo-classes: %s", summary["k"], Path(args.out_dir) / "index.html")
 
@@ -916,6 +930,34 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or text
 
 
+def _add_limit_options(sub: Any) -> None:
+    """Every sub-command takes the input size limits (``alps.limits``), so a workflow can pass them to any."""
+    for parser in sub.choices.values():
+        group = parser.add_argument_group("input limits")
+        group.add_argument(
+            "--max-pixels",
+            type=_positive,
+            help=f"largest image, label or scene read, in pixels (default: from {limits.PIXELS_ENV}, "
+            "else what fits this machine's memory)",
+        )
+        group.add_argument(
+            "--max-tiles",
+            type=_positive,
+            help=f"most tiles of one scene in `alps label` (default: {limits.TILES_ENV}, else "
+            f"{limits.DEFAULT_MAX_TILES})",
+        )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def _show_defaults(sub: Any) -> None:
     """Every sub-command's --help shows each option's default (options without help text get one)."""
     for parser in sub.choices.values():
@@ -947,6 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tables_parser(sub)
     _add_class_commands(sub)
     _add_geo_commands(sub)
+    _add_limit_options(sub)
     _show_defaults(sub)
     return parser
 
@@ -963,17 +1006,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Logs tell which cluster job wrote them (the Slurm integration test reads this line).
         log.info("running as Slurm job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
     try:
+        limits.configure(args.max_pixels, args.max_tiles)
         args.func(args)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         # Expected failures (bad input, missing files) get one clear line, not a traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"alps {args.command}: error: {message}", file=sys.stderr)
+        print(f"alps {args.command}: error: {_one_line(message)}", file=sys.stderr)
         if args.verbose:
             raise
         return 2
+    except KeyboardInterrupt:
+        # Outputs are published whole or not at all (alps.io.outputs): nothing half-written is left.
+        print(
+            f"alps {args.command}: interrupted; nothing half-written was published (a rerun finishes or "
+            "discards what was begun)",
+            file=sys.stderr,
+        )
+        if args.verbose:
+            raise
+        return 130
+    except MemoryError:
+        print(
+            f"alps {args.command}: error: out of memory; lower --max-pixels (or {limits.PIXELS_ENV}) so that "
+            "oversized inputs are refused up front, or run on a machine with more memory",
+            file=sys.stderr,
+        )
+        if args.verbose:
+            raise
+        return 1
+    except Exception as exc:
+        # A failure nobody foresaw is still one line (and a traceback with -v): it is a bug to report.
+        print(
+            f"alps {args.command}: error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug: rerun "
+            "with -v for the traceback and report it)",
+            file=sys.stderr,
+        )
+        if args.verbose:
+            raise
+        return 1
     finally:
         _leave_process_group()
     return 0
+
+
+def _one_line(message: object) -> str:
+    """A message on one line, at most 2000 characters (an input's value may be long)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= 2000 else text[:1997] + "..."
 
 
 def _leave_process_group() -> None:

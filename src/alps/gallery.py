@@ -37,8 +37,9 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
+from alps.io.outputs import check_output_folder, output_folder
+from alps.limits import MAX_GALLERY_TILE
 from alps.masks.base import MaskSet
 from alps.paint import make_palette, paint_labels
 from alps.progress import track
@@ -48,6 +49,10 @@ DEFAULT_TILE = 128
 CONTEXT = 0.35
 """Context around a mask's box, as a share of the box's longer side on each side."""
 COLUMNS = 6
+WRITER = "alps gallery"
+"""The gallery folder's writer (``alps.io.outputs``): only an earlier gallery is replaced."""
+EXAMPLE_BYTES = 1 << 31
+"""The example tiles held in memory at most (k x examples x tile^2 x 3 bytes)."""
 HEADER = 22
 GAP = 4
 
@@ -216,8 +221,15 @@ def write_gallery(
     Raises:
         ValueError: a mask's image is not in ``image_paths``, or ids and masks do not line up.
     """
-    if examples < 1 or tile < 16:
-        raise ValueError(f"need examples >= 1 and tile >= 16, got {examples} and {tile}")
+    if examples < 1 or not 16 <= tile <= MAX_GALLERY_TILE:
+        raise ValueError(
+            f"need examples >= 1 and 16 <= tile <= {MAX_GALLERY_TILE}, got {examples} and {tile}"
+        )
+    if k * examples * tile * tile * 3 > EXAMPLE_BYTES:
+        raise ValueError(
+            f"{k} clusters x {examples} examples of {tile} px would hold more than "
+            f"{EXAMPLE_BYTES >> 30} GiB of tiles; pass a smaller --tile or --examples"
+        )
     clusters = [_Cluster() for _ in range(k)]
     palette = make_palette()
     painted = np.zeros(k, dtype=np.int64)
@@ -300,8 +312,8 @@ def _write(
     seed: int,
     tile: int,
 ) -> dict[str, Any]:
-    # Built beside and swapped in whole (alps.io.atomic): a reader sees the old gallery or the new one.
-    with atomic_directory(out_dir) as tmp:
+    # Built beside and swapped in whole (alps.io.outputs): a reader sees the old gallery or the new one.
+    with output_folder(out_dir, WRITER) as tmp:
         rows = []
         for cluster_id, cluster in enumerate(clusters):
             chosen = sorted(cluster.heap, key=lambda entry: -entry[0])  # smallest key first
@@ -367,29 +379,33 @@ def gallery_from_shards(
     area_threshold: float | None = None,
     paint_dirs: Sequence[str | os.PathLike[str]] | None = None,
     class_map_path: str | os.PathLike[str] | None = None,
+    image_folders: Sequence[str | os.PathLike[str]] = (),
     **options: Any,
 ) -> dict[str, Any]:
     """The gallery of a sharded labeling: mask shards, their feature shards (same order), the cluster model.
 
     Cluster ids are predicted by the model with the filtering gate ``area_threshold`` (default: the one
-    the model was fitted with, from its card); ``options`` go to ``write_gallery``.
+    the model was fitted with, from its card); ``options`` go to ``write_gallery``. ``out_dir`` must not
+    overlap an input (``image_folders``: the folder of the images, or of their manifest).
     """
     from alps.cluster import ClusterModel
     from alps.features.shards import read_feature_shard
     from alps.masks.shards import read_mask_shard
-    from alps.pipeline import assign_clusters
+    from alps.pipeline import assign_clusters, model_area_threshold
 
     if len(mask_shards) != len(feature_shards):
         raise ValueError(
             f"{len(mask_shards)} mask shards but {len(feature_shards)} feature shards; pair them"
         )
+    inputs = [*mask_shards, *feature_shards, model_path, *(paint_dirs or []), *image_folders]
+    check_output_folder(out_dir, WRITER, inputs=[*inputs, *([class_map_path] if class_map_path else [])])
     model = ClusterModel.load(model_path)
     threshold = area_threshold
     if threshold is None:
         card = getattr(model, "card", None) or {}
         if "area_threshold" not in card:
             raise ValueError(f"{model_path} does not say its filtering gate; pass --area-threshold")
-        threshold = float(card["area_threshold"])
+        threshold = model_area_threshold(model, None, model_path)
     names = None
     if class_map_path is not None:
         from alps.classmap import load_class_map

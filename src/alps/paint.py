@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from pycocotools import mask as mask_utils
 
 from alps.io.images import write_png
+from alps.io.paths import confined, safe_name
 from alps.masks.base import MaskSet
 
 UNLABELED = 255
@@ -160,11 +161,12 @@ def paint_mask_sets(
     for mask_set in mask_sets:
         ids = cluster_ids[mask_set.image_id]
         label = paint_labels(mask_set, ids)
-        write_png(out / "labels" / f"{mask_set.image_id}.png", label)
-        write_png(out / "vis" / f"{mask_set.image_id}.png", colorize(label))
+        name = f"{safe_name(mask_set.image_id, 'mask shard', 'image id')}.png"
+        write_png(confined(out, "labels", name), label)
+        write_png(confined(out, "vis", name), colorize(label))
         if binary_dir is not None:
             binary = paint_binary(mask_set, ids >= 0)
-            write_png(Path(binary_dir) / f"{mask_set.image_id}.png", binary)
+            write_png(confined(binary_dir, name), binary)
         counts = np.bincount(label.ravel(), minlength=256)
         histogram += counts[:k]
         covered += int(label.size - counts[UNLABELED])

@@ -23,6 +23,7 @@ import numpy as np
 from affine import Affine
 
 from alps.io.atomic import atomic_output
+from alps.limits import check_pixels
 from alps.paint import UNLABELED, make_palette
 
 BLOCK = 256
@@ -170,6 +171,7 @@ def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Georef | None]
     with src:
         if src.count != 1:
             raise ValueError(f"{path}: a label raster has one band, this one has {src.count}")
+        check_pixels(src.height, src.width, path, "label raster")
         array = src.read(1)
         georef = Georef(_crs_text(src.crs), src.transform) if src.crs is not None else None
     return array, georef

@@ -37,6 +37,8 @@ from PIL import Image
 from alps.geo.georef import Georef, label_geotiff, raster_georef, write_pam_sidecar
 from alps.io.atomic import atomic_output
 from alps.io.images import ImageReadError, read_image, read_image_with_valid, to_rgb_uint8, write_png
+from alps.io.paths import confined, safe_name
+from alps.limits import check_pixels, check_tiles
 from alps.masks.base import MaskSet
 from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
 from alps.progress import Progress
@@ -276,22 +278,25 @@ def open_scene(
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
-    georef = raster_georef(path) or options.georefs.get(image_id)
     if path.suffix.lower() in _RASTERIO_SUFFIXES:
         import rasterio
         from rasterio.enums import MaskFlags
 
         try:
+            # The georeference is read inside the same guard: an unreadable file is skipped whole.
+            georef = raster_georef(path) or options.georefs.get(image_id)
             with _quiet(), rasterio.open(path) as src:
                 height, width, count, dtype = src.height, src.width, src.count, src.dtypes[0]
+                check_pixels(height, width, path, "scene")
                 shape = preview_shape(height, width, STATS_SIDE)
                 sample = src.read(out_shape=(count, *shape))
                 has_nodata = not all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums)
                 sample_valid = src.read_masks(out_shape=(count, *shape)) > 0 if has_nodata else None
-        except rasterio.errors.RasterioError as exc:
+        except (rasterio.errors.RasterioError, OSError) as exc:
             raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
         to_rgb_uint8(sample, bands=bands, source=str(path))  # validates `bands` with the usual messages
     else:
+        georef = options.georefs.get(image_id)
         # PNG/JPEG/BMP cannot be read by windows: decoded whole when its tiles are read (one scene at a time).
         rgb = _decode_whole(path, tuple(bands) if bands is not None else None)
         height, width = rgb.shape[:2]
@@ -300,6 +305,7 @@ def open_scene(
         has_nodata, sample_valid = False, None
     _warn_bands(path, count, bands)
     windows = tile_windows(height, width, options.tile_size, options.overlap)
+    check_tiles(len(windows), path)
     chosen = _chosen_bands(count, bands)
     stretch = None
     if len(windows) > 1 and sample is not None and sample.dtype != np.uint8:
@@ -473,10 +479,11 @@ def paint_scenes(
     files = []
     for scene in scenes:
         suffix = label_suffix(scene)
-        writer = SceneWriter(scene, out / "labels" / f"{scene.image_id}{suffix}")
+        name = f"{safe_name(scene.image_id, scene.path, 'image id')}{suffix}"
+        writer = SceneWriter(scene, confined(out, "labels", name))
         binary = None
         if binary_dir is not None:
-            binary = SceneWriter(scene, Path(binary_dir) / f"{scene.image_id}{suffix}", nodata=None)
+            binary = SceneWriter(scene, confined(binary_dir, name), nodata=None)
         try:
             for window in scene.windows:
                 tile_id = scene.tile_id(window)
@@ -495,13 +502,13 @@ def paint_scenes(
             binary.close()
         files.append(writer.path.name)
         label_preview = writer.preview()
-        write_png(out / "vis" / f"{scene.image_id}.png", colorize(label_preview))
+        write_png(confined(out, "vis", f"{scene.image_id}.png"), colorize(label_preview))
         if legend:
             image = scene.preview(bands)
             if image.shape[:2] != label_preview.shape:
                 image = np.asarray(Image.fromarray(image).resize(label_preview.shape[::-1]))
             write_png(
-                out / "vis" / f"{scene.image_id}.overlay.png",
+                confined(out, "vis", f"{scene.image_id}.overlay.png"),
                 overlay_with_legend(image, label_preview, writer.counts, k),
             )
         counts = writer.counts

@@ -8,7 +8,6 @@ Polygons are in the labels' CRS; the file is written by pyogrio (GDAL), atomical
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -19,7 +18,8 @@ import numpy as np
 from affine import Affine
 
 from alps.geo.georef import read_label
-from alps.io.atomic import atomic_output
+from alps.io.cards import card_strings, read_json_object
+from alps.io.outputs import check_separate, file_problem, output_file
 from alps.paint import UNLABELED
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 DRIVERS = {"gpkg": "GPKG", "geojson": "GeoJSON"}
 """``--format`` choices and their GDAL drivers."""
 LAYER = "labels"
+WRITER = "alps vectorize"
+"""The vector file's writer (``alps.io.outputs``): only its own earlier file is replaced."""
 
 
 def read_class_names(path: str | os.PathLike[str]) -> list[str]:
@@ -35,9 +37,8 @@ def read_class_names(path: str | os.PathLike[str]) -> list[str]:
     Raises:
         ValueError: the file has no ``classes`` list of strings.
     """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    names = data.get("classes") if isinstance(data, dict) else None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    names = card_strings(read_json_object(path, "class list"), "classes", path)
+    if names is None:
         raise ValueError(f"{path}: expected a JSON object with a 'classes' list of names")
     return names
 
@@ -46,9 +47,7 @@ def _default_class_names(labels: Path) -> list[str] | None:
     """The ``classes`` of the ``label_card.json`` beside ``labels/``, where the labeling named its ids."""
     card = labels.parent.parent / "label_card.json"
     if card.is_file():
-        names = json.loads(card.read_text(encoding="utf-8")).get("classes")
-        if isinstance(names, list):
-            return [str(n) for n in names]
+        return card_strings(read_json_object(card, "label card"), "classes", card)
     return None
 
 
@@ -95,6 +94,10 @@ def vectorize(
         raise ValueError(f"--simplify and --min-area must be >= 0, got {simplify} and {min_area}")
     if not labels.is_file():
         raise FileNotFoundError(f"{labels}: no such label raster")
+    check_separate(out, [labels], WRITER)
+    problem = file_problem(out, WRITER)  # before the work, not after it
+    if problem is not None:
+        raise ValueError(f"{WRITER} will not replace {problem}; move it away or choose another output")
     array, georef = read_label(labels)
     if array.dtype != np.uint8:
         raise ValueError(f"{labels}: expected a uint8 label raster (255 = unlabeled), got {array.dtype}")
@@ -123,7 +126,7 @@ def vectorize(
         from rasterio.crs import CRS
 
         crs = CRS.from_user_input(georef.crs).to_wkt()
-    with atomic_output(out) as tmp:
+    with output_file(out, WRITER, inputs=[labels]) as tmp:
         tmp.unlink()  # GDAL creates the file itself; an empty file is not a GeoPackage
         write_vector(
             tmp,

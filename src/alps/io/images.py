@@ -14,14 +14,17 @@ feature encoders, the painter) wants 3-band uint8, so the conversion rules live 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+
+from alps.limits import LimitError, check_pixels, current
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2")
 _RASTERIO_SUFFIXES = (".tif", ".tiff", ".jp2")
@@ -54,6 +57,30 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
     )
 
 
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike[str], what: str = "image") -> Iterator[Image.Image]:
+    """Open an image with PIL, refusing it before it is decoded if it claims more pixels than the limit.
+
+    Arguments:
+        path: the file.
+        what: what it is, for the message (``image``, ``label``).
+
+    Raises:
+        alps.limits.LimitError: its header claims more pixels than ``alps.limits`` allows.
+    """
+    # PIL's own bomb check (a warning, then an error at twice its limit) follows ours, which names the option.
+    Image.MAX_IMAGE_PIXELS = current().max_pixels
+    with Image.open(path) as im:
+        check_pixels(im.height, im.width, path, what)
+        yield im
+
+
+def read_label_array(path: str | os.PathLike[str], what: str = "label") -> NDArray[np.generic]:
+    """A PNG label (or any PIL image) as an array of its own mode, its size checked before decoding."""
+    with open_image(path, what) as im:
+        return np.asarray(im)
+
+
 def read_raster(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     """Read every band of an image, unscaled, as a (bands, H, W) array of its own dtype."""
     return read_raster_with_valid(path)[0]
@@ -77,12 +104,12 @@ def read_raster_with_valid(
     try:
         if path.suffix.lower() in _RASTERIO_SUFFIXES:
             return _read_rasterio(path)
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
                 im = im.convert("RGBA" if "A" in im.mode else "RGB")
             array = np.asarray(im)
-    except ImageReadError:
+    except (ImageReadError, LimitError):
         raise
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
@@ -99,6 +126,7 @@ def _read_rasterio(path: Path) -> tuple[NDArray[np.generic], NDArray[np.bool_] |
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as src:
+            check_pixels(src.height, src.width, path)
             raster = src.read()
             if all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums):
                 return raster, None
