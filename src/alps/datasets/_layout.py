@@ -427,12 +427,16 @@ def is_replaceable(folder: Path, dataset: str) -> bool:
     return not folder_problems(folder, dataset_writer(dataset), deep=False)
 
 
+def check_replaceable(out_dir: Path, dataset: str, writer: str) -> None:
+    """Refuse, before any work, an ``out_dir`` that ``building`` would not replace (FileExistsError)."""
+    problems = folder_problems(out_dir, dataset_writer(dataset), deep=False)
+    if problems:
+        raise FileExistsError(refuse_message(out_dir, dataset, writer, "; ".join(problems[:5])))
+
+
 def refuse_message(out_dir: Path, dataset: str, writer: str, detail: str = "") -> str:
-    reason = detail or f"no {OWNED_RECORD} of {dataset_writer(dataset)}"
-    return (
-        f"{out_dir} exists and is not a dataset written by {writer} ({reason}); refusing to replace it: "
-        "remove it or choose another out_dir"
-    )
+    reason = detail or f"no {OWNED_RECORD} of {dataset_writer(dataset)}; remove it or choose another out_dir"
+    return f"{out_dir} is not a dataset written by {writer}, refusing to replace it: {reason}"
 
 
 @contextlib.contextmanager

@@ -647,7 +647,8 @@ def output_file(
     if problem is not None:
         raise OutputSetError(f"{writer} will not replace {problem}; move it away or choose another output")
     old = [file_sha256(final)] if os.path.lexists(final) else []
-    with atomic_output(final) as tmp:
+    # The temporary file keeps the suffix: GDAL and others pick the format (and warn) by it.
+    with atomic_output(final, suffix=final.suffix) as tmp:
         yield tmp
         digest = file_sha256(tmp)
         record = {"format": RECORD_FORMAT, "writer": writer, "sha256": sorted({*old, digest})}
