@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
 from alps.io.outputs import check_output_folder, output_folder
 from alps.limits import MAX_GALLERY_TILE
@@ -202,6 +204,7 @@ def write_gallery(
     class_pixels: Sequence[int] | None = None,
     names: Mapping[int, str] | None = None,
     title: str = "Pseudo-class gallery",
+    own: bool = True,
 ) -> dict[str, Any]:
     """Write the gallery of a labeling (see the module docstring); returns its ``gallery.json`` content.
 
@@ -217,6 +220,8 @@ def write_gallery(
         class_pixels: painted pixels per cluster (``paint_stats.json``); default: painted here.
         names: a name per cluster (a class map's), shown beside the id.
         title: the page title.
+        own: the folder is ``alps gallery``'s own output (recorded; only an earlier gallery is replaced,
+            ``alps.io.outputs``); False inside another command's output (``alps label``'s).
 
     Raises:
         ValueError: a mask's image is not in ``image_paths``, or ids and masks do not line up.
@@ -256,7 +261,8 @@ def write_gallery(
         if len(class_pixels) < k:
             raise ValueError(f"{len(class_pixels)} pixel counts for k = {k} clusters")
         painted = np.asarray(class_pixels[:k], dtype=np.int64)
-    return _write(out_dir, clusters, painted, total_pixels, palette, names or {}, title, seed, tile)
+    folder = output_folder(out_dir, WRITER) if own else atomic_directory(out_dir)
+    return _write(folder, clusters, painted, total_pixels, palette, names or {}, title, seed, tile)
 
 
 def _add_image(
@@ -302,7 +308,7 @@ def _add_image(
 
 
 def _write(
-    out_dir: str | os.PathLike[str],
+    folder: AbstractContextManager[Path],
     clusters: list[_Cluster],
     painted: NDArray[np.int64],
     total_pixels: int,
@@ -312,8 +318,8 @@ def _write(
     seed: int,
     tile: int,
 ) -> dict[str, Any]:
-    # Built beside and swapped in whole (alps.io.outputs): a reader sees the old gallery or the new one.
-    with output_folder(out_dir, WRITER) as tmp:
+    # Built beside and swapped in whole: a reader sees the old gallery or the new one.
+    with folder as tmp:
         rows = []
         for cluster_id, cluster in enumerate(clusters):
             chosen = sorted(cluster.heap, key=lambda entry: -entry[0])  # smallest key first
@@ -475,6 +481,7 @@ def finish_label_dir(
             bands=bands,
             class_pixels=class_pixels,
             names={c: parsed.name_of(c) for c in range(k)} if parsed else None,
+            own=False,
         )
         entries["gallery"] = "gallery/index.html"
     elif (out_dir / "gallery" / "gallery.json").is_file():
