@@ -646,19 +646,25 @@ def _add_evaluate_labels_parser(sub: Any) -> None:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    from alps.geo.scene import SceneOptions
-    from alps.pipeline import images_from_source, label, repair_label_output
+    from alps.geo.scene import WHOLE_IMAGE_TILE, SceneOptions, check_scene_sizes
+    from alps.label_folder import repair_label_output
+    from alps.sharding import images_from_source
 
     # A publication a killed run left half done is finished first, even if the arguments fail below.
     repair_label_output(args.out_dir)
     _check_class_map(args)
+    items = images_from_source(args.images)
+    tiling = SceneOptions(WHOLE_IMAGE_TILE if args.backend == "coco" else args.tile_size, args.overlap)
+    check_scene_sizes(items, tiling)  # from the headers, before the models are loaded
+    from alps.pipeline import label  # torch: imported once the inputs are known to be sane
+
     georefs = {}
     if args.images.suffix.lower() == ".csv":
         from alps.geo.georef import manifest_georefs
 
         georefs = manifest_georefs(args.images)
     card = label(
-        images_from_source(args.images),
+        items,
         args.out_dir,
         _generator(args),
         _encoder(args),

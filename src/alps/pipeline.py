@@ -37,7 +37,8 @@ from alps.geo.scene import (
 )
 from alps.io.atomic import atomic_write_text
 from alps.io.images import ImageReadError, read_image, read_image_with_valid
-from alps.io.outputs import OutputSet, output_folder
+from alps.io.outputs import output_folder
+from alps.label_folder import label_output_set, repair_label_output
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
 from alps.masks.registry import MASK_BACKENDS, build_mask_generator
 from alps.masks.shards import read_mask_shard, write_mask_shard
@@ -364,25 +365,11 @@ def run_paint(
     return stats
 
 
-LABEL_OUTPUT_SET = "alps-label"
-"""Names ``alps label``'s lock, record and build folder in OUT (``alps.io.outputs``)."""
-
 MASKS_FILE = "masks.parquet"
 FEATURES_FILE = "features.npz"
 MODEL_FILE = DEFAULT_MODEL_NAME
 LABEL_CARD_FILE = "label_card.json"
 LABEL_DIRS = ("labels", "vis", "binary")
-
-
-def repair_label_output(out_dir: str | os.PathLike[str]) -> bool:
-    """Finish a publication of ``alps label`` into ``out_dir`` that a killed run left half done.
-
-    Returns:
-        Whether there was one. Raises ``OutputSetError`` when its journal names files the run did not own.
-    """
-    if not Path(out_dir).is_dir():
-        return False
-    return OutputSet(out_dir, LABEL_OUTPUT_SET, "alps label").repair()
 
 
 def label(
@@ -437,7 +424,7 @@ def label(
     """
     if on_error not in ON_ERROR_CHOICES:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
-    with OutputSet(out_dir, LABEL_OUTPUT_SET, "alps label") as outputs:
+    with label_output_set(out_dir) as outputs:
         # Refused before the long work, not after it.
         dirs = LABEL_DIRS if binary else tuple(d for d in LABEL_DIRS if d != "binary")
         extra = (["gallery"] if gallery else []) + ([CLASSES_JSON, CLASS_MAP_COPY] if class_map else [])

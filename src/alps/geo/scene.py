@@ -329,6 +329,41 @@ def open_scene(
     )
 
 
+def check_scene_sizes(items: Sequence[Any], options: SceneOptions | None = None) -> None:
+    """Refuse, from the files' headers alone, a scene over the pixel or tile limit (``alps.limits``).
+
+    ``alps label`` calls it before any model is loaded, so a small file claiming a huge raster is refused
+    in a second with little memory. Unreadable files are left to ``open_scenes`` (and ``--on-error``).
+
+    Raises:
+        alps.limits.LimitError: naming the file, its size and the option.
+    """
+    from alps.datasets.folder import tile_windows
+
+    options = options or SceneOptions()
+    for item in items:
+        size = _header_size(Path(item.path))
+        if size is None:
+            continue
+        check_pixels(*size, item.path, "scene")
+        check_tiles(len(tile_windows(*size, options.tile_size, options.overlap)), item.path)
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from a raster's header, or None where it cannot be read."""
+    try:
+        if path.suffix.lower() in _RASTERIO_SUFFIXES:
+            import rasterio
+
+            with _quiet(), rasterio.open(path) as src:
+                return src.height, src.width
+        Image.MAX_IMAGE_PIXELS = None  # the header only; the size is checked against our own limit
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception:  # unreadable here means unreadable later, where --on-error decides
+        return None
+
+
 def nearest_centre_cells(starts: Sequence[int], sizes: Sequence[int], length: int) -> list[tuple[int, int]]:
     """Along one axis, the pixels ``[a, b)`` whose nearest tile centre is each tile's (ties: the earlier).
 

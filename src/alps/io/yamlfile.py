@@ -107,3 +107,16 @@ def load_yaml(path: str | os.PathLike[str], loader: type[yaml.SafeLoader] = yaml
         raise YamlLimitError(f"{path}: not UTF-8 text ({exc})") from exc
     except yaml.YAMLError as exc:
         raise YamlLimitError(f"{path}: not valid YAML ({exc})") from exc
+
+
+def check_config_files(paths: list[str] | tuple[str, ...]) -> None:
+    """Refuse a workflow configuration file over the limits, before Snakemake's schema validation walks it.
+
+    Snakemake loads ``--configfile`` itself; the workflow calls this first thing (``rules/common.smk``), so
+    an alias bomb ends in one line instead of a validation that never ends.
+
+    Raises:
+        YamlLimitError: a file too large, expanding too far, or not YAML.
+    """
+    for path in paths:
+        load_yaml(path)
