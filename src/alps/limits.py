@@ -131,7 +131,10 @@ def check_pixels(height: int, width: int, source: object, what: str = "image") -
     Raises:
         LimitError: the size is not positive or exceeds ``current().max_pixels``.
     """
-    if not (isinstance(height, int) and isinstance(width, int)) or height < 1 or width < 1:
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) for v in (height, width))
+        or min(height, width) < 1
+    ):
         raise LimitError(f"{source}: a {what} of {width!r} x {height!r} pixels is not a valid size")
     limit = current().max_pixels
     if height * width > limit:

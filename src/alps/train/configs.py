@@ -33,7 +33,6 @@ images are padded to one.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ import numpy as np
 
 from alps.datasets import atlas, isaid, potsdam
 from alps.datasets._layout import CARD_NAME, CLASSES_NAME
+from alps.io.cards import card_int, card_strings, read_json_object
 from alps.train.mmcv_compat import ensure_mmcv_ops
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
@@ -224,10 +224,10 @@ def _pl_names(
     the named ones (``--num-classes`` padding) are called ``unused_NN``."""
     info = card
     if "classes" not in info and (root / CLASSES_NAME).is_file():
-        info = json.loads((root / CLASSES_NAME).read_text())
+        info = read_json_object(root / CLASSES_NAME, "class list")
     if "classes" not in info:
         return tuple(f"cluster_{i:02d}" for i in range(k)), _palette(k)
-    names = [str(c) for c in info["classes"]]
+    names = [str(c) for c in card_strings(info, "classes", root) or []]
     if len(names) > k:
         raise ValueError(f"{root}: {len(names)} class names for num_classes {k}")
     names += [f"unused_{i:02d}" for i in range(len(names), k)]
@@ -320,12 +320,10 @@ def dataset_spec(
         )
     if kind == "pl":
         card_path = root / CARD_NAME
-        card = json.loads(card_path.read_text())
+        card = read_json_object(card_path, "dataset card")
         if "num_classes" not in card:
             raise ValueError(f"{card_path} has no num_classes; is {root} a PL dataset?")
-        k = int(card["num_classes"])
-        if k < 1 or k > IGNORE_INDEX:
-            raise ValueError(f"{card_path}: num_classes {k} must be in 1..{IGNORE_INDEX}")
+        k = card_int(card, "num_classes", card_path, 1, IGNORE_INDEX)
         crop = _pair(crop_size or 512)
         classes, palette = _pl_names(root, card, k)
         return DatasetSpec(
@@ -342,7 +340,7 @@ def dataset_spec(
     if kind in ("folder", "medical"):
         classes_path = root / CLASSES_NAME
         if classes_path.is_file():
-            info = json.loads(classes_path.read_text())
+            info = read_json_object(classes_path, "class list")
             if "classes" not in info:
                 raise ValueError(f"{classes_path} has no 'classes' list")
             classes = tuple(str(c) for c in info["classes"])
@@ -391,7 +389,7 @@ def detect_dataset(
     """
     root = Path(data_root)
     card_path = root / CARD_NAME
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    card = read_json_object(card_path, "dataset card") if card_path.is_file() else {}
     # The ATLAS converter also writes a classes.json; its card tells it apart from a plain folder dataset.
     if isinstance(card, dict) and card.get("dataset") in MEDICAL_DATASETS:
         return dataset_spec("medical", root, crop_size, scale, eval_split)
