@@ -36,7 +36,14 @@ from PIL import Image
 
 from alps.geo.georef import Georef, label_geotiff, raster_georef, write_pam_sidecar
 from alps.io.atomic import atomic_output
-from alps.io.images import ImageReadError, read_image, read_image_with_valid, to_rgb_uint8, write_png
+from alps.io.images import (
+    ImageReadError,
+    open_header,
+    read_image,
+    read_image_with_valid,
+    to_rgb_uint8,
+    write_png,
+)
 from alps.io.paths import confined, safe_name
 from alps.limits import check_pixels, check_tiles
 from alps.masks.base import MaskSet
@@ -357,8 +364,7 @@ def _header_size(path: Path) -> tuple[int, int] | None:
 
             with _quiet(), rasterio.open(path) as src:
                 return src.height, src.width
-        Image.MAX_IMAGE_PIXELS = None  # the header only; the size is checked against our own limit
-        with Image.open(path) as im:
+        with open_header(path) as im:  # the header only; the size is checked against our own limit
             return im.height, im.width
     except Exception:  # unreadable here means unreadable later, where --on-error decides
         return None

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.limits import LimitError, check_pixels, current
+from alps.limits import LimitError, check_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2")
 _RASTERIO_SUFFIXES = (".tif", ".tiff", ".jp2")
@@ -68,10 +68,25 @@ def open_image(path: str | os.PathLike[str], what: str = "image") -> Iterator[Im
     Raises:
         alps.limits.LimitError: its header claims more pixels than ``alps.limits`` allows.
     """
-    # PIL's own bomb check (a warning, then an error at twice its limit) follows ours, which names the option.
-    Image.MAX_IMAGE_PIXELS = current().max_pixels
-    with Image.open(path) as im:
+    with open_header(path) as im:
         check_pixels(im.height, im.width, path, what)
+        yield im
+
+
+@contextlib.contextmanager
+def open_header(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
+    """``PIL.Image.open`` without PIL's own bomb check, for a caller that checks the size itself.
+
+    PIL refuses more than twice ``Image.MAX_IMAGE_PIXELS`` with an error that names neither our option nor
+    the file; the check is suspended for the opening only (which reads the header), not for other readers.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with im:
         yield im
 
 
