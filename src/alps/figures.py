@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -13,6 +12,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from alps.io.atomic import atomic_output
+from alps.io.cards import card_int, read_json_object
+from alps.io.images import open_image, read_label_array
 from alps.paint import colorize, legend_entries, make_palette, overlay
 
 log = logging.getLogger(__name__)
@@ -129,15 +130,20 @@ def write_figures(
     palette = None if gt_palette is None else np.asarray(gt_palette, dtype=np.uint8)
     written = []
     card_path = root / "dataset_card.json"
-    k = int(json.loads(card_path.read_text()).get("num_classes", 255)) if card_path.is_file() else 255
+    k = (
+        card_int(read_json_object(card_path), "num_classes", card_path, 1, 255)
+        if card_path.is_file()
+        else 255
+    )
     for label_path in labels:
-        image = np.asarray(Image.open(root / "img_dir" / split / label_path.name).convert("RGB"))
-        pseudo = np.asarray(Image.open(label_path))
+        with open_image(root / "img_dir" / split / label_path.name) as im:
+            image = np.asarray(im.convert("RGB"))
+        pseudo = read_label_array(label_path)
         panels = [image, colorize(pseudo)]
         if gt_dir is not None:
             gt_path = Path(gt_dir) / label_path.name
             if gt_path.is_file():
-                panels.append(_ground_truth_colours(np.asarray(Image.open(gt_path)), palette))
+                panels.append(_ground_truth_colours(read_label_array(gt_path, "ground truth"), palette))
             else:
                 log.warning("no ground truth %s for %s: its panel is left grey", gt_path, label_path)
                 panels.append(no_ground_truth_panel(*pseudo.shape[:2]))
