@@ -219,3 +219,52 @@ def test_workflow_names_that_cannot_be_folders_fail_the_schema(name, where):
         config["pretrainings"] = {name: {"pseudo_labels": "demo-pl"}}
     with pytest.raises(WorkflowError, match="does not match|is too short|should be non-empty"):
         validate(config, SCHEMA)
+
+
+def test_a_link_in_a_dataset_is_not_copied_through(pl, tmp_path, capsys):
+    """Defect: apply-class-map copied what a link in img_dir pointed to into the new dataset."""
+    source = tmp_path / "pl"
+    subprocess.run(["cp", "-a", str(pl), str(source)], check=True)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not for the dataset")
+    image = next((source / "img_dir" / "train").iterdir())
+    image.unlink()
+    image.symlink_to(secret)
+    (tmp_path / "map.yaml").write_text("0: a\n1: b\n2: c\n")
+    argv = [
+        "apply-class-map",
+        str(source),
+        str(tmp_path / "named"),
+        "--class-map",
+        str(tmp_path / "map.yaml"),
+    ]
+    assert main(argv) == 2
+    assert f"{image} is a symbolic link" in _line(capsys, "apply-class-map")
+    assert not (tmp_path / "named").exists()
+
+
+def test_size_options_reach_every_command(images, labeled, tmp_path, capsys):
+    shards = [str(labeled / name) for name in ("masks.parquet", "features.npz", "kmeans.npz")]
+    assert main(["paint", *shards, str(tmp_path / "p"), "--max-pixels", "1000"]) == 2
+    assert "image 't0': the mask image claims 128 x 96 = 12,288 pixels" in _line(capsys, "paint")
+    assert (
+        main(
+            [
+                "label",
+                str(images),
+                str(tmp_path / "o"),
+                *K3,
+                "--tile-size",
+                "32",
+                "--overlap",
+                "0",
+                "--max-tiles",
+                "5",
+            ]
+        )
+        == 2
+    )
+    assert "the scene makes 12 tiles, over the limit of 5 (--max-tiles" in _line(capsys, "label")
+    gallery = ["gallery", str(images), str(tmp_path / "g"), "--mask-shards", shards[0], "--feature-shards"]
+    assert main([*gallery, shards[1], "--model", shards[2], "--tile", "60000"]) == 2
+    assert "16 <= tile <= 1024, got 12 and 60000" in _line(capsys, "gallery")

@@ -43,6 +43,7 @@ from sklearn.cluster import KMeans
 
 from alps import __version__
 from alps.io.atomic import atomic_output, atomic_write_text
+from alps.limits import check_archive
 from alps.progress import track
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ class ClusterModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"cluster model {path} does not exist; run `alps cluster` first")
+        check_archive(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 if not isinstance(npz, np.lib.npyio.NpzFile):

@@ -11,12 +11,16 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_output
 from alps.io.cards import card_int, read_json_object
 from alps.io.images import open_image, read_label_array
+from alps.io.outputs import output_folder
+from alps.io.paths import confined
 from alps.paint import colorize, legend_entries, make_palette, overlay
 
 log = logging.getLogger(__name__)
+
+WRITER = "alps figures"
+"""The figures folder's writer (``alps.io.outputs``): only earlier figures are replaced."""
 
 _GAP = 4  # white pixels between panels
 _NO_GT_GREY = 200  # the ground-truth panel of an image without ground truth
@@ -121,7 +125,7 @@ def write_figures(
         legend: add a legend panel: each painted cluster's colour and pixel share, and ``unlabeled``.
 
     Returns:
-        The written figure paths.
+        The written figure paths (``out_dir`` holds exactly these, built beside it and swapped in whole).
     """
     root = Path(pl_dataset)
     labels = sorted((root / "ann_dir" / split).glob("*.png"))[:count]
@@ -135,24 +139,25 @@ def write_figures(
         if card_path.is_file()
         else 255
     )
-    for label_path in labels:
-        with open_image(root / "img_dir" / split / label_path.name) as im:
-            image = np.asarray(im.convert("RGB"))
-        pseudo = read_label_array(label_path)
-        panels = [image, colorize(pseudo)]
-        if gt_dir is not None:
-            gt_path = Path(gt_dir) / label_path.name
-            if gt_path.is_file():
-                panels.append(_ground_truth_colours(read_label_array(gt_path, "ground truth"), palette))
-            else:
-                log.warning("no ground truth %s for %s: its panel is left grey", gt_path, label_path)
-                panels.append(no_ground_truth_panel(*pseudo.shape[:2]))
-        if legend:
-            counts = np.bincount(pseudo.ravel(), minlength=256)
-            panels.append(legend_panel(legend_entries(counts, k), pseudo.shape[0]))
-            panels = _pad_to_tallest(panels)
-        target = Path(out_dir) / label_path.name
-        with atomic_output(target) as tmp:
-            Image.fromarray(side_by_side(panels)).save(tmp, format="PNG")
-        written.append(target)
+    # One folder of figures, built beside and swapped in whole; only earlier figures are replaced.
+    inputs = [root, *([gt_dir] if gt_dir is not None else [])]
+    with output_folder(out_dir, WRITER, inputs=inputs) as built:
+        for label_path in labels:
+            with open_image(root / "img_dir" / split / label_path.name) as im:
+                image = np.asarray(im.convert("RGB"))
+            pseudo = read_label_array(label_path)
+            panels = [image, colorize(pseudo)]
+            if gt_dir is not None:
+                gt_path = Path(gt_dir) / label_path.name
+                if gt_path.is_file():
+                    panels.append(_ground_truth_colours(read_label_array(gt_path, "ground truth"), palette))
+                else:
+                    log.warning("no ground truth %s for %s: its panel is left grey", gt_path, label_path)
+                    panels.append(no_ground_truth_panel(*pseudo.shape[:2]))
+            if legend:
+                counts = np.bincount(pseudo.ravel(), minlength=256)
+                panels.append(legend_panel(legend_entries(counts, k), pseudo.shape[0]))
+                panels = _pad_to_tallest(panels)
+            Image.fromarray(side_by_side(panels)).save(confined(built, label_path.name), format="PNG")
+            written.append(Path(out_dir) / label_path.name)
     return written

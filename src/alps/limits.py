@@ -34,6 +34,10 @@ MAX_GALLERY_TILE = 1024
 """The largest example tile of ``alps gallery`` in pixels (a sheet holds 12 of them)."""
 MAX_CLASSES = 1024
 """Classes of a ground truth scored by ``alps evaluate-labels`` (its confusion matrix is classes^2)."""
+MAX_ARRAY_BYTES = 16 << 30
+"""The uncompressed size of a shard or model read (16 GiB: a feature shard of 64 images is ~0.2 GB)."""
+MAX_SHARD_ROWS = 1 << 24
+"""Masks in one mask shard (16 M; SAM gives ~100-500 per image)."""
 
 PIXELS_ENV = "ALPS_MAX_PIXELS"
 TILES_ENV = "ALPS_MAX_TILES"
@@ -151,4 +155,23 @@ def check_tiles(tiles: int, source: object) -> None:
         raise LimitError(
             f"{source}: the scene makes {tiles:,} tiles, over the limit of {limit:,} (--max-tiles or "
             f"{TILES_ENV}); raise it if the scene is real, or pass a larger --tile-size"
+        )
+
+
+def check_archive(path: object, max_bytes: int = MAX_ARRAY_BYTES) -> None:
+    """Refuse an ``.npz`` (a zip) whose members unpack to more than ``max_bytes`` (a zip bomb).
+
+    Raises:
+        LimitError: naming the file and its unpacked size. A file that is not a zip is left to its reader.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(str(path)) as archive:
+            total = sum(member.file_size for member in archive.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return
+    if total > max_bytes:
+        raise LimitError(
+            f"{path}: unpacks to {total:,} bytes, over the limit of {max_bytes:,} for a shard or model"
         )

@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from alps.cluster import FeatureBlock
 from alps.io.atomic import atomic_output
+from alps.limits import check_archive
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _ARRAYS = ("vectors", "image_ids", "mask_ids", "area_fraction", "encoder", "feature_dim")
@@ -152,6 +153,7 @@ def read_feature_shard(path: str | os.PathLike[str]) -> FeatureShard:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such feature shard")
+    check_archive(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from alps.io.atomic import atomic_output
 from alps.io.paths import safe_name
-from alps.limits import check_pixels
+from alps.limits import MAX_ARRAY_BYTES, MAX_SHARD_ROWS, LimitError, check_pixels
 from alps.masks.base import MaskSet
 from alps.masks.rle import check_rle
 
@@ -79,7 +79,10 @@ def read_mask_shard(path: str | os.PathLike[str]) -> list[MaskSet]:
     """
     path = Path(path)
     try:
+        _check_size(path, pq.ParquetFile(path).metadata)
         table = pq.read_table(path)
+    except LimitError:
+        raise
     except Exception as exc:
         raise ValueError(f"{path}: not a readable Parquet mask shard ({exc}); delete it and rerun") from exc
     metadata = table.schema.metadata or {}
@@ -125,6 +128,16 @@ def read_mask_shard(path: str | os.PathLike[str]) -> list[MaskSet]:
             )
         )
     return mask_sets
+
+
+def _check_size(path: Path, metadata: pq.FileMetaData) -> None:
+    """Refuse, from the footer alone, a shard of too many rows or bytes (a small file may claim many)."""
+    unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if metadata.num_rows > MAX_SHARD_ROWS or unpacked > MAX_ARRAY_BYTES:
+        raise LimitError(
+            f"{path}: {metadata.num_rows:,} masks in {unpacked:,} bytes, over the limit of "
+            f"{MAX_SHARD_ROWS:,} masks or {MAX_ARRAY_BYTES:,} bytes for one mask shard"
+        )
 
 
 def _shard_images(path: Path, text: bytes) -> list[tuple[str, int, int]]:
