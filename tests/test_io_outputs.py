@@ -91,6 +91,15 @@ def test_another_commands_output_is_not_replaced(tmp_path):
     assert (out / "a.png").read_text() == "1"
 
 
+def test_a_command_may_replace_the_same_kind_of_output_of_another(tmp_path):
+    """pl/<set> is pl-dataset's or, for a set with a class map, apply-class-map's: a config change swaps them."""
+    out = tmp_path / "pl"
+    _write(out, {"dataset_card.json": "named"}, writer="alps apply-class-map")
+    with output_folder(out, "alps pl-dataset", replaces=["alps apply-class-map"]) as built:
+        (built / "dataset_card.json").write_text("clusters")
+    assert json.loads((out / OWNED_RECORD).read_text())["writer"] == "alps pl-dataset"
+
+
 def test_a_link_or_a_file_as_the_output_folder_is_refused(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

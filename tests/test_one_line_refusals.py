@@ -268,3 +268,42 @@ def test_size_options_reach_every_command(images, labeled, tmp_path, capsys):
     gallery = ["gallery", str(images), str(tmp_path / "g"), "--mask-shards", shards[0], "--feature-shards"]
     assert main([*gallery, shards[1], "--model", shards[2], "--tile", "60000"]) == 2
     assert "16 <= tile <= 1024, got 12 and 60000" in _line(capsys, "gallery")
+
+
+@pytest.mark.parametrize(
+    ("card", "fragment"), [([1, 2], "this one is a list"), ({"num_classes": None}, "got None")]
+)
+def test_pretraining_on_a_broken_dataset_card_is_one_line(tmp_path, capsys, card, fragment):
+    (tmp_path / "pl").mkdir()
+    _card(tmp_path / "pl" / "dataset_card.json", card)
+    assert main(["pretrain", str(tmp_path / "pl"), str(tmp_path / "work"), "--iters", "1"]) == 2
+    assert fragment in _line(capsys, "pretrain")
+
+
+@pytest.mark.parametrize("source", ["/abs/scene.tif", "a/../../x.tif"])
+def test_a_manifest_source_never_names_a_file_outside_out(tmp_path, capsys, source):
+    """Defect: `alps mosaic` with an absolute `source` in a manifest wrote at the filesystem root."""
+    from alps.io.manifest import MANIFEST_COLUMNS
+
+    dataset = tmp_path / "dataset"
+    (dataset / "img").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(dataset / "img" / "t.png")
+    row = {c: "" for c in MANIFEST_COLUMNS}
+    row.update(image_id="t", split="train", image_path="img/t.png", height=8, width=8, source=source)
+    row.update(window_x=0, window_y=0, window_w=8, window_h=8)
+    manifest = dataset / "manifest.csv"
+    manifest.write_text(
+        ",".join(MANIFEST_COLUMNS) + "\n" + ",".join(str(row[c]) for c in MANIFEST_COLUMNS) + "\n"
+    )
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(labels / "t.png")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    status = main(["mosaic", str(manifest), str(labels), str(tmp_path / "out")])
+    if source.startswith("/"):
+        assert status == 2
+        assert "scene name (its 'source') '/__abs__scene'" in _line(capsys, "mosaic")
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    else:  # `..` only ever joins the parts of one name: "a__..__..__x", inside OUT
+        assert status == 0
+        assert [p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".png"] == ["a__..__..__x.png"]

@@ -44,14 +44,13 @@ from alps.io.outputs import output_folder
 from alps.io.paths import confined
 from alps.io.yamlfile import YamlLimitError, load_yaml_text, read_yaml_bytes
 from alps.paint import UNLABELED, colorize, make_palette
-from alps.pl_dataset import link_or_copy
+from alps.pl_dataset import CLASS_MAP_WRITER, link_or_copy
+from alps.pl_dataset import WRITER as PL_WRITER
 
 IGNORE_NAME = "ignore"
 CLASS_MAP_COPY = "class_map.yaml"
 """The map as it was applied, copied byte for byte beside the labels it made."""
 CLASSES_JSON = "classes.json"
-WRITER = "alps apply-class-map"
-"""The mapped dataset's writer (``alps.io.outputs``): only an earlier mapped dataset is replaced."""
 
 
 class ClassMapError(ValueError):
@@ -317,7 +316,7 @@ def apply_class_map_to_dataset(
     lut = class_map.lut()
     # Built beside and swapped in whole; a class map never edits a dataset in place, and only an earlier
     # output of this command is replaced (alps.io.outputs).
-    with output_folder(out, WRITER, inputs=[source, class_map.path]) as tmp:
+    with output_folder(out, CLASS_MAP_WRITER, inputs=[source, class_map.path], replaces=[PL_WRITER]) as tmp:
         counts = np.zeros(256, dtype=np.int64)
         ann_dir = source / "ann_dir"
         splits = sorted(p.name for p in ann_dir.iterdir() if p.is_dir()) if ann_dir.is_dir() else []

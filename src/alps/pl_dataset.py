@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 PAINT_STATS = "paint_stats.json"
 WRITER = "alps pl-dataset"
 """The PL dataset folder's writer (``alps.io.outputs``): only an earlier PL dataset is replaced."""
+CLASS_MAP_WRITER = "alps apply-class-map"
+"""The writer of a PL dataset with a class map's named classes (``alps.classmap``)."""
 
 
 def link_or_copy(source: Path, target: Path, *, follow_links: bool = False) -> None:
@@ -221,7 +223,8 @@ def assemble_pl_dataset(
     counts_total = np.zeros(256, dtype=np.int64)
     per_split: dict[str, int] = {}
     shards = [p for dirs in splits_dirs.values() for p in dirs]
-    with output_folder(out_dir, WRITER, inputs=[*shards, *inputs]) as tmp:
+    # A set's PL dataset comes from alps apply-class-map when it has a class map: either replaces the other.
+    with output_folder(out_dir, WRITER, inputs=[*shards, *inputs], replaces=[CLASS_MAP_WRITER]) as tmp:
         for split_name, split_items in splits_items.items():
             safe_name(split_name, "the split", "split name")
             labels = _split_labels(split_name, split_items, splits_dirs[split_name], binary)

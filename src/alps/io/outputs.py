@@ -489,8 +489,10 @@ def check_separate(
             )
 
 
-def _owned_record(folder: Path, writer: str) -> tuple[OutputRecord | None, str | None]:
-    """The record of ``folder`` if ``writer`` wrote it, else None and why not."""
+def _owned_record(
+    folder: Path, writer: str, replaces: Iterable[str] = ()
+) -> tuple[OutputRecord | None, str | None]:
+    """The record of ``folder`` if ``writer`` (or one of ``replaces``) wrote it, else None and why not."""
     path = folder / OWNED_RECORD
     if path.is_symlink() or not path.is_file():
         return None, f"there is no {OWNED_RECORD}: {writer} did not write this folder"
@@ -499,17 +501,20 @@ def _owned_record(folder: Path, writer: str) -> tuple[OutputRecord | None, str |
         record = _parse_record(value, path)
     except OutputSetError as exc:
         return None, str(exc)
-    if value.get("writer") != writer:
+    if value.get("writer") not in (writer, *replaces):
         return None, f"{path} says it was written by {value.get('writer')!r}, not {writer}"
     return record, None
 
 
-def folder_problems(folder: str | os.PathLike[str], writer: str, *, deep: bool = True) -> list[str]:
+def folder_problems(
+    folder: str | os.PathLike[str], writer: str, *, deep: bool = True, replaces: Iterable[str] = ()
+) -> list[str]:
     """Why ``folder`` may not be replaced by a new output of ``writer`` (empty: it may).
 
-    It may when it is absent, empty, or holds only files that ``writer``'s previous publication recorded
-    in ``OWNED_RECORD``, unchanged (``deep``: by content; a recorded file that is gone is fine: Snakemake
-    deletes a job's declared output files before it reruns the job).
+    It may when it is absent, empty, or holds only files that ``writer``'s previous publication (or one of
+    ``replaces``': commands whose output is the same kind of thing) recorded in ``OWNED_RECORD``, unchanged
+    (``deep``: by content; a recorded file that is gone is fine: Snakemake deletes a job's declared output
+    files before it reruns the job).
     """
     path = Path(folder)
     if not os.path.lexists(path):
@@ -521,7 +526,7 @@ def folder_problems(folder: str | os.PathLike[str], writer: str, *, deep: bool =
     entries = sorted(p.name for p in path.iterdir() if p.name not in _DISPOSABLE)
     if not entries:
         return []
-    record, why = _owned_record(path, writer)
+    record, why = _owned_record(path, writer, replaces)
     if record is None:
         shown = ", ".join(entries[:_SHOWN]) + (
             f" and {len(entries) - _SHOWN} more" if len(entries) > _SHOWN else ""
@@ -530,8 +535,8 @@ def folder_problems(folder: str | os.PathLike[str], writer: str, *, deep: bool =
     return foreign_files(path, entries, record, writer, deep=deep)
 
 
-def _refuse_folder(folder: Path, writer: str, *, deep: bool) -> None:
-    problems = folder_problems(folder, writer, deep=deep)
+def _refuse_folder(folder: Path, writer: str, *, deep: bool, replaces: Iterable[str] = ()) -> None:
+    problems = folder_problems(folder, writer, deep=deep, replaces=replaces)
     if problems:
         raise OutputSetError(
             f"{writer} replaces an existing output folder only when it holds nothing but {writer}'s own "
@@ -554,12 +559,16 @@ def _record_build(built: Path, writer: str) -> OutputRecord:
 
 
 def check_output_folder(
-    out: str | os.PathLike[str], writer: str, *, inputs: Iterable[str | os.PathLike[str]] = ()
+    out: str | os.PathLike[str],
+    writer: str,
+    *,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    replaces: Iterable[str] = (),
 ) -> None:
     """``output_folder``'s first check, for a command to fail before its long work, not after it."""
     final = Path(out).absolute()
     check_separate(final, inputs, writer)
-    _refuse_folder(final, writer, deep=False)
+    _refuse_folder(final, writer, deep=False, replaces=replaces)
 
 
 @contextlib.contextmanager
@@ -568,6 +577,7 @@ def output_folder(
     writer: str,
     *,
     inputs: Iterable[str | os.PathLike[str]] = (),
+    replaces: Iterable[str] = (),
     exchange: Callable[[Path, Path], bool] | None = None,
 ) -> Iterator[Path]:
     """The one rule for a command that writes a folder: yield an empty folder to build the output in.
@@ -582,22 +592,25 @@ def output_folder(
         out: the output folder.
         writer: the command (``alps paint``): only its own earlier output is replaced.
         inputs: the command's input files and folders.
+        replaces: other commands whose output this one may replace (the same kind of output: a PL
+            dataset of ``alps pl-dataset`` or ``alps apply-class-map``, at one path of the workflow).
         exchange: the atomic swap (``alps.io.atomic.rename_exchange`` by default; tests replace it).
 
     Raises:
         OutputSetError: ``out`` overlaps an input, or holds something that is not ``writer``'s output.
     """
     final = Path(out).absolute()
-    check_output_folder(final, writer, inputs=inputs)
+    replaces = tuple(replaces)
+    check_output_folder(final, writer, inputs=inputs, replaces=replaces)
     built = building_sibling(final)
     try:
         yield built
         _record_build(built, writer)
-        _refuse_folder(final, writer, deep=True)
+        _refuse_folder(final, writer, deep=True, replaces=replaces)
         replace_directory(
             built,
             final,
-            may_replace=lambda folder: not folder_problems(folder, writer, deep=False),
+            may_replace=lambda folder: not folder_problems(folder, writer, deep=False, replaces=replaces),
             refusal=f"{final} changed while {writer} ran; it was left as it was",
             exchange=exchange,
         )
