@@ -92,7 +92,7 @@ def test_another_commands_output_is_not_replaced(tmp_path):
 
 
 def test_a_command_may_replace_the_same_kind_of_output_of_another(tmp_path):
-    """pl/<set> is pl-dataset's or, for a set with a class map, apply-class-map's: a config change swaps them."""
+    """pl/<set> is written by pl-dataset, or by apply-class-map for a set with a class map."""
     out = tmp_path / "pl"
     _write(out, {"dataset_card.json": "named"}, writer="alps apply-class-map")
     with output_folder(out, "alps pl-dataset", replaces=["alps apply-class-map"]) as built:
