@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from alps.masks.rle import MaskFormatError, check_polygons, check_rle, rle_counts
+from alps.masks.rle import MaskFormatError, check_polygons, check_rle, check_rle_batch, rle_counts
 
 from conftest import REPO_ROOT
 
@@ -103,3 +103,31 @@ def test_the_fuzz_harness_sees_a_crash_of_unchecked_input():
     if result.returncode == 0:
         pytest.skip("pycocotools survived 3000 unchecked strings on this platform")
     assert result.returncode < 0, result.stderr[-2000:]  # SIGSEGV or SIGABRT, not a Python error
+
+
+def test_a_shards_rles_checked_at_once_agree_with_one_by_one(rng):
+    """``check_rle_batch`` (a mask shard's RLEs in one vectorised pass) refuses exactly what ``rle_counts``
+    refuses, naming one of the bad masks."""
+    for _ in range(60):
+        counts, heights, widths = [], [], []
+        for _ in range(int(rng.integers(1, 12))):
+            height, width = (int(v) for v in rng.integers(1, 30, 2))
+            mask = rng.random((height, width, 1)) < rng.random()
+            text = bytearray(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))[0]["counts"])
+            if rng.random() < 0.15:  # a mutated string: often invalid, sometimes still valid
+                text[int(rng.integers(len(text)))] = 48 + int(rng.integers(64))
+            counts.append(bytes(text))
+            heights.append(height)
+            widths.append(width)
+        bad = []
+        for i, (c, h, w) in enumerate(zip(counts, heights, widths, strict=True)):
+            try:
+                rle_counts(c, h, w, f"mask {i}")
+            except MaskFormatError:
+                bad.append(i)
+        if bad:
+            with pytest.raises(MaskFormatError) as info:
+                check_rle_batch(counts, heights, widths, lambda i: f"mask {i}")
+            assert int(str(info.value).split(":")[0].split()[1]) in bad
+        else:
+            check_rle_batch(counts, heights, widths, lambda i: f"mask {i}")

@@ -22,7 +22,7 @@ from alps.io.atomic import atomic_output
 from alps.io.paths import safe_name
 from alps.limits import MAX_ARRAY_BYTES, MAX_SHARD_ROWS, LimitError, check_pixels
 from alps.masks.base import MaskSet
-from alps.masks.rle import check_rle
+from alps.masks.rle import check_rle_batch
 
 SCHEMA_VERSION = 1
 _METADATA_KEY = b"alps.images"
@@ -104,19 +104,19 @@ def read_mask_shard(path: str | os.PathLike[str]) -> list[MaskSet]:
     unknown = sorted(set(rows_by_image) - {image_id for image_id, _, _ in images}, key=str)
     if unknown:
         raise ValueError(f"{path}: masks of image(s) {unknown[:5]} that `alps.images` does not list")
+    # Every RLE is checked before pycocotools parses it (alps.masks.rle), all of the shard's at once.
+    sizes = {image_id: (height, width) for image_id, height, width in images}
+    owners = [sizes[image_id] for image_id in data["image_id"]]
+    check_rle_batch(
+        data["rle"],
+        [h for h, _ in owners],
+        [w for _, w in owners],
+        lambda r: f"{path}: image {data['image_id'][r]!r}, mask {data['mask_id'][r]}",
+    )
     mask_sets = []
     for image_id, height, width in images:
         rows = sorted(rows_by_image.get(image_id, []), key=lambda r: data["mask_id"][r])
-        # Every RLE is checked before pycocotools parses it (alps.masks.rle).
-        rles = [
-            check_rle(
-                {"size": [height, width], "counts": data["rle"][r]},
-                height,
-                width,
-                f"{path}: image {image_id!r}, mask {data['mask_id'][r]}",
-            )
-            for r in rows
-        ]
+        rles = [{"size": [height, width], "counts": data["rle"][r]} for r in rows]
         mask_sets.append(
             MaskSet(
                 image_id,
