@@ -274,3 +274,12 @@ def test_a_cut_publication_is_finished_by_the_next_command_even_one_that_fails(t
     assert main(["label", str(tmp_path / "no-such-images"), str(out)]) == 2
     assert "no-such-images" in capsys.readouterr().err
     assert (out / "labels" / "a.png").read_text() == "new" and not outputs.journal_path.exists()
+
+
+def test_the_current_directory_is_never_an_output_folder(tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    for out in (".", str(tmp_path)):
+        with pytest.raises(OutputSetError, match="the current directory"), output_folder(out, WRITER):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]

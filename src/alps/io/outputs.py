@@ -568,6 +568,11 @@ def check_output_folder(
     """``output_folder``'s first check, for a command to fail before its long work, not after it."""
     final = Path(out).absolute()
     check_separate(final, inputs, writer)
+    if Path.cwd().resolve().is_relative_to(final.resolve()):
+        raise OutputSetError(
+            f"the output folder {out} is (or holds) the current directory, which a new output would replace; "
+            "give a new folder for the output"
+        )
     _refuse_folder(final, writer, deep=False, replaces=replaces)
 
 
