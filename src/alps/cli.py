@@ -320,9 +320,32 @@ def _add_paint_parser(sub: Any) -> None:
 
 def cmd_pl_dataset(args: argparse.Namespace) -> None:
     from alps.geo.georef import manifest_georefs
+    from alps.named_labels import is_label_output
     from alps.pipeline import images_from_source
     from alps.pl_dataset import assemble_pl_dataset
 
+    if is_label_output(args.source):
+        from alps.label_dataset import label_output_dataset
+
+        card = label_output_dataset(
+            args.source,
+            args.out_dir,
+            tile_size=args.tile_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+        )
+        log.info(
+            "pseudo-labeled dataset %s: %s tiles, %d classes, coverage %.3f",
+            args.out_dir,
+            card["images_per_split"],
+            card["num_classes"],
+            card["coverage"],
+        )
+        return
+    if not args.paint_dirs:
+        raise ValueError(
+            f"{args.source} is not an `alps label` output: pass its painted shards (--paint-dirs)"
+        )
     split = args.split or "train"
     items = {split: images_from_source(args.source, args.split)}
     paint_dirs = {split: args.paint_dirs}
@@ -347,10 +370,25 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
 
 
 def _add_pl_dataset_parser(sub: Any) -> None:
-    p = sub.add_parser("pl-dataset", help="gather painted shards into an mmseg-layout pseudo-label dataset")
-    p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")
+    p = sub.add_parser(
+        "pl-dataset",
+        help="an mmseg-layout pseudo-label dataset: of an `alps label` output, or of painted shards",
+    )
+    p.add_argument(
+        "source",
+        type=Path,
+        help="an `alps label` (or `alps apply-class-map`) output, or the folder of images or manifest CSV "
+        "that painted shards labeled",
+    )
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
+    p.add_argument("--paint-dirs", type=Path, nargs="+", help="painted shards (a source of images)")
+    p.add_argument(
+        "--tile-size", type=int, default=512, help="an `alps label` output: tile side of the dataset"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="an `alps label` output: share of tiles in val"
+    )
+    p.add_argument("--seed", type=int, default=0, help="an `alps label` output: keys the train/val split")
     p.add_argument("--split", default="train", help="split of the source to take the images from")
     p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
     p.add_argument(
@@ -792,7 +830,19 @@ def cmd_gallery(args: argparse.Namespace) -> None:
 
 def cmd_apply_class_map(args: argparse.Namespace) -> None:
     from alps.classmap import apply_class_map_to_dataset
+    from alps.named_labels import apply_class_map_to_label_output, is_label_output
 
+    if is_label_output(args.pl_dataset):
+        card = apply_class_map_to_label_output(args.pl_dataset, args.out_dir, args.class_map)
+        named = card["class_map"]
+        log.info(
+            "%s: %d named classes %s, coverage %.3f",
+            args.out_dir,
+            len(named["classes"]),
+            named["classes"],
+            named["coverage"],
+        )
+        return
     k = None
     if args.model is not None:
         from alps.cluster import ClusterModel
@@ -840,10 +890,16 @@ def _add_class_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_gallery)
 
     p = sub.add_parser(
-        "apply-class-map", help="a NEW pseudo-label dataset whose labels are a class map's named classes"
+        "apply-class-map",
+        help="a NEW labeling or pseudo-label dataset whose labels are a class map's named classes",
     )
-    p.add_argument("pl_dataset", type=Path, help="a pseudo-label dataset (alps pl-dataset); left unchanged")
-    p.add_argument("out_dir", type=Path, help="the new dataset folder")
+    p.add_argument(
+        "pl_dataset",
+        type=Path,
+        metavar="SOURCE",
+        help="an `alps label` output or a pseudo-label dataset (alps pl-dataset); left unchanged",
+    )
+    p.add_argument("out_dir", type=Path, help="the new folder")
     p.add_argument("--class-map", type=Path, required=True, help="YAML: cluster id -> name (docs/classes.md)")
     p.add_argument("--model", type=Path, help="the cluster model: every id 0..K-1 must be mapped")
     p.set_defaults(func=cmd_apply_class_map)

@@ -56,11 +56,12 @@ def legend_panel(
     rows = max(min(len(entries), 3), (height - 4) // _ROW)
     shown = list(entries)
     if len(shown) > rows:
-        # Keep "unlabeled" (last) and the largest clusters; the rest become one row.
-        clusters = sorted(shown[:-1], key=lambda e: -e[2])
-        kept = sorted(clusters[: rows - 2], key=lambda e: int(e[0].split()[-1]))
-        rest = sum(e[2] for e in clusters[rows - 2 :])
-        shown = [*kept, (f"{len(clusters) - len(kept)} more", (255, 255, 255), rest), shown[-1]]
+        # Keep "unlabeled" (last) and the largest ids, in id order; the rest become one row.
+        ids = shown[:-1]
+        top = set(sorted(range(len(ids)), key=lambda i: -ids[i][2])[: rows - 2])
+        kept = [entry for i, entry in enumerate(ids) if i in top]
+        rest = sum(entry[2] for i, entry in enumerate(ids) if i not in top)
+        shown = [*kept, (f"{len(ids) - len(kept)} more", (255, 255, 255), rest), shown[-1]]
     panel = Image.new("RGB", (_LEGEND_WIDTH, max(height, len(shown) * _ROW + 4)), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     for row, (name, colour, share) in enumerate(shown):
@@ -71,11 +72,17 @@ def legend_panel(
 
 
 def overlay_with_legend(
-    image: NDArray[np.uint8], label: NDArray[np.uint8], counts: NDArray[np.integer], k: int
+    image: NDArray[np.uint8],
+    label: NDArray[np.uint8],
+    counts: NDArray[np.integer],
+    k: int,
+    names: Sequence[str] | None = None,
+    palette: NDArray[np.uint8] | None = None,
 ) -> NDArray[np.uint8]:
-    """The label over the image, beside a legend of cluster colours and pixel shares (``counts``)."""
-    blended = overlay(image, label)
-    legend = legend_panel(legend_entries(counts, k), blended.shape[0])
+    """The label over the image, beside a legend of colours, names (default ``cluster <id>``) and pixel
+    shares (``counts``); ``palette`` (``alps.paint.palette_array``) colours a class map's or model's ids."""
+    blended = overlay(image, label, palette=palette)
+    legend = legend_panel(legend_entries(counts, k, names, palette), blended.shape[0])
     return side_by_side(_pad_to_tallest([blended, legend]))
 
 

@@ -197,6 +197,7 @@ def write_gallery(
     class_pixels: Sequence[int] | None = None,
     names: Mapping[int, str] | None = None,
     title: str = "Pseudo-class gallery",
+    total_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Write the gallery of a labeling (see the module docstring); returns its ``gallery.json`` content.
 
@@ -212,6 +213,8 @@ def write_gallery(
         class_pixels: painted pixels per cluster (``paint_stats.json``); default: painted here.
         names: a name per cluster (a class map's), shown beside the id.
         title: the page title.
+        total_pixels: the pixels the shares are of; default the masks' images' pixels. The tiles of a
+            large scene overlap, so ``alps label`` passes its scenes' pixels.
 
     Raises:
         ValueError: a mask's image is not in ``image_paths``, or ids and masks do not line up.
@@ -221,7 +224,7 @@ def write_gallery(
     clusters = [_Cluster() for _ in range(k)]
     palette = make_palette()
     painted = np.zeros(k, dtype=np.int64)
-    total_pixels = 0
+    image_pixels = 0
     for part in parts:
         ids = np.asarray(part.cluster_ids)
         expected = sum(len(m) for m in part.mask_sets)
@@ -234,7 +237,7 @@ def write_gallery(
             image_ids = ids[start : start + len(mask_set)]
             start += len(mask_set)
             pixels = mask_set.height * mask_set.width
-            total_pixels += pixels
+            image_pixels += pixels
             if class_pixels is None:
                 painted += np.bincount(paint_labels(mask_set, image_ids).ravel(), minlength=256)[:k]
             _add_image(
@@ -244,7 +247,8 @@ def write_gallery(
         if len(class_pixels) < k:
             raise ValueError(f"{len(class_pixels)} pixel counts for k = {k} clusters")
         painted = np.asarray(class_pixels[:k], dtype=np.int64)
-    return _write(out_dir, clusters, painted, total_pixels, palette, names or {}, title, seed, tile)
+    total = image_pixels if total_pixels is None else total_pixels
+    return _write(out_dir, clusters, painted, total, palette, names or {}, title, seed, tile)
 
 
 def _add_image(
@@ -436,16 +440,22 @@ def finish_label_dir(
     bands: Sequence[int] | None,
     class_map: str | os.PathLike[str] | None,
     gallery: bool,
+    total_pixels: int | None = None,
+    previews: Mapping[str, Callable[[], NDArray[np.uint8]]] | None = None,
 ) -> dict[str, Any]:
     """The end of ``alps label``: the gallery of its clusters, then the class map over its labels.
 
     The gallery shows clusters (named by the map, when one is given), since it is what a map is written
     from. Outputs of an earlier run that this run does not make (gallery, map files) are removed.
 
+    Arguments:
+        total_pixels: the scenes' pixels, which pixel shares are of (tiles of a scene overlap).
+        previews: per scene, its image's preview (for the overlays of named labels).
+
     Returns:
         Entries for the label card: ``gallery`` (its index) and ``class_map`` (the map's summary).
     """
-    from alps import classmap
+    from alps import classmap, named_labels
 
     entries: dict[str, Any] = {}
     parsed = classmap.load_class_map(class_map, k) if class_map is not None else None
@@ -459,12 +469,13 @@ def finish_label_dir(
             bands=bands,
             class_pixels=class_pixels,
             names={c: parsed.name_of(c) for c in range(k)} if parsed else None,
+            total_pixels=total_pixels,
         )
         entries["gallery"] = "gallery/index.html"
     elif (out_dir / "gallery" / "gallery.json").is_file():
         shutil.rmtree(out_dir / "gallery")
     if parsed is not None:
-        entries["class_map"] = classmap.apply_class_map_to_label_dir(out_dir, parsed)
+        entries["class_map"] = named_labels.name_label_dir(out_dir, parsed, previews)
     else:
         classmap.clear_class_map(out_dir)
     return entries
