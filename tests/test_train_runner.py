@@ -96,9 +96,11 @@ class _Record(Hook):
 
 def test_pretrain_writes_checkpoint_config_and_marker(pretrained: RunResult) -> None:
     work = pretrained.work_dir
-    assert pretrained.checkpoint == work / "iter_4.pth" and (work / "iter_2.pth").is_file()
+    # Only the last periodic checkpoint is kept unless asked (no val split here: no best one).
+    assert pretrained.checkpoint == work / "iter_4.pth" and not (work / "iter_2.pth").exists()
+    assert sorted(p.name for p in work.glob("*.pth")) == ["iter_4.pth"]
     assert (work / RUN_MARKER).is_file()
-    text = (work / "config.py").read_bytes()
+    text = (work / "train_config.py").read_bytes()
     assert pretrained.config_hash == hashlib.sha256(text).hexdigest()
     record = json.loads((work / "metrics.json").read_text())
     assert record["evaluated"] is False and record["iter"] == 4 and record["seed"] == 3
@@ -193,7 +195,7 @@ def test_finetune_drops_only_its_checkpoints_when_asked(data: dict[str, Path], t
     result = finetune(
         data["medical"], work, dataset="medical", model=MODEL, iters=1, keep_checkpoints=False, **TINY
     )
-    assert result.metrics_path.is_file() and (work / "config.py").is_file()
+    assert result.metrics_path.is_file() and (work / "train_config.py").is_file()
     assert not list(work.glob("iter_*.pth")) and not (work / "last_checkpoint").exists()
     assert (work / "notes.pth").is_file()
 

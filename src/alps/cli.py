@@ -511,7 +511,15 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=int, default=2, help="data loader workers")
     group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     group.add_argument("--val-interval", type=int)
-    group.add_argument("--checkpoint-interval", type=int)
+    group.add_argument(
+        "--checkpoint-interval", type=int, help="default: every max(val interval, min(iters, 1000))"
+    )
+    group.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=1,
+        help="periodic checkpoints kept (-1: all); the final one and the best by val mIoU are kept too",
+    )
     group.add_argument("--log-interval", type=int, default=50)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -531,7 +539,12 @@ def _add_training(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a work dir holding another config is started over instead of refused (the workflow's jobs)",
     )
-    group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")
+    group.add_argument(
+        "--from",
+        dest="from_checkpoint",
+        type=Path,
+        help="checkpoint to initialise from, or the work dir of the run that wrote it (its final checkpoint)",
+    )
 
 
 def _training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -542,6 +555,7 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "launcher": args.launcher,
         "log_interval": args.log_interval,
+        "max_keep_ckpts": args.keep_checkpoints,
     }
     for name in ("batch_size", "val_interval", "checkpoint_interval", "pretrained"):
         if getattr(args, name) is not None:
@@ -962,6 +976,69 @@ def _add_geo_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_mosaic)
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from alps.geo.scene import SceneOptions
+    from alps.predict import predict
+    from alps.sharding import images_from_source
+
+    _set_threads(args.threads)
+    georefs = {}
+    if args.images.suffix.lower() == ".csv":
+        from alps.geo.georef import manifest_georefs
+
+        georefs = manifest_georefs(args.images)
+    card = predict(
+        args.model,
+        images_from_source(args.images),
+        args.out_dir,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        bands=args.bands,
+        batch_size=args.batch_size,
+        trust_config=args.trust_config,
+        scene_options=SceneOptions(georefs=georefs),
+        on_error=args.on_error,
+    )
+    log.info(
+        "predicted %d images into %s: %d classes %s, coverage %.3f",
+        card["images"],
+        args.out_dir,
+        len(card["classes"]),
+        card["classes"],
+        card["coverage"],
+    )
+
+
+def _add_predict_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict", help="a trained model's labels of images of any size (GeoTIFF in their CRS)"
+    )
+    p.add_argument("model", type=Path, help="a work dir of alps pretrain/finetune, or an mmseg config file")
+    p.add_argument("images", type=Path, help="folder of images (PNG/JPEG/TIFF/GeoTIFF), or a manifest CSV")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument(
+        "--checkpoint", type=Path, help="the weights (default: the work dir's evaluated checkpoint)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tile-size", type=int, help="default: the side the model's test pipeline keeps")
+    p.add_argument("--overlap", type=int, help="default: a quarter of the tile, at most 128 px")
+    p.add_argument("--bands", type=_bands, help="1-based bands used as RGB, as in training, e.g. 4,3,2")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles of a scene labeled together")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--trust-config", action="store_true", help="load a config that runs Python code (not plain data)"
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
+    )
+    p.set_defaults(func=cmd_predict)
+
+
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except ``None`` (no default) and where the help text already says it."""
 
@@ -1003,6 +1080,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tables_parser(sub)
     _add_class_commands(sub)
     _add_geo_commands(sub)
+    _add_predict_parser(sub)
     _show_defaults(sub)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from alps.io.atomic import atomic_output
+from alps.io.images import write_png
 from alps.paint import colorize, legend_entries, make_palette, overlay
 
 log = logging.getLogger(__name__)
@@ -157,3 +158,26 @@ def write_figures(
             Image.fromarray(side_by_side(panels)).save(tmp, format="PNG")
         written.append(target)
     return written
+
+
+def write_label_views(
+    vis_dir: Path,
+    stem: str,
+    label: NDArray[np.uint8],
+    counts: NDArray[np.integer],
+    names: Sequence[str],
+    palette: NDArray[np.uint8],
+    preview: Callable[[], NDArray[np.uint8]] | None,
+) -> None:
+    """``vis/<stem>.png`` (the label's colour map) and, where the image is at hand (``preview`` returns its
+    RGB pixels, resized to the label's size here), ``vis/<stem>.overlay.png`` with a legend of ``names``."""
+    write_png(vis_dir / f"{stem}.png", colorize(label, palette))
+    if preview is None:
+        return
+    image = preview()
+    if image.shape[:2] != label.shape:
+        image = np.asarray(Image.fromarray(image).resize(label.shape[::-1]))
+    write_png(
+        vis_dir / f"{stem}.overlay.png",
+        overlay_with_legend(image, label, counts, len(names), names, palette),
+    )

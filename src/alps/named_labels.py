@@ -30,12 +30,12 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON, ClassMap, load_class_map
-from alps.figures import overlay_with_legend
+from alps.figures import write_label_views
 from alps.geo.georef import label_geotiff, raster_georef, read_label, write_pam_sidecar
 from alps.geo.scene import PREVIEW_SIDE, SceneOptions, open_scene, preview_shape
 from alps.io.atomic import atomic_directory, atomic_write_text
 from alps.io.images import ImageReadError, write_png
-from alps.paint import UNLABELED, colorize, palette_array
+from alps.paint import UNLABELED, palette_array
 from alps.progress import track
 
 log = logging.getLogger(__name__)
@@ -151,28 +151,6 @@ def _remap_one(
     return np.bincount(mapped.ravel(), minlength=256), preview
 
 
-def write_vis(
-    vis_dir: Path,
-    stem: str,
-    label: NDArray[np.uint8],
-    counts: NDArray[np.integer],
-    names: Sequence[str],
-    palette: NDArray[np.uint8],
-    preview: Preview | None,
-) -> None:
-    """``vis/<stem>.png`` (colour map) and, where the image is at hand, ``vis/<stem>.overlay.png``."""
-    write_png(vis_dir / f"{stem}.png", colorize(label, palette))
-    if preview is None:
-        return
-    image = preview()
-    if image.shape[:2] != label.shape:
-        image = np.asarray(Image.fromarray(image).resize(label.shape[::-1]))
-    write_png(
-        vis_dir / f"{stem}.overlay.png",
-        overlay_with_legend(image, label, counts, len(names), names, palette),
-    )
-
-
 def remap_labels(
     labels_dir: Path,
     labels_out: Path,
@@ -195,7 +173,7 @@ def remap_labels(
     labels_out.mkdir(parents=True, exist_ok=True)
     for source in track(files, "class map", "label"):
         counts, preview = _remap_one(source, labels_out / source.name, lut, names, colours)
-        write_vis(vis_out, source.stem, preview, counts, names, palette, previews.get(source.stem))
+        write_label_views(vis_out, source.stem, preview, counts, names, palette, previews.get(source.stem))
         total += counts
     return total
 

@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 
 from alps.io.images import write_png
 from alps.masks.base import MaskSet
+from alps.progress import track
 
 UNLABELED = 255
 UNLABELED_COLOUR = (0, 0, 0)
@@ -182,7 +183,7 @@ def paint_mask_sets(
     out = Path(out_dir)
     histogram = np.zeros(k, dtype=np.int64)
     covered = total = 0
-    for mask_set in mask_sets:
+    for mask_set in track(mask_sets, "painting", "img"):
         ids = cluster_ids[mask_set.image_id]
         label = paint_labels(mask_set, ids)
         write_png(out / "labels" / f"{mask_set.image_id}.png", label)

@@ -24,6 +24,7 @@ from alps.geo.georef import Georef, write_georef_sidecars
 from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
 from alps.paint import CLUSTER_LABELER, UNLABELED, colorize
+from alps.progress import track
 from alps.sharding import ImageItem
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ def assemble_pl_dataset(
         for split_name, split_items in splits_items.items():
             labels = _split_labels(split_name, split_items, splits_dirs[split_name], binary)
             by_id = {item.image_id: item for item in split_items}
-            for image_id, (label_path, paint_dir) in sorted(labels.items()):
+            for image_id, (label_path, paint_dir) in track(sorted(labels.items()), f"PL {split_name}", "img"):
                 image_target = tmp / "img_dir" / split_name / f"{image_id}.png"
                 _copy_image(by_id[image_id].path, image_target, bands)
                 counts_total += _copy_label(label_path, paint_dir, tmp, split_name, binary)

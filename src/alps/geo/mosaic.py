@@ -23,6 +23,7 @@ from alps.geo.georef import Georef, parse_transform
 from alps.geo.scene import Scene, SceneWriter, label_suffix
 from alps.io.atomic import atomic_write_text
 from alps.paint import colorize
+from alps.progress import Progress
 
 
 def _scene_name(source: str) -> str:
@@ -63,6 +64,7 @@ def mosaic_dataset(
         )
     labels, out = Path(labels_dir), Path(out_dir)
     scenes = []
+    progress = Progress(len(df), "mosaic", "tile")
     for source, rows in df.groupby("source", sort=True):
         windows = [
             (int(r.window_x), int(r.window_y), int(r.window_w), int(r.window_h)) for r in rows.itertuples()
@@ -88,6 +90,7 @@ def mosaic_dataset(
                         f"{path}: label of size {label.shape} for a {window[3]}x{window[2]} tile window"
                     )
                 writer.put(window, label)
+                progress.update()
         except BaseException as exc:
             writer.close(exc)
             raise
@@ -106,6 +109,7 @@ def mosaic_dataset(
                 "crs": georef.crs if georef else None,
             }
         )
+    progress.close()
     card = {"manifest": str(manifest), "labels": str(labels), "rule": "nearest tile centre", "scenes": scenes}
     atomic_write_text(out / "mosaic_card.json", json.dumps(card, indent=2) + "\n")
     return card

@@ -232,10 +232,22 @@ def read_image_with_valid(
     raster, valid = read_raster_with_valid(path)
     if raster.ndim != 3 or raster.shape[1] == 0 or raster.shape[2] == 0:
         raise ImageReadError(f"{path}: empty image (shape {raster.shape})")
-    image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=str(path), valid=valid)
+    return raster_to_rgb(raster, valid, bands, percentiles, str(path))
+
+
+def raster_to_rgb(
+    raster: NDArray[np.generic],
+    valid: NDArray[np.bool_] | None,
+    bands: Sequence[int] | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+    source: str = "image",
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
+    """``to_rgb_uint8`` of a raster read with its valid pixels (``read_raster_with_valid``), and the (H, W)
+    pixels valid in every chosen band (None: all of them)."""
+    image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=source, valid=valid)
     if valid is None:
         return image, None
-    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, str(path)))
+    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, source))
     return image, None if pixels.all() else pixels
 
 
