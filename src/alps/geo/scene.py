@@ -186,7 +186,11 @@ class Scene:
             if self.has_nodata:
                 masks = src.read_masks(unique, window=RioWindow(x, y, w, h)) > 0
         valid = None if masks is None else np.logical_and.reduce(list(masks))
-        return self._to_rgb(planes), None if valid is None or valid.all() else valid
+        rgb = self._to_rgb(planes)
+        if valid is None or valid.all():
+            return rgb, None
+        rgb[~valid] = 0  # as alps.io.images.read_image gives no-data: the encoder sees the same pixels
+        return rgb, valid
 
     def _to_rgb(self, planes: Mapping[int, NDArray[np.generic]]) -> NDArray[np.uint8]:
         if self.stretch is None:
