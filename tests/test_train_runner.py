@@ -15,6 +15,7 @@ from PIL import Image
 
 from alps.datasets.demo import CLASSES as DEMO_CLASSES
 from alps.datasets.demo import PALETTE as DEMO_PALETTE
+from alps.train.inference import read_plain_config
 from alps.train.runner import RunResult, finetune, foreground_mean, pretrain
 from alps.train.surgery import RUN_MARKER, load_state_dict
 
@@ -107,6 +108,18 @@ def test_pretrain_writes_checkpoint_config_and_marker(pretrained: RunResult) -> 
     assert record["config_hash"] == pretrained.config_hash and record["checkpoint"] == "iter_4.pth"
     state = load_state_dict(pretrained.checkpoint)  # our own mmengine checkpoint: trusted by its marker
     assert state["decode_head.conv_seg.weight"].shape[0] == 5
+    # Stock torch.load reads it with no allow-list: the message hub holds plain Python data.
+    raw = torch.load(pretrained.checkpoint, weights_only=True)
+    assert raw["meta"]["dataset_meta"]["classes"] == [f"cluster_{i:02d}" for i in range(5)]
+    # config.py is the model for inference in stock mmseg types: plain data, no alps import.
+    inference = read_plain_config(work / "config.py")
+    assert "custom_imports" not in inference and "alps.train" not in (work / "config.py").read_text()
+    assert inference["model"]["decode_head"]["num_classes"] == 5
+    assert [step["type"] for step in inference["test_pipeline"]] == [
+        "LoadImageFromFile",
+        "Resize",
+        "PackSegInputs",
+    ]
 
 
 def test_same_seed_same_weights(pretrained: RunResult, data: dict[str, Path]) -> None:
@@ -140,6 +153,11 @@ def test_finetune_each_init(init: str, pretrained: RunResult, data: dict[str, Pa
     assert list(record["per_class"]["IoU"]) == list(DEMO_CLASSES)
     assert record["config_hash"] == result.config_hash and record["seed"] == 0
     assert record_hook.iters == [0, 1] and record["checkpoint"] == "iter_2.pth"
+    # The last checkpoint and the best by validation mIoU are kept, each readable by stock torch.load.
+    kept = sorted(p.name for p in result.work_dir.glob("*.pth") if not p.name.startswith("init_"))
+    assert kept == ["best_mIoU_iter_2.pth", "iter_2.pth"]
+    for name in kept:
+        torch.load(result.work_dir / name, weights_only=True)
     # mmengine really started from the selected weights: compare with the pre-trained checkpoint.
     source = load_state_dict(pretrained.checkpoint)
     backbone_loaded = torch.equal(record_hook.start[probe[0]], source[probe[0]])
