@@ -139,7 +139,7 @@ def _check_georeferenced_label(path: Path, names: list[str] | None, k: int) -> n
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
-def test_the_readme_journey_from_a_scene_to_a_trained_model(tmp_path, monkeypatch):
+def test_the_readme_journey_from_a_scene_to_a_trained_model(tmp_path, monkeypatch, capsys):
     _write_scene(tmp_path / "scenes" / "scene.tif")
     _write_labeled(tmp_path / "labeled")
     (tmp_path / "map.yaml").write_text(_readme_block("yaml"))
@@ -171,6 +171,10 @@ def test_the_readme_journey_from_a_scene_to_a_trained_model(tmp_path, monkeypatc
     gallery = json.loads(Path("out/gallery/gallery.json").read_text())
     assert gallery["total_pixels"] == HEIGHT * WIDTH
     assert sum(row["pixel_share"] for row in gallery["clusters"]) == pytest.approx(card["coverage"])
+
+    # Training reads PL datasets; given the label output itself, it names the command that makes one.
+    assert main(["pretrain", "out", "work/wrong"]) == 2
+    assert "alps pl-dataset out PL_DIR" in capsys.readouterr().err
 
     # 2. apply-class-map: the map's classes only, exactly the map applied to the cluster labels; out/ kept.
     class_map = load_class_map("map.yaml", k)

@@ -21,15 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 from numpy.typing import NDArray
 
 from alps import __version__
-from alps.geo.georef import write_georef_sidecars
+from alps.geo.georef import Georef, write_georef_sidecars
 from alps.geo.scene import Scene, SceneOptions, Window, open_scene
 from alps.io.atomic import atomic_directory
 from alps.io.images import write_png
@@ -51,11 +53,14 @@ def val_score(seed: int, tile_id: str) -> float:
 
 def _read_label_window(path: Path, window: Window) -> NDArray[np.uint8]:
     import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
     from rasterio.windows import Window as RioWindow
 
     x, y, w, h = window
-    with rasterio.open(path) as src:
-        return src.read(1, window=RioWindow(x, y, w, h))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a PNG label of a plain image
+        with rasterio.open(path) as src:
+            return src.read(1, window=RioWindow(x, y, w, h))
 
 
 def _names(card: Mapping[str, Any]) -> tuple[int, list[str] | None, list[list[int]] | None]:
@@ -69,12 +74,19 @@ def _names(card: Mapping[str, Any]) -> tuple[int, list[str] | None, list[list[in
 
 def _scenes(source: Path, card: Mapping[str, Any], tile_size: int) -> list[tuple[Scene, Path]]:
     files = {Path(name).stem: source / "labels" / name for name in card.get("label_files", [])}
+    # Where the labeling placed an image by its manifest row (the file has no CRS), the card says so.
+    georefs = {
+        str(entry["image_id"]): Georef(entry["crs"], Affine(*entry["transform"]))
+        for entry in card.get("inputs", [])
+        if entry.get("crs") and entry.get("transform")
+    }
     scenes = []
     for entry in card.get("inputs", []):
         image_id = str(entry["image_id"])
         if image_id not in files or not files[image_id].is_file():
             raise ValueError(f"{source}/labels has no label of {image_id!r}; is {source} complete?")
-        scene = open_scene(image_id, entry["file"], card.get("bands"), SceneOptions(tile_size, 0))
+        options = SceneOptions(tile_size, 0, georefs)
+        scene = open_scene(image_id, entry["file"], card.get("bands"), options)
         scenes.append((scene, files[image_id]))
     if not scenes:
         raise ValueError(f"{source}/label_card.json lists no labeled scene")
