@@ -152,23 +152,16 @@ def label_output_dataset(
         splits = _assign_splits(
             {scene.tile_id(w): val_score(seed, scene.tile_id(w)) for scene, _, w in labeled}, val_fraction
         )
+        if not labeled:
+            raise ValueError(f"{source}: no tile holds a labeled pixel; nothing to train on")
         with Progress(len(labeled), "PL dataset tiles", "tile") as progress:
             for scene, label_path, window in labeled:
-                tile_id = scene.tile_id(window)
-                split = splits[tile_id]
+                split = splits[scene.tile_id(window)]
                 label = _read_label_window(label_path, window)
-                image = scene.read_tile(window, card.get("bands"))
-                write_png(tmp / "img_dir" / split / f"{tile_id}.png", image)
-                write_png(tmp / "ann_dir" / split / f"{tile_id}.png", label)
-                write_png(tmp / "vis" / split / f"{tile_id}.png", colorize(label, palette))
-                if scene.georef is not None:
-                    pngs = [tmp / sub / split / f"{tile_id}.png" for sub in ("img_dir", "ann_dir")]
-                    write_georef_sidecars(pngs, scene.georef.window(window[0], window[1]))
+                _write_tile(tmp, split, scene, window, label, card.get("bands"), palette)
                 counts[split] += np.bincount(label.ravel(), minlength=256)
                 kept[split] += 1
                 progress.update()
-        if not labeled:
-            raise ValueError(f"{source}: no tile holds a labeled pixel; nothing to train on")
         total = counts["train"] + counts["val"]
         out_card: dict[str, Any] = {
             "images": len(labeled),
@@ -191,6 +184,25 @@ def label_output_dataset(
             out_card.update(classes=names, palette=colours, class_map=card["class_map"])
         (tmp / "dataset_card.json").write_text(json.dumps(out_card, indent=2) + "\n")
     return out_card
+
+
+def _write_tile(
+    root: Path,
+    split: str,
+    scene: Scene,
+    window: Window,
+    label: NDArray[np.uint8],
+    bands: Any,
+    palette: NDArray[np.uint8],
+) -> None:
+    """One tile's image, label and colour view (and their georeferencing sidecars) in the dataset."""
+    tile_id = scene.tile_id(window)
+    write_png(root / "img_dir" / split / f"{tile_id}.png", scene.read_tile(window, bands))
+    write_png(root / "ann_dir" / split / f"{tile_id}.png", label)
+    write_png(root / "vis" / split / f"{tile_id}.png", colorize(label, palette))
+    if scene.georef is not None:
+        pngs = [root / sub / split / f"{tile_id}.png" for sub in ("img_dir", "ann_dir")]
+        write_georef_sidecars(pngs, scene.georef.window(window[0], window[1]))
 
 
 def _is_our_dataset(folder: Path) -> bool:

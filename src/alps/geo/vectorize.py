@@ -24,6 +24,7 @@ from alps.geo.georef import read_class_names as raster_class_names
 from alps.geo.georef import read_label
 from alps.io.atomic import atomic_output
 from alps.paint import UNLABELED
+from alps.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ def vectorize(
     transform = georef.transform if georef is not None else Affine.identity()
     names = list(classes) if classes is not None else _default_class_names(labels)
     polygons, values = [], []
-    for geometry, value in shapes(array, mask=array != UNLABELED, connectivity=4, transform=transform):
+    regions = shapes(array, mask=array != UNLABELED, connectivity=4, transform=transform)
+    for geometry, value in track(regions, "polygons", "polygon"):
         polygons.append(shapely.geometry.shape(geometry))
         values.append(int(value))
     geoms = np.asarray(polygons, dtype=object)
