@@ -162,7 +162,8 @@ def test_the_readme_journey_from_a_scene_to_a_trained_model(tmp_path, monkeypatc
             assert command[0] == "alps"
             assert main([*command[1:], *SMALL.get(command[1], [])]) == 0, command
     wall = time.monotonic() - started
-    print(f"the journey took {wall:.1f} s")
+    with capsys.disabled():
+        print(f"\nthe README's journey took {wall:.1f} s")
 
     # 1. alps label: cluster ids in the scene's CRS, no-data unlabeled, gallery shares of the scene's pixels.
     card = json.loads(Path("out/label_card.json").read_text())
