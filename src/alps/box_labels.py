@@ -44,6 +44,7 @@ from alps.io.outputs import check_output_folder, output_folder
 from alps.masks.base import MaskSet, encode_masks
 from alps.masks.sam import EmbeddingKeepingPredictor, load_sam, usable_bf16
 from alps.paint import UNLABELED, paint_mask_sets
+from alps.progress import track
 from alps.sharding import images_from_source, select_shard
 
 log = logging.getLogger(__name__)
@@ -359,7 +360,7 @@ def label_box_shard(
     per_image: dict[str, dict[str, Any]] = {}
     mask_sets: list[MaskSet] = []
     label_ids: dict[str, np.ndarray] = {}
-    for item in items:
+    for item in track(items, "box prompts", "img"):
         row = rows[item.image_id]
         height, width = int(row["height"]), int(row["width"])
         window = (int(row["window_x"]), int(row["window_y"]), int(row["window_w"]), int(row["window_h"]))

@@ -18,6 +18,7 @@ Rules (pinned by tests):
 
 Applying a map never edits a dataset in place: ``apply_class_map_to_dataset`` writes a new PL dataset
 beside the source one, which stays as it was (the unmapped cluster labels remain reproducible from it).
+The labels of an ``alps label`` output (PNG or GeoTIFF) are named by ``alps.named_labels``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import yaml
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_directory, atomic_write_text
 from alps.io.cards import card_int, read_json_object
 from alps.io.images import read_label_array
 from alps.io.outputs import output_folder
@@ -239,6 +239,9 @@ def _remap_folder(
             raise ValueError(f"{label_path}: not a single-channel uint8 label ({label.dtype}, {label.shape})")
         mapped = remap_label(label, lut)
         Image.fromarray(mapped).save(labels_out / label_path.name)
+        sidecar = label_path.with_name(f"{label_path.name}.aux.xml")
+        if sidecar.is_file():  # the tile's georeferencing (alps.geo.georef), the same for the new label
+            shutil.copyfile(sidecar, labels_out / sidecar.name)
         if vis_out is not None:
             Image.fromarray(colorize(mapped, palette)).save(vis_out / label_path.name)
         counts += np.bincount(mapped.ravel(), minlength=256)
@@ -247,32 +250,6 @@ def _remap_folder(
 
 def _classes_json(class_map: ClassMap) -> str:
     return json.dumps({"classes": list(class_map.names), "palette": class_map.palette()}, indent=2) + "\n"
-
-
-def apply_class_map_to_label_dir(out_dir: str | os.PathLike[str], class_map: ClassMap) -> dict[str, Any]:
-    """Turn the cluster labels of an ``alps label`` folder into the named classes of ``class_map``.
-
-    ``labels/`` and ``vis/`` are rebuilt beside and swapped in whole; ``classes.json`` and a copy of the map
-    (``class_map.yaml``) are written. The cluster labels are not kept: ``alps paint`` regenerates them
-    from the folder's masks, features and cluster model, and the map turns them into these labels again.
-
-    Returns:
-        The ``class_map`` entry of the label card (the map's summary and the new classes' pixel counts).
-    """
-    out = Path(out_dir)
-    # Both folders built beside their targets and swapped in whole (alps.io.atomic); vis first, labels last.
-    with atomic_directory(out / "labels") as labels, atomic_directory(out / "vis") as vis:
-        counts = _remap_folder(out / "labels", labels, vis, class_map.lut())
-    copy = out / CLASS_MAP_COPY
-    if not (copy.exists() and copy.samefile(class_map.path)):  # a rerun may pass the copy itself
-        shutil.copyfile(class_map.path, copy)
-    atomic_write_text(out / CLASSES_JSON, _classes_json(class_map))
-    total = int(counts.sum())
-    return {
-        **class_map.summary(),
-        "class_pixels": counts[: len(class_map.names)].tolist(),
-        "coverage": float(total - counts[UNLABELED]) / total if total else 0.0,
-    }
 
 
 def clear_class_map(out_dir: str | os.PathLike[str]) -> None:

@@ -325,9 +325,32 @@ def _add_paint_parser(sub: Any) -> None:
 
 def cmd_pl_dataset(args: argparse.Namespace) -> None:
     from alps.geo.georef import manifest_georefs
+    from alps.named_labels import is_label_output
     from alps.pipeline import images_from_source
     from alps.pl_dataset import assemble_pl_dataset
 
+    if is_label_output(args.source):
+        from alps.label_dataset import label_output_dataset
+
+        card = label_output_dataset(
+            args.source,
+            args.out_dir,
+            tile_size=args.tile_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+        )
+        log.info(
+            "pseudo-labeled dataset %s: %s tiles, %d classes, coverage %.3f",
+            args.out_dir,
+            card["images_per_split"],
+            card["num_classes"],
+            card["coverage"],
+        )
+        return
+    if not args.paint_dirs:
+        raise ValueError(
+            f"{args.source} is not an `alps label` output: pass its painted shards (--paint-dirs)"
+        )
     split = args.split or "train"
     items = {split: images_from_source(args.source, args.split)}
     paint_dirs = {split: args.paint_dirs}
@@ -353,10 +376,25 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
 
 
 def _add_pl_dataset_parser(sub: Any) -> None:
-    p = sub.add_parser("pl-dataset", help="gather painted shards into an mmseg-layout pseudo-label dataset")
-    p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")
+    p = sub.add_parser(
+        "pl-dataset",
+        help="an mmseg-layout pseudo-label dataset: of an `alps label` output, or of painted shards",
+    )
+    p.add_argument(
+        "source",
+        type=Path,
+        help="an `alps label` (or `alps apply-class-map`) output, or the folder of images or manifest CSV "
+        "that painted shards labeled",
+    )
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
+    p.add_argument("--paint-dirs", type=Path, nargs="+", help="painted shards (a source of images)")
+    p.add_argument(
+        "--tile-size", type=int, default=512, help="an `alps label` output: tile side of the dataset"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="an `alps label` output: share of tiles in val"
+    )
+    p.add_argument("--seed", type=int, default=0, help="an `alps label` output: keys the train/val split")
     p.add_argument("--split", default="train", help="split of the source to take the images from")
     p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
     p.add_argument(
@@ -481,7 +519,15 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=int, default=2, help="data loader workers")
     group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     group.add_argument("--val-interval", type=int)
-    group.add_argument("--checkpoint-interval", type=int)
+    group.add_argument(
+        "--checkpoint-interval", type=int, help="default: every max(val interval, min(iters, 1000))"
+    )
+    group.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=1,
+        help="periodic checkpoints kept (-1: all); the final one and the best by val mIoU are kept too",
+    )
     group.add_argument("--log-interval", type=int, default=50)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -501,7 +547,12 @@ def _add_training(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a work dir holding another config is started over instead of refused (the workflow's jobs)",
     )
-    group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")
+    group.add_argument(
+        "--from",
+        dest="from_checkpoint",
+        type=Path,
+        help="checkpoint to initialise from, or the work dir of the run that wrote it (its final checkpoint)",
+    )
 
 
 def _training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -512,6 +563,7 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "launcher": args.launcher,
         "log_interval": args.log_interval,
+        "max_keep_ckpts": args.keep_checkpoints,
     }
     for name in ("batch_size", "val_interval", "checkpoint_interval", "pretrained"):
         if getattr(args, name) is not None:
@@ -812,7 +864,19 @@ def cmd_gallery(args: argparse.Namespace) -> None:
 
 def cmd_apply_class_map(args: argparse.Namespace) -> None:
     from alps.classmap import apply_class_map_to_dataset
+    from alps.named_labels import apply_class_map_to_label_output, is_label_output
 
+    if is_label_output(args.pl_dataset):
+        card = apply_class_map_to_label_output(args.pl_dataset, args.out_dir, args.class_map)
+        named = card["class_map"]
+        log.info(
+            "%s: %d named classes %s, coverage %.3f",
+            args.out_dir,
+            len(named["classes"]),
+            named["classes"],
+            named["coverage"],
+        )
+        return
     k = None
     if args.model is not None:
         from alps.cluster import ClusterModel
@@ -860,10 +924,16 @@ def _add_class_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_gallery)
 
     p = sub.add_parser(
-        "apply-class-map", help="a NEW pseudo-label dataset whose labels are a class map's named classes"
+        "apply-class-map",
+        help="a NEW labeling or pseudo-label dataset whose labels are a class map's named classes",
     )
-    p.add_argument("pl_dataset", type=Path, help="a pseudo-label dataset (alps pl-dataset); left unchanged")
-    p.add_argument("out_dir", type=Path, help="the new dataset folder")
+    p.add_argument(
+        "pl_dataset",
+        type=Path,
+        metavar="SOURCE",
+        help="an `alps label` output or a pseudo-label dataset (alps pl-dataset); left unchanged",
+    )
+    p.add_argument("out_dir", type=Path, help="the new folder")
     p.add_argument("--class-map", type=Path, required=True, help="YAML: cluster id -> name (docs/classes.md)")
     p.add_argument("--model", type=Path, help="the cluster model: every id 0..K-1 must be mapped")
     p.set_defaults(func=cmd_apply_class_map)
@@ -924,6 +994,72 @@ def _add_geo_commands(sub: Any) -> None:
     p.add_argument("out_dir", type=Path)
     p.add_argument("--split", help="only the tiles of this split")
     p.set_defaults(func=cmd_mosaic)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from alps.geo.scene import SceneOptions
+    from alps.io.outputs import OutputSet
+    from alps.predict import PREDICT_OUTPUT_SET, predict
+    from alps.sharding import images_from_source
+
+    if Path(args.out_dir).is_dir():  # a publication a killed run left half done is finished first
+        OutputSet(args.out_dir, PREDICT_OUTPUT_SET, "alps predict").repair()
+    _set_threads(args.threads)
+    georefs = {}
+    if args.images.suffix.lower() == ".csv":
+        from alps.geo.georef import manifest_georefs
+
+        georefs = manifest_georefs(args.images)
+    card = predict(
+        args.model,
+        images_from_source(args.images),
+        args.out_dir,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        bands=args.bands,
+        batch_size=args.batch_size,
+        trust_config=args.trust_config,
+        scene_options=SceneOptions(georefs=georefs),
+        on_error=args.on_error,
+    )
+    log.info(
+        "predicted %d images into %s: %d classes %s, coverage %.3f",
+        card["images"],
+        args.out_dir,
+        len(card["classes"]),
+        card["classes"],
+        card["coverage"],
+    )
+
+
+def _add_predict_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict", help="a trained model's labels of images of any size (GeoTIFF in their CRS)"
+    )
+    p.add_argument("model", type=Path, help="a work dir of alps pretrain/finetune, or an mmseg config file")
+    p.add_argument("images", type=Path, help="folder of images (PNG/JPEG/TIFF/GeoTIFF), or a manifest CSV")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument(
+        "--checkpoint", type=Path, help="the weights (default: the work dir's evaluated checkpoint)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tile-size", type=int, help="default: the side the model's test pipeline keeps")
+    p.add_argument("--overlap", type=int, help="default: a quarter of the tile, at most 128 px")
+    p.add_argument("--bands", type=_bands, help="1-based bands used as RGB, as in training, e.g. 4,3,2")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles of a scene labeled together")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--trust-config", action="store_true", help="load a config that runs Python code (not plain data)"
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
+    )
+    p.set_defaults(func=cmd_predict)
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -995,6 +1131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tables_parser(sub)
     _add_class_commands(sub)
     _add_geo_commands(sub)
+    _add_predict_parser(sub)
     _add_limit_options(sub)
     _show_defaults(sub)
     return parser

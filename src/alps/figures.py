@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from alps.io.cards import card_int, read_json_object
-from alps.io.images import open_image, read_label_array
+from alps.io.images import open_image, read_label_array, write_png
 from alps.io.outputs import output_folder
 from alps.io.paths import confined
 from alps.paint import colorize, legend_entries, make_palette, overlay
@@ -61,11 +61,12 @@ def legend_panel(
     rows = max(min(len(entries), 3), (height - 4) // _ROW)
     shown = list(entries)
     if len(shown) > rows:
-        # Keep "unlabeled" (last) and the largest clusters; the rest become one row.
-        clusters = sorted(shown[:-1], key=lambda e: -e[2])
-        kept = sorted(clusters[: rows - 2], key=lambda e: int(e[0].split()[-1]))
-        rest = sum(e[2] for e in clusters[rows - 2 :])
-        shown = [*kept, (f"{len(clusters) - len(kept)} more", (255, 255, 255), rest), shown[-1]]
+        # Keep "unlabeled" (last) and the largest ids, in id order; the rest become one row.
+        ids = shown[:-1]
+        top = set(sorted(range(len(ids)), key=lambda i: -ids[i][2])[: rows - 2])
+        kept = [entry for i, entry in enumerate(ids) if i in top]
+        rest = sum(entry[2] for i, entry in enumerate(ids) if i not in top)
+        shown = [*kept, (f"{len(ids) - len(kept)} more", (255, 255, 255), rest), shown[-1]]
     panel = Image.new("RGB", (_LEGEND_WIDTH, max(height, len(shown) * _ROW + 4)), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     for row, (name, colour, share) in enumerate(shown):
@@ -76,11 +77,17 @@ def legend_panel(
 
 
 def overlay_with_legend(
-    image: NDArray[np.uint8], label: NDArray[np.uint8], counts: NDArray[np.integer], k: int
+    image: NDArray[np.uint8],
+    label: NDArray[np.uint8],
+    counts: NDArray[np.integer],
+    k: int,
+    names: Sequence[str] | None = None,
+    palette: NDArray[np.uint8] | None = None,
 ) -> NDArray[np.uint8]:
-    """The label over the image, beside a legend of cluster colours and pixel shares (``counts``)."""
-    blended = overlay(image, label)
-    legend = legend_panel(legend_entries(counts, k), blended.shape[0])
+    """The label over the image, beside a legend of colours, names (default ``cluster <id>``) and pixel
+    shares (``counts``); ``palette`` (``alps.paint.palette_array``) colours a class map's or model's ids."""
+    blended = overlay(image, label, palette=palette)
+    legend = legend_panel(legend_entries(counts, k, names, palette), blended.shape[0])
     return side_by_side(_pad_to_tallest([blended, legend]))
 
 
@@ -161,3 +168,26 @@ def write_figures(
             Image.fromarray(side_by_side(panels)).save(confined(built, label_path.name), format="PNG")
             written.append(Path(out_dir) / label_path.name)
     return written
+
+
+def write_label_views(
+    vis_dir: Path,
+    stem: str,
+    label: NDArray[np.uint8],
+    counts: NDArray[np.integer],
+    names: Sequence[str],
+    palette: NDArray[np.uint8],
+    preview: Callable[[], NDArray[np.uint8]] | None,
+) -> None:
+    """``vis/<stem>.png`` (the label's colour map) and, where the image is at hand (``preview`` returns its
+    RGB pixels, resized to the label's size here), ``vis/<stem>.overlay.png`` with a legend of ``names``."""
+    write_png(vis_dir / f"{stem}.png", colorize(label, palette))
+    if preview is None:
+        return
+    image = preview()
+    if image.shape[:2] != label.shape:
+        image = np.asarray(Image.fromarray(image).resize(label.shape[::-1]))
+    write_png(
+        vis_dir / f"{stem}.overlay.png",
+        overlay_with_legend(image, label, counts, len(names), names, palette),
+    )

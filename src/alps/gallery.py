@@ -205,6 +205,7 @@ def write_gallery(
     names: Mapping[int, str] | None = None,
     title: str = "Pseudo-class gallery",
     own: bool = True,
+    total_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Write the gallery of a labeling (see the module docstring); returns its ``gallery.json`` content.
 
@@ -222,6 +223,8 @@ def write_gallery(
         title: the page title.
         own: the folder is ``alps gallery``'s own output (recorded; only an earlier gallery is replaced,
             ``alps.io.outputs``); False inside another command's output (``alps label``'s).
+        total_pixels: the pixels the shares are of; default the masks' images' pixels. The tiles of a
+            large scene overlap, so ``alps label`` passes its scenes' pixels.
 
     Raises:
         ValueError: a mask's image is not in ``image_paths``, or ids and masks do not line up.
@@ -238,7 +241,7 @@ def write_gallery(
     clusters = [_Cluster() for _ in range(k)]
     palette = make_palette()
     painted = np.zeros(k, dtype=np.int64)
-    total_pixels = 0
+    image_pixels = 0
     for part in parts:
         ids = np.asarray(part.cluster_ids)
         expected = sum(len(m) for m in part.mask_sets)
@@ -251,7 +254,7 @@ def write_gallery(
             image_ids = ids[start : start + len(mask_set)]
             start += len(mask_set)
             pixels = mask_set.height * mask_set.width
-            total_pixels += pixels
+            image_pixels += pixels
             if class_pixels is None:
                 painted += np.bincount(paint_labels(mask_set, image_ids).ravel(), minlength=256)[:k]
             _add_image(
@@ -261,8 +264,9 @@ def write_gallery(
         if len(class_pixels) < k:
             raise ValueError(f"{len(class_pixels)} pixel counts for k = {k} clusters")
         painted = np.asarray(class_pixels[:k], dtype=np.int64)
+    total = image_pixels if total_pixels is None else total_pixels
     folder = output_folder(out_dir, WRITER) if own else atomic_directory(out_dir)
-    return _write(folder, clusters, painted, total_pixels, palette, names or {}, title, seed, tile)
+    return _write(folder, clusters, painted, total, palette, names or {}, title, seed, tile)
 
 
 def _add_image(
@@ -458,16 +462,22 @@ def finish_label_dir(
     bands: Sequence[int] | None,
     class_map: str | os.PathLike[str] | None,
     gallery: bool,
+    total_pixels: int | None = None,
+    previews: Mapping[str, Callable[[], NDArray[np.uint8]]] | None = None,
 ) -> dict[str, Any]:
     """The end of ``alps label``: the gallery of its clusters, then the class map over its labels.
 
     The gallery shows clusters (named by the map, when one is given), since it is what a map is written
     from. Outputs of an earlier run that this run does not make (gallery, map files) are removed.
 
+    Arguments:
+        total_pixels: the scenes' pixels, which pixel shares are of (tiles of a scene overlap).
+        previews: per scene, its image's preview (for the overlays of named labels).
+
     Returns:
         Entries for the label card: ``gallery`` (its index) and ``class_map`` (the map's summary).
     """
-    from alps import classmap
+    from alps import classmap, named_labels
 
     entries: dict[str, Any] = {}
     parsed = classmap.load_class_map(class_map, k) if class_map is not None else None
@@ -482,12 +492,13 @@ def finish_label_dir(
             class_pixels=class_pixels,
             names={c: parsed.name_of(c) for c in range(k)} if parsed else None,
             own=False,
+            total_pixels=total_pixels,
         )
         entries["gallery"] = "gallery/index.html"
     elif (out_dir / "gallery" / "gallery.json").is_file():
         shutil.rmtree(out_dir / "gallery")
     if parsed is not None:
-        entries["class_map"] = classmap.apply_class_map_to_label_dir(out_dir, parsed)
+        entries["class_map"] = named_labels.name_label_dir(out_dir, parsed, previews)
     else:
         classmap.clear_class_map(out_dir)
     return entries

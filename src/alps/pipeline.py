@@ -528,6 +528,8 @@ def _label_into(
             bands=bands,
             class_map=class_map,
             gallery=gallery,
+            total_pixels=sum(scene.height * scene.width for scene in scenes),
+            previews={scene.image_id: functools.partial(scene.preview, bands) for scene in scenes},
         )
     )
     atomic_write_text(out / LABEL_CARD_FILE, json.dumps(card, indent=2) + "\n")

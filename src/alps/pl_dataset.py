@@ -27,6 +27,7 @@ from alps.io.images import read_image, read_label_array
 from alps.io.outputs import output_folder
 from alps.io.paths import confined, safe_name
 from alps.paint import CLUSTER_LABELER, UNLABELED, colorize
+from alps.progress import track
 from alps.sharding import ImageItem
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def assemble_pl_dataset(
             safe_name(split_name, "the split", "split name")
             labels = _split_labels(split_name, split_items, splits_dirs[split_name], binary)
             by_id = {item.image_id: item for item in split_items}
-            for image_id, (label_path, paint_dir) in sorted(labels.items()):
+            for image_id, (label_path, paint_dir) in track(sorted(labels.items()), f"PL {split_name}", "img"):
                 image_target = confined(tmp, "img_dir", split_name, f"{image_id}.png", source=label_path)
                 _copy_image(by_id[image_id].path, image_target, bands)
                 counts_total += _copy_label(label_path, paint_dir, tmp, split_name, binary)

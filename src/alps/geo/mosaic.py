@@ -27,6 +27,7 @@ from alps.io.outputs import output_folder
 from alps.io.paths import confined, safe_name
 from alps.limits import check_pixels
 from alps.paint import colorize
+from alps.progress import Progress
 
 WRITER = "alps mosaic"
 """The mosaic folder's writer (``alps.io.outputs``): only an earlier mosaic is replaced."""
@@ -76,6 +77,7 @@ def mosaic_dataset(
 def _mosaic_into(out: Path, df: Any, manifest: Path, labels: Path) -> dict[str, Any]:
     """``mosaic_dataset``'s work, written into the (empty) folder ``out``."""
     scenes = []
+    progress = Progress(len(df), "mosaic", "tile")
     for source, rows in df.groupby("source", sort=True):
         windows = [
             (int(r.window_x), int(r.window_y), int(r.window_w), int(r.window_h)) for r in rows.itertuples()
@@ -104,6 +106,7 @@ def _mosaic_into(out: Path, df: Any, manifest: Path, labels: Path) -> dict[str, 
                         )
                     label = np.asarray(im)
                 writer.put(window, label)
+                progress.update()
         except BaseException as exc:
             writer.close(exc)
             raise
@@ -122,6 +125,7 @@ def _mosaic_into(out: Path, df: Any, manifest: Path, labels: Path) -> dict[str, 
                 "crs": georef.crs if georef else None,
             }
         )
+    progress.close()
     card = {"manifest": str(manifest), "labels": str(labels), "rule": "nearest tile centre", "scenes": scenes}
     atomic_write_text(out / "mosaic_card.json", json.dumps(card, indent=2) + "\n")
     return card

@@ -181,8 +181,10 @@ class Scene:
             return read_image_with_valid(self.path, bands=bands)
         x, y, w, h = window
         if self.decoded_whole:
-            pixels = _decode_whole(self.path, tuple(bands) if bands is not None else None)
-            return np.ascontiguousarray(pixels[y : y + h, x : x + w]), None
+            pixels, whole_valid = _decode_whole(self.path, tuple(bands) if bands is not None else None)
+            part = None if whole_valid is None else whole_valid[y : y + h, x : x + w]
+            tile_valid = None if part is None or part.all() else np.ascontiguousarray(part)
+            return np.ascontiguousarray(pixels[y : y + h, x : x + w]), tile_valid
         import rasterio
         from rasterio.windows import Window as RioWindow
 
@@ -193,7 +195,11 @@ class Scene:
             if self.has_nodata:
                 masks = src.read_masks(unique, window=RioWindow(x, y, w, h)) > 0
         valid = None if masks is None else np.logical_and.reduce(list(masks))
-        return self._to_rgb(planes), None if valid is None or valid.all() else valid
+        rgb = self._to_rgb(planes)
+        if valid is None or valid.all():
+            return rgb, None
+        rgb[~valid] = 0  # as alps.io.images.read_image gives no-data: the encoder sees the same pixels
+        return rgb, valid
 
     def _to_rgb(self, planes: Mapping[int, NDArray[np.generic]]) -> NDArray[np.uint8]:
         if self.stretch is None:
@@ -207,7 +213,7 @@ class Scene:
         if not self.tiled:
             image = read_image(self.path, bands=bands)
         elif self.decoded_whole:
-            image = _decode_whole(self.path, tuple(bands) if bands is not None else None)
+            image = _decode_whole(self.path, tuple(bands) if bands is not None else None)[0]
         else:
             import rasterio
 
@@ -236,9 +242,11 @@ class Scene:
 
 
 @functools.lru_cache(maxsize=1)
-def _decode_whole(path: Path, bands: tuple[int, ...] | None) -> NDArray[np.uint8]:
-    """A PNG/JPEG scene's RGB pixels; only the last scene stays cached, so memory holds one scene at most."""
-    return read_image(path, bands=bands)
+def _decode_whole(
+    path: Path, bands: tuple[int, ...] | None
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
+    """A PNG/JPEG scene's RGB pixels and valid pixels (alpha); only the last scene stays cached."""
+    return read_image_with_valid(path, bands=bands)
 
 
 def preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
@@ -305,7 +313,7 @@ def open_scene(
     else:
         georef = options.georefs.get(image_id)
         # PNG/JPEG/BMP cannot be read by windows: decoded whole when its tiles are read (one scene at a time).
-        rgb = _decode_whole(path, tuple(bands) if bands is not None else None)
+        rgb = _decode_whole(path, tuple(bands) if bands is not None else None)[0]
         height, width = rgb.shape[:2]
         with Image.open(path) as im:
             count, dtype, sample = len(im.getbands()), str(rgb.dtype), None
@@ -430,16 +438,28 @@ class SceneWriter:
     written by windows; non-georeferenced scenes are PNG/JPEG/plain TIFF users label at moderate sizes).
     """
 
-    def __init__(self, scene: Scene, path: Path, *, nodata: int | None = UNLABELED) -> None:
+    def __init__(
+        self,
+        scene: Scene,
+        path: Path,
+        *,
+        nodata: int | None = UNLABELED,
+        names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         self.scene = scene
         self.path = path
+        self.names = names
+        self.palette = palette
         self.counts = np.zeros(256, dtype=np.int64)
         self._cells = mosaic_cells(scene.windows, scene.height, scene.width)
         self._array: NDArray[np.uint8] | None = None
         self._context: Any = None
         self._dst: Any = None
         if scene.georef is not None:
-            self._context = label_geotiff(path, scene.height, scene.width, scene.georef, nodata=nodata)
+            self._context = label_geotiff(
+                path, scene.height, scene.width, scene.georef, nodata=nodata, palette=palette
+            )
             self._dst = self._context.__enter__()
         else:
             self._array = np.full((scene.height, scene.width), UNLABELED, dtype=np.uint8)
@@ -459,16 +479,17 @@ class SceneWriter:
             self._array[cy : cy + ch, cx : cx + cw] = part
 
     def close(self, error: BaseException | None = None) -> None:
-        """Finish the file (or, after an error, leave nothing behind)."""
+        """Finish the file (or, after an error, leave nothing behind); name its classes where given."""
         if self._context is not None:
-            if error is None:
-                self._context.__exit__(None, None, None)
-            else:
+            if error is not None:
                 self._context.__exit__(type(error), error, error.__traceback__)
-            return
-        if error is None and self._array is not None:
+                return
+            self._context.__exit__(None, None, None)
+        elif error is None and self._array is not None:
             with atomic_output(self.path) as tmp:
                 Image.fromarray(self._array).save(tmp, format="PNG")
+        if error is None and self.names is not None:
+            write_pam_sidecar(self.path, None, self.names, self.palette)
 
     def preview(self, max_side: int = PREVIEW_SIDE) -> NDArray[np.uint8]:
         """The written label at most ``max_side`` a side (nearest neighbour)."""

@@ -1,8 +1,10 @@
 """``alps vectorize``: a label raster to polygons (GeoPackage or GeoJSON), one per connected region.
 
 Regions are 4-connected runs of one label value (``rasterio.features.shapes``); unlabeled pixels (255, the
-GeoTIFF's nodata) make no polygon. Each polygon carries ``cluster_id``, ``area`` (in CRS units squared, or
-pixels for a label without georeferencing) and, where the labels' vocabulary names its ids, ``class_name``.
+GeoTIFF's nodata) make no polygon. Each polygon carries its label value, ``area`` (in CRS units squared, or
+pixels for a label without georeferencing) and, where the labels' vocabulary names its values,
+``class_name``. The value's field is ``class_id`` where names are known (a class map's labels, a model's
+prediction, ``--classes``), else ``cluster_id`` (k-means clusters).
 Polygons are in the labels' CRS; the file is written by pyogrio (GDAL), atomically.
 """
 
@@ -17,10 +19,12 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from alps.geo.georef import read_class_names as raster_class_names
 from alps.geo.georef import read_label
 from alps.io.cards import card_strings, read_json_object
 from alps.io.outputs import check_separate, file_problem, output_file
 from alps.paint import UNLABELED
+from alps.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +48,13 @@ def read_class_names(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _default_class_names(labels: Path) -> list[str] | None:
-    """The ``classes`` of the ``label_card.json`` beside ``labels/``, where the labeling named its ids."""
-    card = labels.parent.parent / "label_card.json"
-    if card.is_file():
-        return card_strings(read_json_object(card, "label card"), "classes", card)
-    return None
+    """The names the label raster's own sidecar gives its values (``alps.geo.georef.write_pam_sidecar``:
+    named labels of a class map or a model), else the ``classes.json`` beside ``labels/``."""
+    names = raster_class_names(labels)
+    if names is not None:
+        return names
+    classes = labels.parent.parent / "classes.json"
+    return read_class_names(classes) if classes.is_file() else None
 
 
 def vectorize(
@@ -71,8 +77,8 @@ def vectorize(
         simplify: Douglas-Peucker tolerance in CRS units (topology-preserving per polygon); 0 keeps the
             pixel outlines.
         min_area: drop polygons smaller than this (CRS units squared; pixels without georeferencing).
-        classes: names of label ids 0..n-1 (default: the ``classes`` of ``label_card.json`` beside
-            ``labels/``, where there is one).
+        classes: names of label ids 0..n-1 (default: the label's class-name sidecar, else the
+            ``classes.json`` beside ``labels/``, where there is one).
         layer: the layer name.
 
     Returns:
@@ -106,7 +112,8 @@ def vectorize(
     transform = georef.transform if georef is not None else Affine.identity()
     names = list(classes) if classes is not None else _default_class_names(labels)
     polygons, values = [], []
-    for geometry, value in shapes(array, mask=array != UNLABELED, connectivity=4, transform=transform):
+    regions = shapes(array, mask=array != UNLABELED, connectivity=4, transform=transform)
+    for geometry, value in track(regions, "polygons", "polygon"):
         polygons.append(shapely.geometry.shape(geometry))
         values.append(int(value))
     geoms = np.asarray(polygons, dtype=object)
@@ -116,7 +123,7 @@ def vectorize(
     areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
     keep = (areas >= min_area) & ~shapely.is_empty(geoms) if len(geoms) else np.zeros(0, bool)
     geoms, ids, areas = geoms[keep], ids[keep], areas[keep]
-    fields = ["cluster_id", "area"]
+    fields = ["class_id" if names is not None else "cluster_id", "area"]
     field_data: list[np.ndarray] = [ids, np.asarray(areas, dtype=np.float64)]
     if names is not None:
         fields.append("class_name")

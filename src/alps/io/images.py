@@ -6,7 +6,8 @@ feature encoders, the painter) wants 3-band uint8, so the conversion rules live 
 - uint8 data is kept as is; any other dtype is stretched per band between the ``percentiles`` of its
   valid pixels, so that a 16-bit scene with a few hot pixels still uses the full 0..255 range.
 - valid pixels: where a raster declares no-data (a GeoTIFF's ``nodata`` value, an internal mask or an
-  alpha band, as GDAL's masks say), exactly the pixels GDAL marks valid in every chosen band; the rest is
+  alpha band, as GDAL's masks say; a PNG's alpha channel by the same rule: alpha 0 is no-data), exactly
+  the pixels GDAL marks valid in every chosen band; the rest is
   0 in the image and ``read_image_with_valid`` returns where it is, so that the labeling leaves it
   unlabeled. Without such a declaration every pixel is valid, and only the stretch leaves out zeros
   (the no-data of most satellite products that do not declare it).
@@ -121,16 +122,25 @@ def read_raster_with_valid(
             return _read_rasterio(path)
         with open_image(path) as im:
             im.load()
+            if im.mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")  # a palette image's transparent entry is its alpha
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
                 im = im.convert("RGBA" if "A" in im.mode else "RGB")
             array = np.asarray(im)
+            alpha = im.mode == "RGBA"
     except (ImageReadError, LimitError):
         raise
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if array.ndim == 2:
         return array[None], None
-    return np.moveaxis(array, -1, 0), None
+    raster = np.moveaxis(array, -1, 0)
+    if not alpha:
+        return raster, None
+    # As GDAL masks an RGBA TIFF: the colour bands are valid where alpha > 0, the alpha band everywhere.
+    valid = np.ones(raster.shape, dtype=bool)
+    valid[:-1] = raster[-1] > 0
+    return raster, valid
 
 
 def _read_rasterio(path: Path) -> tuple[NDArray[np.generic], NDArray[np.bool_] | None]:
@@ -265,10 +275,22 @@ def read_image_with_valid(
     raster, valid = read_raster_with_valid(path)
     if raster.ndim != 3 or raster.shape[1] == 0 or raster.shape[2] == 0:
         raise ImageReadError(f"{path}: empty image (shape {raster.shape})")
-    image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=str(path), valid=valid)
+    return raster_to_rgb(raster, valid, bands, percentiles, str(path))
+
+
+def raster_to_rgb(
+    raster: NDArray[np.generic],
+    valid: NDArray[np.bool_] | None,
+    bands: Sequence[int] | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+    source: str = "image",
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
+    """``to_rgb_uint8`` of a raster read with its valid pixels (``read_raster_with_valid``), and the (H, W)
+    pixels valid in every chosen band (None: all of them)."""
+    image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=source, valid=valid)
     if valid is None:
         return image, None
-    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, str(path)))
+    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, source))
     return image, None if pixels.all() else pixels
 
 
