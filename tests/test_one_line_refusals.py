@@ -122,12 +122,12 @@ def test_broken_dataset_cards_are_one_line(pl, tmp_path, capsys, card, fragment)
     assert not (tmp_path / "named").exists()
 
 
-def test_a_label_card_that_is_a_list_is_one_line(labeled, tmp_path, capsys):
+def test_a_class_list_that_is_a_list_is_one_line(labeled, tmp_path, capsys):
     out = tmp_path / "labeled"
     subprocess.run(["cp", "-a", str(labeled), str(out)], check=True)
-    _card(out / "label_card.json", ["not", "a", "card"])
+    _card(out / "classes.json", ["not", "an", "object"])  # what vectorize reads beside labels/
     assert main(["vectorize", str(out / "labels" / "t0.png"), str(tmp_path / "p.gpkg")]) == 2
-    assert "a label card is a JSON object, this one is a list" in _line(capsys, "vectorize")
+    assert "a class list is a JSON object, this one is a list" in _line(capsys, "vectorize")
 
 
 def test_a_paint_card_with_k_null_is_one_line(pl, labeled, images, tmp_path, capsys):

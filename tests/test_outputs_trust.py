@@ -56,7 +56,10 @@ def run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     raw.mkdir()
     Image.open(images / "t0.png").save(raw / "scene.png")
     dataset = root / "dataset"
-    assert main(["prepare", "folder", str(raw), str(dataset), "--options", '{"tile_size": 64}']) == 0
+    assert (
+        main(["prepare", "folder", str(raw), str(dataset), "--options", '{"tile_size": 64, "overlap": 0}'])
+        == 0
+    )
     tiles = root / "tiles"
     tiles.mkdir()
     manifest = dataset / "manifest.csv"
