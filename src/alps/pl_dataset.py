@@ -29,6 +29,28 @@ from alps.sharding import ImageItem
 log = logging.getLogger(__name__)
 
 PAINT_STATS = "paint_stats.json"
+SOURCE_CARD = "dataset_card.json"
+"""The card a converter writes beside a prepared dataset's manifest (``alps.datasets._layout``)."""
+
+
+def source_dataset_name(source: str | os.PathLike[str]) -> str | None:
+    """The ``dataset`` its converter's card names for a labeled source, or None.
+
+    Arguments:
+        source: what was labeled: a prepared dataset's ``manifest.csv`` (its card lies beside it) or a
+            folder of images (no card).
+
+    Returns:
+        E.g. ``alps-isaid``; None for a folder of images, or a manifest without a readable card. A PL
+        dataset records it (``source_dataset``) so that its pre-training takes that dataset's scale.
+    """
+    path = Path(source)
+    card = (path.parent if path.suffix.lower() == ".csv" else path) / SOURCE_CARD
+    try:
+        name = json.loads(card.read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -140,6 +162,7 @@ def assemble_pl_dataset(
     num_classes: int | None = None,
     bands: Sequence[int] | None = None,
     georefs: Mapping[str, Georef] | None = None,
+    source_dataset: str | None = None,
 ) -> dict[str, Any]:
     """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
 
@@ -167,6 +190,8 @@ def assemble_pl_dataset(
             written with the same bands so that ``img_dir`` holds what was labeled.
         georefs: per image id, the tile's CRS and transform (``alps.geo.georef.manifest_georefs``): its
             image and label PNGs get a ``.aux.xml`` sidecar that places them in GIS tools.
+        source_dataset: the labeled dataset's name (``source_dataset_name``), recorded in the card: a
+            pre-training takes that dataset's crop and scale (``alps.train.configs.pl_source_kind``).
 
     Returns:
         The dataset card.
@@ -241,5 +266,7 @@ def assemble_pl_dataset(
             card["bands"] = list(bands)
         if classes is not None:
             card["classes"] = classes
+        if source_dataset is not None:
+            card["source_dataset"] = source_dataset
         (tmp / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card

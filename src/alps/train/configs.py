@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from alps.datasets import atlas, isaid, potsdam
+from alps.datasets import atlas, demo, folder, isaid, potsdam
 from alps.datasets._layout import CARD_NAME, CLASSES_NAME
 from alps.train.mmcv_compat import ensure_mmcv_ops
 
@@ -237,6 +237,27 @@ def _pl_names(
     return tuple(names), tuple(palette)
 
 
+DEFAULT_CROPS: dict[str, int] = {"isaid": 896, "potsdam": 512, "pl": 512, "folder": 256, "medical": 256}
+"""Training crop side per dataset kind (mmseg's iSAID and Potsdam configs; 256 px demo tiles and ATLAS
+slices); the resize scale is the crop, as in mmseg's configs."""
+
+SOURCE_KINDS: dict[str, str] = {
+    isaid.DATASET_NAME: "isaid",
+    potsdam.DATASET_NAME: "potsdam",
+    atlas.DATASET_NAME: "medical",
+    demo.DATASET_NAME: "folder",
+    folder.DATASET_NAME: "folder",
+}
+"""A PL dataset's ``source_dataset`` (the ``dataset`` of the labeled dataset's card) -> the kind whose
+crop and scale its pre-training takes: objects are then seen at the size fine-tuning on that dataset sees
+them (iSAID-PL at 896, not 512). Others (SAMRS, a plain image folder) keep the PL default."""
+
+
+def pl_source_kind(card: dict[str, Any]) -> str | None:
+    """The dataset kind a PL dataset was labeled from, from its card's ``source_dataset``, or None."""
+    return SOURCE_KINDS.get(str(card.get("source_dataset")))
+
+
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)
@@ -268,7 +289,8 @@ def dataset_spec(
     * ``potsdam``: mmseg's ``PotsdamDataset`` (6 classes, ``reduce_zero_label``), 512 crops.
     * ``pl``: a pseudo-label dataset (``alps.pl_dataset.assemble_pl_dataset``): K = ``num_classes`` of its
       ``dataset_card.json``, classes named by the card (a class map's or SAMRS* names; ``alps.classmap``),
-      else ``cluster_00``..., 255 ignored, 512 crops.
+      else ``cluster_00``..., 255 ignored; the crop and scale of the dataset it labels (the card's
+      ``source_dataset``: iSAID-PL 896 as iSAID, ATLAS-PL 256), else 512 (SAMRS-PL, image folders).
     * ``folder``: any mmseg-layout folder with a ``classes.json`` (``{"classes": [...], "palette": [...]}``),
       e.g. the demo (3 classes, 256 px tiles, 256 crops).
     * ``medical``: a ``folder`` whose default classes are background/liver/tumour, evaluated with IoU and
@@ -279,7 +301,8 @@ def dataset_spec(
         kind: one of the kinds above.
         data_root: the dataset folder.
         crop_size: training crop side (or ``(h, w)``); default per kind.
-        scale: resize target (or ``(w, h)``); default: the crop size (iSAID 896, Potsdam 512, as mmseg).
+        scale: resize target (or ``(w, h)``); default: the crop size (iSAID 896, Potsdam 512, as mmseg;
+            ``DEFAULT_CROPS``).
         eval_split: split evaluated after training; default ``val`` where ``ann_dir/val`` exists (always
             for isaid/potsdam; for medical, else ``test`` where ``ann_dir/test`` exists), else none.
 
@@ -292,7 +315,7 @@ def dataset_spec(
     """
     root = Path(data_root)
     if kind == "isaid":
-        crop = _pair(crop_size or 896)
+        crop = _pair(crop_size or DEFAULT_CROPS[kind])
         return DatasetSpec(
             kind=kind,
             data_root=str(root),
@@ -306,7 +329,7 @@ def dataset_spec(
             eval_split=eval_split or "val",
         )
     if kind == "potsdam":
-        crop = _pair(crop_size or 512)
+        crop = _pair(crop_size or DEFAULT_CROPS[kind])
         return DatasetSpec(
             kind=kind,
             data_root=str(root),
@@ -326,7 +349,8 @@ def dataset_spec(
         k = int(card["num_classes"])
         if k < 1 or k > IGNORE_INDEX:
             raise ValueError(f"{card_path}: num_classes {k} must be in 1..{IGNORE_INDEX}")
-        crop = _pair(crop_size or 512)
+        # The scale of the dataset it labels (its card's source_dataset), else the PL default.
+        crop = _pair(crop_size or DEFAULT_CROPS[pl_source_kind(card) or kind])
         classes, palette = _pl_names(root, card, k)
         return DatasetSpec(
             kind=kind,
@@ -355,7 +379,7 @@ def dataset_spec(
             classes, palette = MEDICAL_CLASSES, atlas.PALETTE
         else:
             raise FileNotFoundError(f"{classes_path} is missing; it names the classes of {root}")
-        crop = _pair(crop_size or 256)
+        crop = _pair(crop_size or DEFAULT_CROPS[kind])
         return DatasetSpec(
             kind=kind,
             data_root=str(root),
