@@ -62,6 +62,9 @@ def test_the_miniature_has_the_papers_shape():
     assert models.keys() == {"upernet-r50", "segformer-b5", "unet-s5-d16"}
     assert all(paper["training"]["models"][m] == schedule for m, schedule in models.items())
     assert mini["training"]["schedules"].keys() == paper["training"]["schedules"].keys()
+    # Seeds: the paper's three; the miniature one, and two for Table 1 (docs/study.md).
+    assert paper["training"]["seeds"] == [0, 1, 2] and "seeds" not in mini["training"]
+    assert [t for t, spec in mini["tables"].items() if "seeds" in spec] == ["1"]
 
 
 def test_the_miniature_plans_every_init_variant_and_table():
@@ -70,7 +73,10 @@ def test_the_miniature_plans_every_init_variant_and_table():
     assert {run.init for run in study.finetune_runs} == {"none", "overall", "backbone", "head"}
     assert {run.pretraining for run in study.finetune_runs} >= {*study.pretrainings, SCRATCH}
     assert {run.schedule for run in study.pretrain_runs} >= {"80k", "160k", "40k", "320k"}
-    assert {row.table for row in study.rows if row.run is not None} == {"1", "2", "3a", "3b", "4", "5", "6"}
+    assert {row.table for row in study.rows if row.runs} == {"1", "2", "3a", "3b", "4", "5", "6"}
+    # Table 1 runs two seeds, so CI aggregates seeds and gives verdicts; the rest one (the paper: three).
+    assert {row.seeds for row in study.rows if row.runs and row.table == "1"} == {(0, 1)}
+    assert {row.seeds for row in study.rows if row.runs and row.table != "1"} == {(0,)}
 
 
 @pytest.fixture(scope="module")
