@@ -171,7 +171,8 @@ def test_a_pl_dataset_records_the_dataset_it_labels_and_pretrains_at_its_scale(t
     so that pre-training takes that dataset's crop and scale (alps.train.configs.pl_source_kind)."""
     from alps.datasets import folder
     from alps.io.manifest import read_manifest
-    from alps.train.configs import DEFAULT_CROPS, dataset_spec
+    from alps.train.configs import dataset_spec
+    from alps.train.scales import DEFAULT_CROPS
 
     images(tmp_path / "raw", ["scene_a", "scene_b"])
     assert main(["prepare", "folder", str(tmp_path / "raw"), str(tmp_path / "ds")]) == 0

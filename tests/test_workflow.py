@@ -386,3 +386,29 @@ def test_labeling_jobs_claim_a_gpu_only_where_sam_runs_on_cuda(prepared_demo, sa
         lines = _rule_resources(output, rule)
         assert lines, f"no {rule} job planned"
         assert all(re.search(rf"\bgpu={gpus}\b", line) for line in lines), (rule, lines)
+
+
+def test_each_seed_is_its_own_job_from_its_own_pre_training(prepared_demo):
+    """training.seeds [0, 1]: every training job twice, each with its --seed, in its seed folder, a
+    fine-tuning from the pre-training of its seed; training.deterministic and reinit_classifier reach the
+    commands."""
+    config = write_config(
+        prepared_demo,
+        **{"training.seeds": [0, 1], "training.deterministic": True, "training.reinit_classifier": True},
+    )
+    plan = snakemake("-n", "--printshellcmds", config=config)
+    output = plan.stdout + plan.stderr
+    assert plan.returncode == 0, output[-3000:]
+    counts = job_counts(output)
+    assert (counts["pretrain"], counts["finetune"]) == (4 * 2, 7 * 2)
+    commands = [line for line in output.splitlines() if re.search(r"alps (pretrain|finetune) ", line)]
+    assert len(commands) == 22
+    for command in commands:
+        seed = re.search(r"--seed (\d+) ", command).group(1)
+        assert f"/seed{seed} " in command and "--deterministic" in command
+        if "--from" in command:
+            assert re.search(rf"--from \S+/seed{seed}/iter_100\.pth", command)
+            init = re.search(r"--init (\w+)", command).group(1)
+            assert ("--reinit-classifier" in command) is ("alps finetune" in command), command
+            assert init in ("overall", "backbone", "head")
+    assert {re.search(r"--seed (\d+) ", c).group(1) for c in commands} == {"0", "1"}

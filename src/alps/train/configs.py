@@ -43,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from alps.datasets import atlas, demo, folder, isaid, potsdam
+from alps.datasets import atlas, isaid, potsdam
 from alps.datasets._layout import CARD_NAME, CLASSES_NAME
 from alps.train.mmcv_compat import ensure_mmcv_ops
+from alps.train.scales import DEFAULT_CROPS, pl_crop, pl_source_kind
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
 ensure_mmcv_ops()
@@ -237,27 +238,6 @@ def _pl_names(
     return tuple(names), tuple(palette)
 
 
-DEFAULT_CROPS: dict[str, int] = {"isaid": 896, "potsdam": 512, "pl": 512, "folder": 256, "medical": 256}
-"""Training crop side per dataset kind (mmseg's iSAID and Potsdam configs; 256 px demo tiles and ATLAS
-slices); the resize scale is the crop, as in mmseg's configs."""
-
-SOURCE_KINDS: dict[str, str] = {
-    isaid.DATASET_NAME: "isaid",
-    potsdam.DATASET_NAME: "potsdam",
-    atlas.DATASET_NAME: "medical",
-    demo.DATASET_NAME: "folder",
-    folder.DATASET_NAME: "folder",
-}
-"""A PL dataset's ``source_dataset`` (the ``dataset`` of the labeled dataset's card) -> the kind whose
-crop and scale its pre-training takes: objects are then seen at the size fine-tuning on that dataset sees
-them (iSAID-PL at 896, not 512). Others (SAMRS, a plain image folder) keep the PL default."""
-
-
-def pl_source_kind(card: dict[str, Any]) -> str | None:
-    """The dataset kind a PL dataset was labeled from, from its card's ``source_dataset``, or None."""
-    return SOURCE_KINDS.get(str(card.get("source_dataset")))
-
-
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)
@@ -350,7 +330,7 @@ def dataset_spec(
         if k < 1 or k > IGNORE_INDEX:
             raise ValueError(f"{card_path}: num_classes {k} must be in 1..{IGNORE_INDEX}")
         # The scale of the dataset it labels (its card's source_dataset), else the PL default.
-        crop = _pair(crop_size or DEFAULT_CROPS[pl_source_kind(card) or kind])
+        crop = _pair(crop_size or pl_crop(pl_source_kind(card)))
         classes, palette = _pl_names(root, card, k)
         return DatasetSpec(
             kind=kind,
