@@ -167,3 +167,9 @@ def test_the_summary_line_counts_every_verdict() -> None:
     assert line.startswith("Verdicts on the mIoU delta against each row's baseline")
     assert "1 reproduced, 0 not reproduced, 2 inconclusive, 0 no published delta" in line
     assert "1 baseline, 0 no baseline, 1 not run" in line
+
+
+def test_a_row_without_runs_is_not_run_whatever_its_role() -> None:
+    # The 0.3 baseline row not run: it and every row compared with it are "not run".
+    values = [{"mIoU": {0: 70.0, 1: 71.0}}, {}, {}, {}, {}]
+    assert {c.verdict for c in compare_rows("5", KEYS, values, PUBLISHED, "mIoU")} == {NOT_RUN}

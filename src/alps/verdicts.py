@@ -39,7 +39,7 @@ COMPARED_VERDICTS: tuple[str, ...] = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, 
 ROW_VERDICTS: tuple[str, ...] = (*COMPARED_VERDICTS, BASELINE, NO_BASELINE, NOT_RUN)
 """A row's verdict: the four of ``alps.stats`` for a row compared with its baseline; ``baseline`` for the
 row others are compared with; ``no baseline`` where its table (or group) has none; ``not run`` where the
-row or its baseline has no run."""
+row, or the baseline it is compared with, has no run."""
 
 DECIMALS = 2
 """The precision of metrics.json's percentages: per-seed differences are exact to it (``paired_delta``)."""
@@ -171,25 +171,34 @@ def published_delta(row: float | None, baseline: float | None) -> float | None:
 
 
 def row_verdict(
-    is_baseline: bool, has_baseline: bool, run: bool, delta: Summary | None, published: float | None
+    is_baseline: bool,
+    has_baseline: bool,
+    row_run: bool,
+    baseline_run: bool,
+    delta: Summary | None,
+    published: float | None,
 ) -> str:
     """A row's verdict (``ROW_VERDICTS``).
 
     Arguments:
         is_baseline: the row is its group's baseline.
         has_baseline: the row has a baseline row.
-        run: the row and its baseline both have at least one run.
+        row_run: the row has at least one run.
+        baseline_run: its baseline row has at least one run.
         delta: our delta against the baseline, paired by seed (``alps.stats.paired_delta``).
         published: the paper's delta (``published_delta``), None where it has none.
 
     Returns:
-        ``baseline``, ``no baseline``, ``not run``, or ``alps.stats.verdict``'s.
+        ``not run`` (the row, or the baseline it is compared with, has no run), ``baseline``, ``no
+        baseline``, or ``alps.stats.verdict``'s.
     """
+    if not row_run:
+        return NOT_RUN
     if is_baseline:
         return BASELINE
     if not has_baseline:
         return NO_BASELINE
-    if not run or delta is None:
+    if not baseline_run or delta is None:
         return NOT_RUN
     return verdict(delta, published)
 
@@ -246,9 +255,13 @@ def compare_rows(
                     papers[column] = paper
         verdict_text = ""
         if judged is not None:
-            ran = bool(row) and base is not None and bool(values[base])
             verdict_text = row_verdict(
-                i in pairing.baselines, base is not None, ran, deltas.get(judged), papers.get(judged)
+                i in pairing.baselines,
+                base is not None,
+                bool(row),
+                base is not None and bool(values[base]),
+                deltas.get(judged),
+                papers.get(judged),
             )
         out.append(Comparison(base, deltas, papers, verdict_text))
     return out
