@@ -1,15 +1,17 @@
 """The paper's tables regenerated from fine-tuning runs, side by side with the published numbers.
 
 A table is a list of ``TableRow`` objects: the row's key columns in the paper's vocabulary (method, type,
-pre-training set, step, ...) and the ``metrics.json`` of the fine-tuning run that reproduces it
-(``alps.train.runner``; a missing file means the run has not been done). ``write_tables`` matches every
-row to the published row with the same keys (``results/paper/``, spelling and case normalised) and writes,
-per table, a long CSV (one line per row and value column: reproduced, published, difference, status), a
-wide Markdown and a wide LaTeX table, plus an index (``README.md``, ``tables.json``). docs/tables.md
-describes the tables and the formats.
+pre-training set, step, ...) and the ``metrics.json`` of the fine-tuning runs that reproduce it, one per
+training seed (``alps.train.runner``; a missing file means that seed has not been run). ``write_tables``
+combines each row's seeds (``alps.aggregation``: mean, std, n), matches every row to the published row
+with the same keys (``results/paper/``, spelling and case normalised), compares every row with its
+baseline row (``alps.verdicts``: the delta paired by seed, its 95 % interval, the verdict) and writes, per
+table, a long CSV (one line per row and value column: n, mean, std, published, difference, status, delta,
+interval, verdict), a wide Markdown and a wide LaTeX table, plus an index (``README.md``, ``tables.json``).
+docs/tables.md describes the tables and the formats.
 
 Values are percentages with two decimals, as mmseg's ``IoUMetric`` (and ``ALPSIoUMetric``) writes them
-into ``metrics.json`` and as the paper prints them; differences are reproduced - published.
+into ``metrics.json`` and as the paper prints them; differences are mean - published.
 """
 
 from __future__ import annotations
