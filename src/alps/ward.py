@@ -2,15 +2,15 @@
 
 ``ward_centers`` merges the sample's vectors bottom-up, always the pair whose merge raises the sum of
 squared errors least (Ward 1963), until K clusters are left, and returns their means; ``lloyd`` then moves
-those centres to a k-means fixed point of the sample. Nothing in it is random: the same sample gives the
-same centres, bit for bit, so the fit's seed enters only through the sample itself. On the NWPU sample this
-gives the partition that the consensus of 800 k-means++ restarts found for 7 of 8 seeds, for every seed and
-at a fraction of the cost (``docs/clustering.md``).
+those centres to a k-means fixed point of the sample. Nothing in it is random: the same vectors in the same
+order give the same centres, bit for bit (``alps.cluster`` puts the sample in an order only its values
+decide). It replaced the consensus of 800 k-means++ restarts, which cost minutes per fit and still moved
+with the seed on data it was not chosen on (``docs/clustering.md``).
 
-A sample larger than ``anchors`` vectors is first summarised: its first ``anchors`` vectors (the sample is
-a seeded uniform draw in key order) become anchors, every sample vector joins its nearest anchor, and the
-anchors' cells (their means, weighted by their sizes) are agglomerated. Memory is one ``anchors`` x
-``anchors`` matrix (128 MiB at 4,096) plus blocks of distances.
+A sample of more than ``ANCHORS`` vectors is summarised first: anchors (``alps.cluster`` takes the first
+``ANCHORS`` vectors of the seeded sample) each collect the sample vectors nearest to them, and their cells
+(means weighted by their sizes) are agglomerated instead. Memory: one ``ANCHORS`` x ``ANCHORS`` matrix of
+merge costs (512 MiB) plus blocks of distances.
 
 Every sum runs in a fixed order (BLAS products whose entries are each one dot product, a sparse matrix
 product, element-wise numpy), so the centres do not depend on the number of threads.
@@ -24,13 +24,14 @@ from numpy.typing import NDArray
 
 from alps.progress import Progress
 
-ANCHORS = 4096
-"""Vectors agglomerated at most: a larger sample is summarised by this many anchors' cells first."""
+ANCHORS = 8192
+"""Vectors agglomerated at most: a larger sample is summarised by this many anchors' cells first (the
+matrix of merge costs then takes 512 MiB)."""
 
 MAX_LLOYD_ITERATIONS = 300
 """Lloyd iterations on the sample at most (they stop earlier, as soon as no vector changes cluster)."""
 
-_BLOCK = 2048  # rows of a distance block: 2,048 x 4,096 float64 = 64 MiB
+_BLOCK = 1024  # rows of a distance block: 1,024 x 8,192 float64 = 64 MiB
 
 
 def squared_norms(points: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -81,16 +82,26 @@ def ward_labels(points: NDArray[np.float64], weights: NDArray[np.float64], k: in
     if size < k:
         raise ValueError(f"cannot agglomerate {size} points into {k} clusters")
     weights = np.asarray(weights, dtype=np.float64).copy()
+    merges = _nn_chain(_merge_costs(points, weights), weights)
+    return _cut(merges, size, k)
+
+
+def _merge_costs(points: NDArray[np.float64], weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``w_a w_b / (w_a + w_b) |a - b|^2`` for every pair, exactly symmetric, infinite on the diagonal.
+
+    ``points @ points.T`` is symmetric bit for bit (numpy computes one triangle and mirrors it), and so is
+    ``n_a + n_b``; the chain needs that symmetry. Built a block of rows at a time: one matrix in memory.
+    """
     cost = points @ points.T
     cost *= -2.0
     norms = squared_norms(points)
-    cost += norms[:, None]
-    cost += norms[None, :]
-    np.maximum(cost, 0.0, out=cost)
-    cost *= weights[:, None] * weights[None, :] / (weights[:, None] + weights[None, :])
+    for start in range(0, len(points), _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        cost[rows] += norms[rows, None] + norms[None, :]
+        np.maximum(cost[rows], 0.0, out=cost[rows])
+        cost[rows] *= weights[rows, None] * weights[None, :] / (weights[rows, None] + weights[None, :])
     np.fill_diagonal(cost, np.inf)
-    merges = _nn_chain(cost, weights)
-    return _cut(merges, size, k)
+    return cost
 
 
 def _nn_chain(cost: NDArray[np.float64], weights: NDArray[np.float64]) -> list[tuple[float, int, int]]:
