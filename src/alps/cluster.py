@@ -44,6 +44,7 @@ from sklearn.cluster import KMeans
 
 from alps import __version__
 from alps.io.atomic import atomic_output, atomic_write_text
+from alps.limits import check_archive
 from alps.progress import Progress, track
 from alps.ward import ANCHORS, lloyd, nearest, ward_centers
 
@@ -197,6 +198,7 @@ class ClusterModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"cluster model {path} does not exist; run `alps cluster` first")
+        check_archive(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 if not isinstance(npz, np.lib.npyio.NpzFile):
