@@ -126,9 +126,6 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=4096)
     group.add_argument("--epochs", type=int, default=1, help="Lloyd passes over all vectors")
     group.add_argument("--init-sample", type=int, default=20000)
-    group.add_argument(
-        "--n-init", type=int, default=800, help="k-means restarts whose consensus initialises the fit"
-    )
     group.add_argument("--normalize", choices=["none", "l2"], default="none")
     group.add_argument("--pca-dim", type=int, help="cluster on this many principal components (default: all)")
 
@@ -142,7 +139,6 @@ def _cluster_config(args: argparse.Namespace) -> Any:
         epochs=args.epochs,
         seed=args.seed,
         init_sample=args.init_sample,
-        n_init=args.n_init,
         normalize=args.normalize,
         pca_dim=args.pca_dim,
         k_range=tuple(args.k_range),

@@ -222,8 +222,6 @@ def cluster_options(wildcards):
         cluster["epochs"],
         "--init-sample",
         cluster["init_sample"],
-        "--n-init",
-        cluster["n_init"],
         "--normalize",
         cluster["normalize"],
     ]
