@@ -39,7 +39,7 @@ TRAINING = config.get("training") or {}
 FIT_SPLIT = LABELING["images_split"]
 # The sam encoder reuses SAM's embedding, so its features come out of the masks job itself.
 FEATURES_IN_MASKS_JOB = LABELING["encoder"]["name"] == "sam"
-ENVIRONMENT = "../envs/alps.yaml"
+ENVIRONMENT = "../../envs/alps.yaml"
 
 LOGS = STUDY.logs_dir()
 BENCH = STUDY.benchmarks_dir()
