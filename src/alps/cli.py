@@ -778,9 +778,9 @@ def _add_label_parser(sub: Any) -> None:
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
-    from alps.tables import DEFAULT_PUBLISHED_DIR, rows_from_json, study_rows, write_tables
+    from alps.tables import default_published_dir, rows_from_json, study_rows, write_tables
 
-    published = args.published if args.published is not None else DEFAULT_PUBLISHED_DIR
+    published = args.published if args.published is not None else default_published_dir()
     if published is None:
         log.warning("no published tables (results/paper/ not found, no --published): no paper values shown")
     if args.config is not None:
