@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -18,6 +20,7 @@ from alps.geo.scene import SceneOptions
 from alps.label_dataset import TILE_SIZE, VAL_FRACTION
 from alps.masks.registry import MASK_BACKENDS
 from alps.predict import predict
+from alps.train.models import MODEL_NAMES
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
@@ -94,6 +97,9 @@ def test_choice_lists_are_the_registries_names() -> None:
     assert tuple(_action("box-labels", "sam_model").choices) == names.SAM_MODELS
     assert sorted(_action("label", "encoder").choices) == available_encoders() == sorted(names.ENCODERS)
     assert tuple(_action("prepare", "dataset").choices) == tuple(CONVERTERS) == names.CONVERTERS
+    for command in ("pretrain", "finetune"):
+        assert tuple(_action(command, "model").choices) == MODEL_NAMES
+        assert _default(command, "model") in MODEL_NAMES
 
 
 def test_every_training_dataset_kind_is_one_the_config_builder_knows(tmp_path) -> None:
@@ -106,3 +112,13 @@ def test_every_training_dataset_kind_is_one_the_config_builder_knows(tmp_path) -
         assert dataset_spec(kind, tmp_path).kind == kind
     with pytest.raises(ValueError, match="unknown dataset kind"):
         dataset_spec("nonsense", tmp_path)
+
+
+def test_the_parser_is_built_without_numpy_pandas_or_torch() -> None:
+    """``alps --help`` and every refusal of an option stay fast: the defaults' sources are light modules."""
+    code = (
+        "import sys; from alps.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'sklearn', 'rasterio') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

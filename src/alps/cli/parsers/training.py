@@ -10,6 +10,7 @@ from alps.cli.options import bands
 from alps.cli.parsers import command
 from alps.config import INIT_MODES
 from alps.names import DATASET_KINDS
+from alps.train.models import MODEL_NAMES
 from alps.train.runtime import KEEP_CHECKPOINTS, LOG_INTERVAL, NUM_WORKERS
 
 ON_ERROR_HELP = "an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)"
@@ -17,10 +18,13 @@ ON_ERROR_HELP = "an unreadable image: stop and name it (fail), or leave it out a
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """A training run's settings (``alps.train.configs.build_config``; defaults: ``alps.train.runtime``)."""
-    # No choices= of the models: the config builder rejects unknown names with the list of valid ones.
     group = p.add_argument_group("training")
     group.add_argument(
-        "--model", default="upernet-r18", help="e.g. segformer-b0, upernet-r50 (docs/training.md)"
+        "--model",
+        default="upernet-r18",
+        choices=MODEL_NAMES,
+        metavar="MODEL",
+        help="e.g. segformer-b0, upernet-r50 (docs/training.md)",
     )
     group.add_argument("--iters", type=int, help="iterations (overrides --schedule)")
     group.add_argument("--schedule", help="the paper's schedules: 80k, 160k, 320k (or 2k)")
