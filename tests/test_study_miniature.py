@@ -193,7 +193,9 @@ def test_the_table_check_wants_every_seed_and_a_verdict(tmp_path, monkeypatch):
             (tmp_path / path).write_text(json.dumps(record))
     with monkeypatch.context() as patch:
         patch.chdir(tmp_path)  # the configuration's paths are relative to its working directory
-        write_study_tables(config, study.tables_dir(), study.tables_metrics())
+        write_study_tables(
+            config, study.tables_dir(), study.tables_metrics(), published_dir=REPO_ROOT / "results" / "paper"
+        )
     result = run(sys.executable, "scripts/check-study-tables.py", str(MINIATURE), str(tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{skipped}: mIoU, mAcc over n = 1, 1 seeds, not the 2 planned" in result.stderr

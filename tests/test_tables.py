@@ -19,7 +19,6 @@ import pytest
 
 from alps.cli import main
 from alps.tables import (
-    DEFAULT_PUBLISHED_DIR,
     ISAID_ABBREVIATIONS,
     ISAID_COLUMNS,
     KEY_TITLES,
@@ -35,6 +34,7 @@ from alps.tables import (
     build_table,
     cell_text,
     collect,
+    default_published_dir,
     load_published,
     normalize_key,
     round2,
@@ -146,8 +146,9 @@ def test_results_paper_is_not_gitignored() -> None:
         assert result.returncode == 1, f"results/paper/{name} is git-ignored"
 
 
-def test_default_published_dir_is_the_repository_one() -> None:
-    assert PAPER_DIR.resolve() == DEFAULT_PUBLISHED_DIR
+def test_default_published_dir_is_results_paper_of_the_checkout(tmp_path: Path) -> None:
+    assert default_published_dir(REPO_ROOT) == PAPER_DIR.resolve()
+    assert default_published_dir(tmp_path) is None  # outside a checkout: no published values
 
 
 def test_load_published_reads_the_shared_folder_as_it_is() -> None:
@@ -762,7 +763,7 @@ def test_study_tables_and_their_dvc_metrics(tmp_path: Path) -> None:
         tmp_path / "metrics" / "tables.json",
         tmp_path / "tables.log",
     )
-    written = write_study_tables(config, out, metrics_path, log=log)
+    written = write_study_tables(config, out, metrics_path, published_dir=PAPER_DIR, log=log)
     assert written[-1] == metrics_path and log.read_text().count("wrote ") == len(written)
     metrics = json.loads(metrics_path.read_text())
     assert set(metrics) == {"table1", "table3b", "table5"}

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from sklearn.cluster import KMeans
 
 from alps import __version__
+from alps.cluster_config import MAX_K, ClusterConfig
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.limits import check_archive
 from alps.progress import Progress, track
@@ -50,7 +51,6 @@ from alps.ward import ANCHORS, lloyd, nearest, ward_centers
 
 log = logging.getLogger(__name__)
 
-MAX_K = 255  # label PNGs are uint8 and 255 means "not covered"
 MODEL_FORMAT = "alps-kmeans/2"
 MODEL_SUFFIX = ".npz"
 DEFAULT_MODEL_NAME = "kmeans.npz"
@@ -74,47 +74,6 @@ class FeatureBlock:
 
 BlockSource = Callable[[], Iterable[FeatureBlock]]
 """Called once per pass over the data; yields the feature blocks, in any order."""
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Settings of the k-means fit.
-
-    Attributes:
-        k: number of clusters (pseudo-classes); ``None`` estimates it from the data (``estimate_k``).
-        batch_size: vectors assigned at once in the Lloyd passes (memory only: the result does not
-            depend on it).
-        epochs: Lloyd passes over all vectors after the initialisation.
-        seed: seeds the sample keys: the only source of randomness (with at most ``init_sample`` vectors,
-            all of them form the sample and the centres are the same for every seed).
-        init_sample: size of the sample used to initialise (and to estimate K).
-        normalize: ``"none"`` clusters raw PFLs (the paper); ``"l2"`` clusters unit vectors (cosine).
-        pca_dim: cluster in the span of this many leading principal components of the sample (``None``:
-            the full space).
-        k_range: candidate K values (inclusive bounds) when ``k`` is ``None``.
-    """
-
-    k: int | None = 16
-    batch_size: int = 4096
-    epochs: int = 1
-    seed: int = 0
-    init_sample: int = 20000
-    normalize: str = "none"
-    pca_dim: int | None = None
-    k_range: tuple[int, int] = (2, 64)
-
-    def __post_init__(self) -> None:
-        if self.k is not None and not 2 <= self.k <= MAX_K:
-            raise ValueError(f"k must be between 2 and {MAX_K} (255 marks unlabeled pixels), got {self.k}")
-        if self.batch_size < 1 or self.epochs < 0 or self.init_sample < 2:
-            raise ValueError("batch_size must be >= 1, epochs >= 0 and init_sample >= 2")
-        if self.normalize not in ("none", "l2"):
-            raise ValueError(f"normalize must be 'none' or 'l2', got {self.normalize!r}")
-        if self.pca_dim is not None and self.pca_dim < 1:
-            raise ValueError(f"pca_dim must be at least 1 or None, got {self.pca_dim}")
-        low, high = self.k_range
-        if not 2 <= low <= high <= MAX_K:
-            raise ValueError(f"k_range must satisfy 2 <= MIN <= MAX <= {MAX_K}, got {self.k_range}")
 
 
 @dataclass

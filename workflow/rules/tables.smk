@@ -2,10 +2,15 @@
 # paper's published value (results/paper), as CSV, Markdown and LaTeX (docs/tables.md). The numbers also go
 # to metrics/tables.json, outside the tables folder, so that DVC tracks them as metrics.
 
+from alps.tables import PUBLISHED_DIR
+
+PUBLISHED_TABLES = str(PUBLISHED_DIR)
+
 
 rule tables:
     input:
-        [STUDY.finetune_metrics(run) for run in STUDY.finetune_runs],
+        metrics=[STUDY.finetune_metrics(run) for run in STUDY.finetune_runs],
+        published=PUBLISHED_TABLES,
     output:
         tables=report(
             directory(STUDY.tables_dir()),
@@ -22,4 +27,6 @@ rule tables:
     run:
         from alps.tables import write_study_tables
 
-        write_study_tables(config, output.tables, output.metrics, log=log[0])
+        write_study_tables(
+            config, output.tables, output.metrics, published_dir=os.path.abspath(input.published), log=log[0]
+        )

@@ -11,8 +11,7 @@ import os
 from typing import Any
 
 from alps.masks.base import MaskGenerator
-
-MASK_BACKENDS = ("sam", "felzenszwalb", "slic", "coco")
+from alps.names import MASK_BACKENDS
 
 
 def build_mask_generator(
