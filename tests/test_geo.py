@@ -27,7 +27,7 @@ from alps.geo.scene import SceneOptions, mosaic_cells, nearest_centre_cells, ope
 from alps.io import read_image
 from alps.masks.shards import read_mask_shard
 from alps.paint import UNLABELED, paint_labels
-from alps.pipeline import assign_clusters, split_per_image
+from alps.pipeline import split_per_image
 
 from conftest import shared_data
 from gdal_c import gdal_label_info
@@ -96,7 +96,7 @@ def test_tiles_share_one_kmeans_and_mosaic_by_nearest_centre(labeled_scene):
     }
     features = read_feature_shard(out / "features.npz")
     model = ClusterModel.load(out / "kmeans.npz")
-    ids = split_per_image(mask_sets, assign_clusters(model, features.vectors, features.area_fraction, 0.3))
+    ids = split_per_image(mask_sets, model.assign(features.vectors, features.area_fraction, 0.3))
     tiles = {m.image_id: paint_labels(m, ids[m.image_id]) for m in mask_sets}
     # Brute force: every pixel's nearest tile centre (ties to the earlier tile, rows first).
     starts = [(x, y) for y in (0, 96, 128) for x in (0, 96, 128)]

@@ -12,13 +12,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from alps.cli import main
-from alps.cluster import ClusterConfig
+from alps.cluster import ClusterConfig, ClusterModel
 from alps.features.encoders import build_encoder
 from alps.geo.georef import raster_georef
 from alps.io import read_image
 from alps.masks.shards import read_mask_shard
 from alps.pipeline import (
-    assign_clusters,
     build_mask_generator,
     images_from_source,
     label,
@@ -170,12 +169,9 @@ def test_cli_reports_bad_input_in_one_line(image_dir, tmp_path, capsys):
 def test_gate_property(fractions, threshold):
     """A mask gets a cluster iff its area fraction is <= the threshold (paper Eq. 3); -1 otherwise."""
 
-    class Model:
-        def predict(self, vectors):
-            return np.arange(len(vectors)) % 7
-
+    model = ClusterModel(np.arange(7, dtype=np.float32)[:, None] * 10)  # vector 10c is nearest centre c
     area = np.array(fractions, dtype=np.float32)
-    ids = assign_clusters(Model(), np.zeros((len(area), 3), np.float32), area, threshold)
+    ids = model.assign((np.arange(len(area)) % 7)[:, None].astype(np.float32) * 10, area, threshold)
     np.testing.assert_array_equal(ids >= 0, area <= threshold)
     np.testing.assert_array_equal(ids[area <= threshold], (np.arange(len(area)) % 7)[area <= threshold])
 

@@ -12,7 +12,8 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ import torch
 from numpy.typing import NDArray
 
 from alps import __version__
-from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON
+from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON, clear_class_map, load_class_map
 from alps.cluster import DEFAULT_MODEL_NAME, ClusterConfig, ClusterModel, fit_kmeans
 from alps.config import AREA_THRESHOLD
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
+from alps.gallery import GalleryPart, write_gallery
 from alps.geo.scene import (
     WHOLE_IMAGE_TILE,
     Scene,
@@ -42,6 +44,7 @@ from alps.label_folder import label_output_set, repair_label_output
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
 from alps.masks.registry import MASK_BACKENDS, build_mask_generator
 from alps.masks.shards import read_mask_shard, write_mask_shard
+from alps.named_labels import name_label_dir
 from alps.paint import paint_mask_sets
 from alps.pl_dataset import assemble_pl_dataset
 from alps.progress import track
@@ -266,35 +269,6 @@ def split_per_image(mask_sets: Sequence[MaskSet], rows: np.ndarray) -> dict[str,
     return {m.image_id: rows[bounds[i] : bounds[i + 1]] for i, m in enumerate(mask_sets)}
 
 
-def assign_clusters(
-    model: ClusterModel, vectors: np.ndarray, area_fraction: np.ndarray, area_threshold: float
-) -> np.ndarray:
-    """Cluster id of every mask, or -1 where the gate (area fraction > threshold) drops the mask."""
-    ids = model.predict(vectors)
-    return np.where(area_fraction <= area_threshold, ids, -1)
-
-
-def model_area_threshold(model: ClusterModel, requested: float | None, model_path: Any) -> float:
-    """The gate to paint with: the one the model was fitted behind; a different ``requested`` is an error."""
-    try:
-        recorded = model.area_threshold
-    except (TypeError, ValueError):
-        recorded = float("nan")
-    if recorded is None:
-        raise ValueError(f"{model_path} does not record its area threshold; fit it again with `alps cluster`")
-    if not 0 < recorded <= 1:  # NaN too: it would drop every mask and paint everything unlabeled
-        raise ValueError(
-            f"{model_path}: its card's area_threshold {recorded} is not a fraction in (0, 1]; the model "
-            "file is damaged: fit it again with `alps cluster`"
-        )
-    if requested is not None and not np.isclose(requested, recorded, rtol=0, atol=1e-9):
-        raise ValueError(
-            f"--area-threshold {requested} differs from the {recorded} that {model_path} was fitted with; "
-            "paint with the model's threshold (leave the option out) or fit a model with the other one"
-        )
-    return recorded
-
-
 def cluster_ids_by_mask(
     model: ClusterModel,
     features: FeatureShard,
@@ -308,7 +282,7 @@ def cluster_ids_by_mask(
         ValueError: a mask without a feature vector, or a vector of a mask or image that the masks lack
             (the feature shard is stale).
     """
-    ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
+    ids = model.assign(features.vectors, features.area_fraction, area_threshold)
     index = {
         (str(image_id), int(mask_id)): row
         for row, (image_id, mask_id) in enumerate(
@@ -357,7 +331,7 @@ def run_paint(
         model = ClusterModel.load(model_path)
         mask_sets = read_mask_shard(mask_shard)
         features = read_feature_shard(feature_shard)
-        threshold = model_area_threshold(model, area_threshold, model_path)
+        threshold = model.gate_threshold(area_threshold, model_path)
         per_image = cluster_ids_by_mask(model, features, mask_sets, threshold, feature_shard)
         binary_dir = built / "binary" if binary else None
         stats = paint_mask_sets(mask_sets, per_image, built, k=model.k, binary_dir=binary_dir)
@@ -510,8 +484,6 @@ def _label_into(
         "alps_version": __version__,
         **run_parameters(generator, encoder, cluster_config, bands, scene_options),
     }
-    from alps.gallery import finish_label_dir  # issue #17: gallery and class map
-
     card.update(
         finish_label_dir(
             out,
@@ -536,13 +508,65 @@ def _label_into(
     return card
 
 
+def finish_label_dir(
+    out_dir: Path,
+    image_sources: Mapping[str, Path | Callable[[], NDArray[np.uint8]]],
+    mask_sets: Sequence[MaskSet],
+    cluster_ids: NDArray[np.integer],
+    k: int,
+    class_pixels: Sequence[int],
+    *,
+    seed: int,
+    bands: Sequence[int] | None,
+    class_map: str | os.PathLike[str] | None,
+    gallery: bool,
+    total_pixels: int | None = None,
+    previews: Mapping[str, Callable[[], NDArray[np.uint8]]] | None = None,
+) -> dict[str, Any]:
+    """The end of ``alps label``: the gallery of its clusters, then the class map over its labels.
+
+    The gallery shows clusters (named by the map, when one is given), since it is what a map is written
+    from. Outputs of an earlier run that this run does not make (gallery, map files) are removed.
+
+    Arguments:
+        total_pixels: the scenes' pixels, which pixel shares are of (tiles of a scene overlap).
+        previews: per scene, its image's preview (for the overlays of named labels).
+
+    Returns:
+        Entries for the label card: ``gallery`` (its index) and ``class_map`` (the map's summary).
+    """
+    entries: dict[str, Any] = {}
+    parsed = load_class_map(class_map, k) if class_map is not None else None
+    if gallery:
+        write_gallery(
+            [GalleryPart(mask_sets, cluster_ids)],
+            image_sources,
+            out_dir / "gallery",
+            k,
+            seed=seed,
+            bands=bands,
+            class_pixels=class_pixels,
+            names={c: parsed.name_of(c) for c in range(k)} if parsed else None,
+            own=False,
+            total_pixels=total_pixels,
+        )
+        entries["gallery"] = "gallery/index.html"
+    elif (out_dir / "gallery" / "gallery.json").is_file():
+        shutil.rmtree(out_dir / "gallery")
+    if parsed is not None:
+        entries["class_map"] = name_label_dir(out_dir, parsed, previews)
+    else:
+        clear_class_map(out_dir)
+    return entries
+
+
 __all__ = [
     "MASK_BACKENDS",
     "ImageItem",
     "assemble_pl_dataset",
-    "assign_clusters",
     "build_encoder",
     "build_mask_generator",
+    "finish_label_dir",
     "images_from_source",
     "label",
     "paint_mask_sets",
