@@ -27,16 +27,10 @@ from alps.cluster import DEFAULT_MODEL_NAME, ClusterConfig, ClusterModel, fit_km
 from alps.config import AREA_THRESHOLD
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
+from alps.figures import overlay_with_legend
 from alps.gallery import GalleryPart, write_gallery
-from alps.geo.scene import (
-    WHOLE_IMAGE_TILE,
-    Scene,
-    SceneOptions,
-    iter_tiles_with_valid,
-    open_scenes,
-    paint_scenes,
-    run_parameters,
-)
+from alps.geo.painting import paint_scenes
+from alps.geo.scene import WHOLE_IMAGE_TILE, Scene, SceneOptions, iter_tiles_with_valid, open_scenes
 from alps.io.atomic import atomic_write_text
 from alps.io.images import ImageReadError, read_image, read_image_with_valid
 from alps.io.outputs import output_folder
@@ -48,6 +42,7 @@ from alps.named_labels import name_label_dir
 from alps.paint import paint_mask_sets
 from alps.pl_dataset import assemble_pl_dataset
 from alps.progress import track
+from alps.provenance import run_parameters
 from alps.sharding import ImageItem, images_from_source, select_shard, shard_count
 
 log = logging.getLogger(__name__)
@@ -469,6 +464,7 @@ def _label_into(
         k=model.k,
         bands=bands,
         binary_dir=out / "binary" if binary else None,
+        overlay=overlay_with_legend,
     )
     card = {
         **stats,
