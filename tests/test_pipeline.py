@@ -116,6 +116,19 @@ def test_sharded_stages_equal_the_single_process_run(image_dir, tmp_path):
     assert labels == sorted(i.image_id for i in items)
 
 
+def test_masks_stage_reads_every_image_whole_however_large(tmp_path):
+    """The workflow's masks stage keeps one mask set per image: a strip wider than label's tile is not cut."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    strip = np.repeat(rng.integers(0, 256, (1, 1100, 3), dtype=np.uint8), 24, axis=0)
+    Image.fromarray(strip).save(folder / "strip.png")
+    generator = build_mask_generator("felzenszwalb", {"scale": 100, "min_size": 30})
+    mask_sets = run_masks(images_from_source(folder), generator, tmp_path / "m.parquet")
+    assert [(m.image_id, m.height, m.width) for m in mask_sets] == [("strip", 24, 1100)]
+    assert sum(int(m.area.sum()) for m in mask_sets) == 24 * 1100  # felzenszwalb covers every pixel
+
+
 def test_cli_label_and_evaluate(image_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(

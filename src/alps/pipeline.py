@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from alps.gallery import GalleryPart, write_gallery
 from alps.geo.painting import paint_scenes
 from alps.geo.scene import WHOLE_IMAGE_TILE, Scene, SceneOptions, iter_tiles_with_valid, open_scenes
 from alps.io.atomic import atomic_write_text
-from alps.io.images import ImageReadError, read_image, read_image_with_valid
+from alps.io.images import ImageReadError, read_image
 from alps.io.outputs import output_folder
 from alps.label_folder import label_output_set, repair_label_output
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
@@ -116,56 +116,29 @@ def _restrict_to_valid(mask_set: MaskSet, valid: np.ndarray | None) -> MaskSet:
 
 
 def _masks_and_features(
-    items: Sequence[ImageItem],
+    scenes: Sequence[Scene],
     generator: MaskGenerator,
     encoder: FeatureEncoder | None,
     bands: Sequence[int] | None,
-    on_error: str,
-    scenes: Sequence[Scene] | None = None,
-) -> tuple[list[MaskSet], list[np.ndarray], list[dict[str, str]]]:
-    """The per-image loop: read, generate masks (cut to valid pixels), compute features.
+) -> tuple[list[MaskSet], list[np.ndarray]]:
+    """The per-tile loop: read, generate masks (cut to valid pixels), compute features.
 
-    With ``scenes`` (``alps.geo.scene``, opened beforehand), their tiles are labeled instead of the items.
+    Every input is a scene (``alps.geo.scene``, opened beforehand by ``open_scenes``, which also decides
+    what an unreadable image does); a scene that fits in one tile is one image.
 
     Returns:
-        The mask sets (embeddings dropped) and feature blocks of the images read, in item order, and the
-        images skipped (``on_error="skip"``) as ``{"item", "path", "reason"}``.
-
-    Raises:
-        ImageReadError: an image cannot be read and ``on_error`` is ``"fail"``.
+        The mask sets (embeddings dropped) and feature blocks of every tile, scene after scene.
     """
     mask_sets: list[MaskSet] = []
     vectors: list[np.ndarray] = []
-    skipped: list[dict[str, str]] = []
-    inputs = (
-        iter_tiles_with_valid(scenes, bands)
-        if scenes is not None
-        else _read_items(items, bands, on_error, skipped)
-    )
-    for image_id, image, valid in inputs:
+    for image_id, image, valid in iter_tiles_with_valid(scenes, bands):
         mask_set = _restrict_to_valid(generator.generate(image, image_id), valid)
         if encoder is not None:
             vectors.append(_features(encoder, image, mask_set))
         mask_set.embedding = None
         mask_sets.append(mask_set)
         log.info("%s: %d masks", image_id, len(mask_set))
-    return mask_sets, vectors, skipped
-
-
-def _read_items(
-    items: Sequence[ImageItem], bands: Sequence[int] | None, on_error: str, skipped: list[dict[str, str]]
-) -> Iterator[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None]]:
-    """``(id, RGB image, valid pixels or None)`` of each readable item; unreadable ones per ``on_error``."""
-    for item in _progress(items, "images"):
-        try:
-            image, valid = read_image_with_valid(item.path, bands=bands)
-        except ImageReadError as exc:
-            if on_error != "skip":
-                raise
-            log.warning("skipped an unreadable image: %s", exc)
-            skipped.append({"item": item.image_id, "path": str(item.path), "reason": str(exc)})
-            continue
-        yield item.image_id, image, valid
+    return mask_sets, vectors
 
 
 def run_masks(
@@ -176,21 +149,25 @@ def run_masks(
     encoder: FeatureEncoder | None = None,
     features_out: str | os.PathLike[str] | None = None,
     bands: Sequence[int] | None = None,
-    scenes: Sequence[Scene] | None = None,
 ) -> list[MaskSet]:
     """Generate the masks of ``items`` into one mask shard (and, optionally, their feature shard).
 
     With ``encoder`` and ``features_out``, features are computed while each image's masks (and SAM's
     embedding) are still in memory: this is how the ``sam`` encoder avoids a second encoder pass.
-    Declared no-data pixels (``alps.io.images``) are cut out of every mask. With ``scenes``
-    (``alps.geo.scene``), the tiles of the scenes are labeled instead of whole images.
+    Declared no-data pixels (``alps.io.images``) are cut out of every mask. Each item is a scene read
+    whole (``alps.geo.scene``, ``WHOLE_IMAGE_TILE``): a shard's masks belong to its images, as the
+    workflow's later stages read them.
 
     Returns:
         The mask sets, in item order (embeddings dropped).
+
+    Raises:
+        ImageReadError: an image cannot be read.
     """
     if (encoder is None) != (features_out is None):
         raise ValueError("pass both `encoder` and `features_out`, or neither")
-    mask_sets, vectors, _ = _masks_and_features(items, generator, encoder, bands, "fail", scenes)
+    scenes = open_scenes(items, bands, SceneOptions(tile_size=WHOLE_IMAGE_TILE))
+    mask_sets, vectors = _masks_and_features(scenes, generator, encoder, bands)
     write_mask_shard(out_shard, mask_sets)
     if encoder is not None and features_out is not None:
         write_feature_shard(features_out, **_feature_records(mask_sets, vectors, encoder.name))
@@ -441,7 +418,7 @@ def _label_into(
         scene_options = dataclasses.replace(scene_options or SceneOptions(), tile_size=WHOLE_IMAGE_TILE)
     try:
         scenes = open_scenes(items, bands, scene_options, on_error, skipped)
-        mask_sets, vector_blocks, _ = _masks_and_features(items, generator, encoder, bands, on_error, scenes)
+        mask_sets, vector_blocks = _masks_and_features(scenes, generator, encoder, bands)
     except ImageReadError as exc:
         raise ImageReadError(
             f"{exc}; repair or remove the file, or pass --on-error skip to leave out the images that fail"
