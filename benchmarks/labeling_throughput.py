@@ -634,6 +634,7 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
     """
     import alps.pipeline as pipeline
     from alps.geo.scene import Scene
+    from alps.io.outputs import OutputSet
 
     # Opening a PNG/JPEG scene decodes it (size and bands); its tile is read again for the masks.
     pipeline.open_scenes = profiler.wrap(reading, pipeline.open_scenes)
@@ -651,7 +652,7 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
     # label() passes the overlay drawing to paint_scenes from its own module's name.
     pipeline.overlay_with_legend = profiler.wrap("overlays", pipeline.overlay_with_legend, carve=True)
     # Publishing the outputs (digests, renames into place) replaced swapping the painted folders in.
-    pipeline.OutputSet.publish = profiler.wrap("painting", pipeline.OutputSet.publish)  # type: ignore[method-assign]
+    OutputSet.publish = profiler.wrap("painting", OutputSet.publish)  # type: ignore[method-assign]
     pipeline.finish_label_dir = profiler.wrap("gallery", pipeline.finish_label_dir)
 
 
