@@ -622,7 +622,7 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
     stores masks and features in one shard each; clusters through ``run_cluster`` (the keyed sample, the
     Ward initialisation and the Lloyd pass over the feature shard, model saved) and assigns
     masks with ``cluster_ids_by_mask``; paints labels, colour maps and overlays with
-    ``alps.geo.scene.paint_scenes``; writes the cluster gallery (``alps.gallery.finish_label_dir``); and
+    ``alps.geo.painting.paint_scenes``; writes the cluster gallery (``alps.pipeline.finish_label_dir``); and
     publishes every output at the end (``OutputSet.publish``: digests, renames into place). A wrapped
     function called by another (the gallery reading its example tiles through ``Scene``) is charged to the
     caller's stage; ``StageProfiler.check_called`` fails the run if a name is no longer called.
@@ -632,10 +632,9 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
         reading: the stage that image reading belongs to (``masks (SAM AMG)``: SAM's input; ``oracle
             input`` in (c), where no SAM runs).
     """
-    import alps.figures
-    import alps.gallery
     import alps.pipeline as pipeline
     from alps.geo.scene import Scene
+    from alps.io.outputs import OutputSet
 
     # Opening a PNG/JPEG scene decodes it (size and bands); its tile is read again for the masks.
     pipeline.open_scenes = profiler.wrap(reading, pipeline.open_scenes)
@@ -650,11 +649,11 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
     # The overlays (the image read again and blended with a legend) are an output the official design does not
     # make: their time is moved out of painting into their own row.
     Scene.preview = profiler.wrap("overlays", Scene.preview, carve=True)  # type: ignore[method-assign]
-    alps.figures.overlay_with_legend = profiler.wrap("overlays", alps.figures.overlay_with_legend, carve=True)
+    # label() passes the overlay drawing to paint_scenes from its own module's name.
+    pipeline.overlay_with_legend = profiler.wrap("overlays", pipeline.overlay_with_legend, carve=True)
     # Publishing the outputs (digests, renames into place) replaced swapping the painted folders in.
-    pipeline.OutputSet.publish = profiler.wrap("painting", pipeline.OutputSet.publish)  # type: ignore[method-assign]
-    # label() imports it when it gets there, from the module: the module attribute is what it calls.
-    alps.gallery.finish_label_dir = profiler.wrap("gallery", alps.gallery.finish_label_dir)
+    OutputSet.publish = profiler.wrap("painting", OutputSet.publish)  # type: ignore[method-assign]
+    pipeline.finish_label_dir = profiler.wrap("gallery", pipeline.finish_label_dir)
 
 
 def run_engine(config: dict[str, Any]) -> dict[str, Any]:

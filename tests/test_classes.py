@@ -22,7 +22,6 @@ from alps.cluster import ClusterModel
 from alps.features.shards import read_feature_shard
 from alps.gallery import example_key, render_tile
 from alps.paint import make_palette
-from alps.pipeline import assign_clusters
 from alps.train.configs import build_config, dataset_spec
 
 from conftest import shared_data
@@ -276,7 +275,7 @@ def test_gallery_picks_the_smallest_keys_and_is_deterministic(sharded, images, t
     keys: dict[int, list[tuple[int, str]]] = {c: [] for c in range(K)}
     for shard in (0, 1):
         features = read_feature_shard(sharded / f"f{shard}.npz")
-        ids = assign_clusters(model, features.vectors, features.area_fraction, 0.3)
+        ids = model.assign(features.vectors, features.area_fraction, 0.3)
         for image_id, mask_id, cluster in zip(features.image_ids, features.mask_ids, ids, strict=True):
             if cluster >= 0:
                 keys[int(cluster)].append(

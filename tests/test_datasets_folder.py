@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from alps.datasets import CONVERTERS, DatasetSourceError, converter_options, prepare_dataset
-from alps.datasets.folder import prepare_folder, tile_windows
+from alps.datasets.folder import prepare_folder
 from alps.io.images import read_image
 from alps.io.manifest import read_manifest
+from alps.tiling import tile_windows
 
 from conftest import shared_data
 

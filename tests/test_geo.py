@@ -23,11 +23,12 @@ from alps.cluster import ClusterModel
 from alps.evaluate import accumulate_confusion, scores_from_confusion
 from alps.features.shards import read_feature_shard
 from alps.geo.georef import Georef, manifest_georefs, raster_georef, read_label
-from alps.geo.scene import SceneOptions, mosaic_cells, nearest_centre_cells, open_scene
+from alps.geo.scene import SceneOptions, open_scene, open_scenes
 from alps.io import read_image
 from alps.masks.shards import read_mask_shard
 from alps.paint import UNLABELED, paint_labels
-from alps.pipeline import assign_clusters, split_per_image
+from alps.pipeline import split_per_image
+from alps.tiling import mosaic_cells, nearest_centre_cells
 
 from conftest import shared_data
 from gdal_c import gdal_label_info
@@ -96,7 +97,7 @@ def test_tiles_share_one_kmeans_and_mosaic_by_nearest_centre(labeled_scene):
     }
     features = read_feature_shard(out / "features.npz")
     model = ClusterModel.load(out / "kmeans.npz")
-    ids = split_per_image(mask_sets, assign_clusters(model, features.vectors, features.area_fraction, 0.3))
+    ids = split_per_image(mask_sets, model.assign(features.vectors, features.area_fraction, 0.3))
     tiles = {m.image_id: paint_labels(m, ids[m.image_id]) for m in mask_sets}
     # Brute force: every pixel's nearest tile centre (ties to the earlier tile, rows first).
     starts = [(x, y) for y in (0, 96, 128) for x in (0, 96, 128)]
@@ -227,6 +228,15 @@ def test_vaihingen_irrg_png_labels_tiled_into_one_png(tmp_path):
     assert label.shape == (160, 200)
     card = json.loads((tmp_path / "out" / "label_card.json").read_text())
     assert card["inputs"][0]["tiles"] == 4 and card["inputs"][0]["crs"] is None
+
+
+def test_palette_png_scene_takes_the_bands_of_its_decoded_rgb(tmp_path):
+    """A palette PNG has one band in its file and three decoded: --bands 1,2,3 is valid for it."""
+    path = tmp_path / "palette.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).convert("P").save(path)
+    scene = open_scene("palette", path, [1, 2, 3], SceneOptions())
+    assert scene.bands == [1, 2, 3] and scene.band_count == 1
+    assert scene.read_tile(scene.windows[0], [1, 2, 3]).shape == (8, 8, 3)
 
 
 def test_four_band_image_without_bands_warns(tmp_path, caplog):
@@ -438,7 +448,6 @@ def test_workflow_mosaics_the_pl_labels_of_a_folder_dataset(tmp_path):
 
 
 def test_tile_ids_that_collide_with_an_image_are_refused(tmp_path):
-    from alps.geo.scene import open_scenes
     from alps.sharding import ImageItem
 
     source = shared_data(*VAIHINGEN)

@@ -12,13 +12,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from alps.cli import main
-from alps.cluster import ClusterConfig
+from alps.cluster import ClusterConfig, ClusterModel
 from alps.features.encoders import build_encoder
 from alps.geo.georef import raster_georef
 from alps.io import read_image
 from alps.masks.shards import read_mask_shard
 from alps.pipeline import (
-    assign_clusters,
     build_mask_generator,
     images_from_source,
     label,
@@ -117,6 +116,19 @@ def test_sharded_stages_equal_the_single_process_run(image_dir, tmp_path):
     assert labels == sorted(i.image_id for i in items)
 
 
+def test_masks_stage_reads_every_image_whole_however_large(tmp_path):
+    """The workflow's masks stage keeps one mask set per image: a strip wider than label's tile is not cut."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    strip = np.repeat(rng.integers(0, 256, (1, 1100, 3), dtype=np.uint8), 24, axis=0)
+    Image.fromarray(strip).save(folder / "strip.png")
+    generator = build_mask_generator("felzenszwalb", {"scale": 100, "min_size": 30})
+    mask_sets = run_masks(images_from_source(folder), generator, tmp_path / "m.parquet")
+    assert [(m.image_id, m.height, m.width) for m in mask_sets] == [("strip", 24, 1100)]
+    assert sum(int(m.area.sum()) for m in mask_sets) == 24 * 1100  # felzenszwalb covers every pixel
+
+
 def test_cli_label_and_evaluate(image_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
@@ -170,12 +182,9 @@ def test_cli_reports_bad_input_in_one_line(image_dir, tmp_path, capsys):
 def test_gate_property(fractions, threshold):
     """A mask gets a cluster iff its area fraction is <= the threshold (paper Eq. 3); -1 otherwise."""
 
-    class Model:
-        def predict(self, vectors):
-            return np.arange(len(vectors)) % 7
-
+    model = ClusterModel(np.arange(7, dtype=np.float32)[:, None] * 10)  # vector 10c is nearest centre c
     area = np.array(fractions, dtype=np.float32)
-    ids = assign_clusters(Model(), np.zeros((len(area), 3), np.float32), area, threshold)
+    ids = model.assign((np.arange(len(area)) % 7)[:, None].astype(np.float32) * 10, area, threshold)
     np.testing.assert_array_equal(ids >= 0, area <= threshold)
     np.testing.assert_array_equal(ids[area <= threshold], (np.arange(len(area)) % 7)[area <= threshold])
 

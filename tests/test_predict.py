@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from alps.cli import main
-from alps.geo.scene import SceneOptions, crop_to_cell, mosaic_cells, open_scene
+from alps.geo.scene import SceneOptions, open_scene
+from alps.tiling import crop_to_cell, mosaic_cells
 from alps.train.configs import DatasetSpec, build_config, config_text, inference_config
 from alps.train.inference import PlainConfigError, load_segmentor, read_plain_config
 

@@ -131,6 +131,44 @@ class ClusterModel:
         prepared = _normalize(vectors, self.normalize)
         return nearest(_project(prepared, self.mean, self.projection), self._projected_centers)[0]
 
+    def assign(
+        self, vectors: NDArray[np.floating], area_fraction: NDArray[np.floating], area_threshold: float
+    ) -> NDArray[np.int64]:
+        """Cluster id of every mask, or -1 where the gate (area fraction > threshold) drops the mask.
+
+        The one gate of painting, ``alps label`` and the gallery (paper Eq. 3).
+        """
+        ids = self.predict(vectors)
+        return np.where(area_fraction <= area_threshold, ids, -1)
+
+    def gate_threshold(self, requested: float | None = None, source: Any = "the cluster model") -> float:
+        """The gate to assign with: the one the model was fitted behind (``requested`` must equal it).
+
+        Arguments:
+            requested: the threshold a user asked for (None: the model's).
+            source: how messages name the model (its path).
+
+        Raises:
+            ValueError: the card records no threshold, a damaged one, or another than ``requested``.
+        """
+        try:
+            recorded = self.area_threshold
+        except (TypeError, ValueError):
+            recorded = float("nan")
+        if recorded is None:
+            raise ValueError(f"{source} does not record its area threshold; fit it again with `alps cluster`")
+        if not 0 < recorded <= 1:  # NaN too: it would drop every mask and paint everything unlabeled
+            raise ValueError(
+                f"{source}: its card's area_threshold {recorded} is not a fraction in (0, 1]; the model "
+                "file is damaged: fit it again with `alps cluster`"
+            )
+        if requested is not None and not np.isclose(requested, recorded, rtol=0, atol=1e-9):
+            raise ValueError(
+                f"--area-threshold {requested} differs from the {recorded} that {source} was fitted with; "
+                "paint with the model's threshold (leave the option out) or fit a model with the other one"
+            )
+        return recorded
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model as one ``.npz`` of plain arrays (+ ``<path>.card.json`` to read), atomically."""
         arrays = {

@@ -26,7 +26,6 @@ import heapq
 import html
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -38,11 +37,15 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from alps.classmap import load_class_map
+from alps.cluster import ClusterModel
+from alps.features.shards import read_feature_shard
 from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
 from alps.io.outputs import check_output_folder, output_folder
 from alps.limits import MAX_GALLERY_TILE
 from alps.masks.base import MaskSet
+from alps.masks.shards import read_mask_shard
 from alps.paint import make_palette, paint_labels
 from alps.progress import track
 
@@ -398,11 +401,6 @@ def gallery_from_shards(
     the model was fitted with, from its card); ``options`` go to ``write_gallery``. ``out_dir`` must not
     overlap an input (``image_folders``: the folder of the images, or of their manifest).
     """
-    from alps.cluster import ClusterModel
-    from alps.features.shards import read_feature_shard
-    from alps.masks.shards import read_mask_shard
-    from alps.pipeline import assign_clusters, model_area_threshold
-
     if len(mask_shards) != len(feature_shards):
         raise ValueError(
             f"{len(mask_shards)} mask shards but {len(feature_shards)} feature shards; pair them"
@@ -415,11 +413,9 @@ def gallery_from_shards(
         card = getattr(model, "card", None) or {}
         if "area_threshold" not in card:
             raise ValueError(f"{model_path} does not say its filtering gate; pass --area-threshold")
-        threshold = model_area_threshold(model, None, model_path)
+        threshold = model.gate_threshold(None, model_path)
     names = None
     if class_map_path is not None:
-        from alps.classmap import load_class_map
-
         class_map = load_class_map(class_map_path, model.k)
         names = {c: class_map.name_of(c) for c in range(model.k)}
 
@@ -433,7 +429,7 @@ def gallery_from_shards(
                     f"{feature_path} is not the feature shard of {mask_path} (images or mask counts differ); "
                     "pass the feature shard of each mask shard, in the same order"
                 )
-            ids = assign_clusters(model, features.vectors, features.area_fraction, threshold)
+            ids = model.assign(features.vectors, features.area_fraction, threshold)
             yield GalleryPart(mask_sets, ids)
 
     pixels = class_pixels_from_paint_stats(paint_dirs, model.k) if paint_dirs else None
@@ -448,57 +444,3 @@ __all__ = [
     "render_tile",
     "write_gallery",
 ]
-
-
-def finish_label_dir(
-    out_dir: Path,
-    image_sources: Mapping[str, Path | Callable[[], NDArray[np.uint8]]],
-    mask_sets: Sequence[MaskSet],
-    cluster_ids: NDArray[np.integer],
-    k: int,
-    class_pixels: Sequence[int],
-    *,
-    seed: int,
-    bands: Sequence[int] | None,
-    class_map: str | os.PathLike[str] | None,
-    gallery: bool,
-    total_pixels: int | None = None,
-    previews: Mapping[str, Callable[[], NDArray[np.uint8]]] | None = None,
-) -> dict[str, Any]:
-    """The end of ``alps label``: the gallery of its clusters, then the class map over its labels.
-
-    The gallery shows clusters (named by the map, when one is given), since it is what a map is written
-    from. Outputs of an earlier run that this run does not make (gallery, map files) are removed.
-
-    Arguments:
-        total_pixels: the scenes' pixels, which pixel shares are of (tiles of a scene overlap).
-        previews: per scene, its image's preview (for the overlays of named labels).
-
-    Returns:
-        Entries for the label card: ``gallery`` (its index) and ``class_map`` (the map's summary).
-    """
-    from alps import classmap, named_labels
-
-    entries: dict[str, Any] = {}
-    parsed = classmap.load_class_map(class_map, k) if class_map is not None else None
-    if gallery:
-        write_gallery(
-            [GalleryPart(mask_sets, cluster_ids)],
-            image_sources,
-            out_dir / "gallery",
-            k,
-            seed=seed,
-            bands=bands,
-            class_pixels=class_pixels,
-            names={c: parsed.name_of(c) for c in range(k)} if parsed else None,
-            own=False,
-            total_pixels=total_pixels,
-        )
-        entries["gallery"] = "gallery/index.html"
-    elif (out_dir / "gallery" / "gallery.json").is_file():
-        shutil.rmtree(out_dir / "gallery")
-    if parsed is not None:
-        entries["class_map"] = named_labels.name_label_dir(out_dir, parsed, previews)
-    else:
-        classmap.clear_class_map(out_dir)
-    return entries

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from alps import __version__
 from alps.geo.georef import Georef, write_georef_sidecars
-from alps.geo.scene import Scene, SceneOptions, Window, open_scene
+from alps.geo.scene import Scene, SceneOptions, open_scene
 from alps.io.images import write_png
 from alps.io.outputs import output_folder
 from alps.io.paths import confined, safe_name
@@ -41,6 +41,7 @@ from alps.paint import UNLABELED, colorize, palette_array
 from alps.pl_dataset import CLASS_MAP_WRITER
 from alps.pl_dataset import WRITER as PL_WRITER
 from alps.progress import Progress
+from alps.tiling import Window
 
 TILE_SIZE = 512
 """Default tile side: the pre-training crop (``alps.train.configs``, 512)."""

@@ -32,13 +32,14 @@ from PIL import Image
 from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON, ClassMap, load_class_map
 from alps.figures import write_label_views
 from alps.geo.georef import label_geotiff, raster_georef, read_label, write_pam_sidecar
-from alps.geo.scene import PREVIEW_SIDE, SceneOptions, open_scene, preview_shape
+from alps.geo.scene import PREVIEW_SIDE, SceneOptions, open_scene
 from alps.io.atomic import atomic_directory, atomic_write_text
 from alps.io.images import ImageReadError, write_png
 from alps.io.outputs import output_folder
 from alps.paint import UNLABELED, palette_array
 from alps.pl_dataset import CLASS_MAP_WRITER
 from alps.progress import track
+from alps.tiling import preview_shape
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +22,27 @@ import torch
 from numpy.typing import NDArray
 
 from alps import __version__
-from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON
+from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON, clear_class_map, load_class_map
 from alps.cluster import DEFAULT_MODEL_NAME, ClusterConfig, ClusterModel, fit_kmeans
 from alps.config import AREA_THRESHOLD
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
-from alps.geo.scene import (
-    WHOLE_IMAGE_TILE,
-    Scene,
-    SceneOptions,
-    iter_tiles_with_valid,
-    open_scenes,
-    paint_scenes,
-    run_parameters,
-)
+from alps.figures import overlay_with_legend
+from alps.gallery import GalleryPart, write_gallery
+from alps.geo.painting import paint_scenes
+from alps.geo.scene import WHOLE_IMAGE_TILE, Scene, SceneOptions, iter_tiles_with_valid, open_scenes
 from alps.io.atomic import atomic_write_text
-from alps.io.images import ImageReadError, read_image, read_image_with_valid
+from alps.io.images import ImageReadError, read_image
 from alps.io.outputs import output_folder
 from alps.label_folder import label_output_set, repair_label_output
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
 from alps.masks.registry import MASK_BACKENDS, build_mask_generator
 from alps.masks.shards import read_mask_shard, write_mask_shard
+from alps.named_labels import name_label_dir
 from alps.paint import paint_mask_sets
 from alps.pl_dataset import assemble_pl_dataset
 from alps.progress import track
+from alps.provenance import run_parameters
 from alps.sharding import ImageItem, images_from_source, select_shard, shard_count
 
 log = logging.getLogger(__name__)
@@ -118,56 +116,29 @@ def _restrict_to_valid(mask_set: MaskSet, valid: np.ndarray | None) -> MaskSet:
 
 
 def _masks_and_features(
-    items: Sequence[ImageItem],
+    scenes: Sequence[Scene],
     generator: MaskGenerator,
     encoder: FeatureEncoder | None,
     bands: Sequence[int] | None,
-    on_error: str,
-    scenes: Sequence[Scene] | None = None,
-) -> tuple[list[MaskSet], list[np.ndarray], list[dict[str, str]]]:
-    """The per-image loop: read, generate masks (cut to valid pixels), compute features.
+) -> tuple[list[MaskSet], list[np.ndarray]]:
+    """The per-tile loop: read, generate masks (cut to valid pixels), compute features.
 
-    With ``scenes`` (``alps.geo.scene``, opened beforehand), their tiles are labeled instead of the items.
+    Every input is a scene (``alps.geo.scene``, opened beforehand by ``open_scenes``, which also decides
+    what an unreadable image does); a scene that fits in one tile is one image.
 
     Returns:
-        The mask sets (embeddings dropped) and feature blocks of the images read, in item order, and the
-        images skipped (``on_error="skip"``) as ``{"item", "path", "reason"}``.
-
-    Raises:
-        ImageReadError: an image cannot be read and ``on_error`` is ``"fail"``.
+        The mask sets (embeddings dropped) and feature blocks of every tile, scene after scene.
     """
     mask_sets: list[MaskSet] = []
     vectors: list[np.ndarray] = []
-    skipped: list[dict[str, str]] = []
-    inputs = (
-        iter_tiles_with_valid(scenes, bands)
-        if scenes is not None
-        else _read_items(items, bands, on_error, skipped)
-    )
-    for image_id, image, valid in inputs:
+    for image_id, image, valid in iter_tiles_with_valid(scenes, bands):
         mask_set = _restrict_to_valid(generator.generate(image, image_id), valid)
         if encoder is not None:
             vectors.append(_features(encoder, image, mask_set))
         mask_set.embedding = None
         mask_sets.append(mask_set)
         log.info("%s: %d masks", image_id, len(mask_set))
-    return mask_sets, vectors, skipped
-
-
-def _read_items(
-    items: Sequence[ImageItem], bands: Sequence[int] | None, on_error: str, skipped: list[dict[str, str]]
-) -> Iterator[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None]]:
-    """``(id, RGB image, valid pixels or None)`` of each readable item; unreadable ones per ``on_error``."""
-    for item in _progress(items, "images"):
-        try:
-            image, valid = read_image_with_valid(item.path, bands=bands)
-        except ImageReadError as exc:
-            if on_error != "skip":
-                raise
-            log.warning("skipped an unreadable image: %s", exc)
-            skipped.append({"item": item.image_id, "path": str(item.path), "reason": str(exc)})
-            continue
-        yield item.image_id, image, valid
+    return mask_sets, vectors
 
 
 def run_masks(
@@ -178,21 +149,25 @@ def run_masks(
     encoder: FeatureEncoder | None = None,
     features_out: str | os.PathLike[str] | None = None,
     bands: Sequence[int] | None = None,
-    scenes: Sequence[Scene] | None = None,
 ) -> list[MaskSet]:
     """Generate the masks of ``items`` into one mask shard (and, optionally, their feature shard).
 
     With ``encoder`` and ``features_out``, features are computed while each image's masks (and SAM's
     embedding) are still in memory: this is how the ``sam`` encoder avoids a second encoder pass.
-    Declared no-data pixels (``alps.io.images``) are cut out of every mask. With ``scenes``
-    (``alps.geo.scene``), the tiles of the scenes are labeled instead of whole images.
+    Declared no-data pixels (``alps.io.images``) are cut out of every mask. Each item is a scene read
+    whole (``alps.geo.scene``, ``WHOLE_IMAGE_TILE``): a shard's masks belong to its images, as the
+    workflow's later stages read them.
 
     Returns:
         The mask sets, in item order (embeddings dropped).
+
+    Raises:
+        ImageReadError: an image cannot be read.
     """
     if (encoder is None) != (features_out is None):
         raise ValueError("pass both `encoder` and `features_out`, or neither")
-    mask_sets, vectors, _ = _masks_and_features(items, generator, encoder, bands, "fail", scenes)
+    scenes = open_scenes(items, bands, SceneOptions(tile_size=WHOLE_IMAGE_TILE))
+    mask_sets, vectors = _masks_and_features(scenes, generator, encoder, bands)
     write_mask_shard(out_shard, mask_sets)
     if encoder is not None and features_out is not None:
         write_feature_shard(features_out, **_feature_records(mask_sets, vectors, encoder.name))
@@ -266,35 +241,6 @@ def split_per_image(mask_sets: Sequence[MaskSet], rows: np.ndarray) -> dict[str,
     return {m.image_id: rows[bounds[i] : bounds[i + 1]] for i, m in enumerate(mask_sets)}
 
 
-def assign_clusters(
-    model: ClusterModel, vectors: np.ndarray, area_fraction: np.ndarray, area_threshold: float
-) -> np.ndarray:
-    """Cluster id of every mask, or -1 where the gate (area fraction > threshold) drops the mask."""
-    ids = model.predict(vectors)
-    return np.where(area_fraction <= area_threshold, ids, -1)
-
-
-def model_area_threshold(model: ClusterModel, requested: float | None, model_path: Any) -> float:
-    """The gate to paint with: the one the model was fitted behind; a different ``requested`` is an error."""
-    try:
-        recorded = model.area_threshold
-    except (TypeError, ValueError):
-        recorded = float("nan")
-    if recorded is None:
-        raise ValueError(f"{model_path} does not record its area threshold; fit it again with `alps cluster`")
-    if not 0 < recorded <= 1:  # NaN too: it would drop every mask and paint everything unlabeled
-        raise ValueError(
-            f"{model_path}: its card's area_threshold {recorded} is not a fraction in (0, 1]; the model "
-            "file is damaged: fit it again with `alps cluster`"
-        )
-    if requested is not None and not np.isclose(requested, recorded, rtol=0, atol=1e-9):
-        raise ValueError(
-            f"--area-threshold {requested} differs from the {recorded} that {model_path} was fitted with; "
-            "paint with the model's threshold (leave the option out) or fit a model with the other one"
-        )
-    return recorded
-
-
 def cluster_ids_by_mask(
     model: ClusterModel,
     features: FeatureShard,
@@ -308,7 +254,7 @@ def cluster_ids_by_mask(
         ValueError: a mask without a feature vector, or a vector of a mask or image that the masks lack
             (the feature shard is stale).
     """
-    ids = assign_clusters(model, features.vectors, features.area_fraction, area_threshold)
+    ids = model.assign(features.vectors, features.area_fraction, area_threshold)
     index = {
         (str(image_id), int(mask_id)): row
         for row, (image_id, mask_id) in enumerate(
@@ -357,7 +303,7 @@ def run_paint(
         model = ClusterModel.load(model_path)
         mask_sets = read_mask_shard(mask_shard)
         features = read_feature_shard(feature_shard)
-        threshold = model_area_threshold(model, area_threshold, model_path)
+        threshold = model.gate_threshold(area_threshold, model_path)
         per_image = cluster_ids_by_mask(model, features, mask_sets, threshold, feature_shard)
         binary_dir = built / "binary" if binary else None
         stats = paint_mask_sets(mask_sets, per_image, built, k=model.k, binary_dir=binary_dir)
@@ -472,7 +418,7 @@ def _label_into(
         scene_options = dataclasses.replace(scene_options or SceneOptions(), tile_size=WHOLE_IMAGE_TILE)
     try:
         scenes = open_scenes(items, bands, scene_options, on_error, skipped)
-        mask_sets, vector_blocks, _ = _masks_and_features(items, generator, encoder, bands, on_error, scenes)
+        mask_sets, vector_blocks = _masks_and_features(scenes, generator, encoder, bands)
     except ImageReadError as exc:
         raise ImageReadError(
             f"{exc}; repair or remove the file, or pass --on-error skip to leave out the images that fail"
@@ -495,6 +441,7 @@ def _label_into(
         k=model.k,
         bands=bands,
         binary_dir=out / "binary" if binary else None,
+        overlay=overlay_with_legend,
     )
     card = {
         **stats,
@@ -510,8 +457,6 @@ def _label_into(
         "alps_version": __version__,
         **run_parameters(generator, encoder, cluster_config, bands, scene_options),
     }
-    from alps.gallery import finish_label_dir  # issue #17: gallery and class map
-
     card.update(
         finish_label_dir(
             out,
@@ -536,13 +481,65 @@ def _label_into(
     return card
 
 
+def finish_label_dir(
+    out_dir: Path,
+    image_sources: Mapping[str, Path | Callable[[], NDArray[np.uint8]]],
+    mask_sets: Sequence[MaskSet],
+    cluster_ids: NDArray[np.integer],
+    k: int,
+    class_pixels: Sequence[int],
+    *,
+    seed: int,
+    bands: Sequence[int] | None,
+    class_map: str | os.PathLike[str] | None,
+    gallery: bool,
+    total_pixels: int | None = None,
+    previews: Mapping[str, Callable[[], NDArray[np.uint8]]] | None = None,
+) -> dict[str, Any]:
+    """The end of ``alps label``: the gallery of its clusters, then the class map over its labels.
+
+    The gallery shows clusters (named by the map, when one is given), since it is what a map is written
+    from. Outputs of an earlier run that this run does not make (gallery, map files) are removed.
+
+    Arguments:
+        total_pixels: the scenes' pixels, which pixel shares are of (tiles of a scene overlap).
+        previews: per scene, its image's preview (for the overlays of named labels).
+
+    Returns:
+        Entries for the label card: ``gallery`` (its index) and ``class_map`` (the map's summary).
+    """
+    entries: dict[str, Any] = {}
+    parsed = load_class_map(class_map, k) if class_map is not None else None
+    if gallery:
+        write_gallery(
+            [GalleryPart(mask_sets, cluster_ids)],
+            image_sources,
+            out_dir / "gallery",
+            k,
+            seed=seed,
+            bands=bands,
+            class_pixels=class_pixels,
+            names={c: parsed.name_of(c) for c in range(k)} if parsed else None,
+            own=False,
+            total_pixels=total_pixels,
+        )
+        entries["gallery"] = "gallery/index.html"
+    elif (out_dir / "gallery" / "gallery.json").is_file():
+        shutil.rmtree(out_dir / "gallery")
+    if parsed is not None:
+        entries["class_map"] = name_label_dir(out_dir, parsed, previews)
+    else:
+        clear_class_map(out_dir)
+    return entries
+
+
 __all__ = [
     "MASK_BACKENDS",
     "ImageItem",
     "assemble_pl_dataset",
-    "assign_clusters",
     "build_encoder",
     "build_mask_generator",
+    "finish_label_dir",
     "images_from_source",
     "label",
     "paint_mask_sets",

@@ -32,13 +32,15 @@ import numpy as np
 
 from alps import __version__
 from alps.figures import write_label_views
-from alps.geo.scene import OVERLAP, Scene, SceneOptions, SceneWriter, label_suffix, open_scenes
+from alps.geo.scene import Scene, SceneOptions, open_scenes
+from alps.geo.writer import SceneWriter, label_suffix
 from alps.io.digest import file_sha256
 from alps.io.outputs import OutputSet
 from alps.io.paths import confined, safe_name
 from alps.paint import UNLABELED, palette_array
 from alps.progress import Progress
 from alps.sharding import ImageItem
+from alps.tiling import OVERLAP
 from alps.train.inference import Segmentor, load_segmentor
 
 log = logging.getLogger(__name__)

@@ -371,36 +371,6 @@ def check_same_size(
         )
 
 
-# ---------------------------------------------------------------------------------------- windows
-
-
-def sliding_starts(length: int, size: int, stride: int) -> list[int]:
-    """Window starts along one axis, as mmsegmentation's iSAID converter places them.
-
-    Starts run ``0, stride, 2*stride, ...`` while ``< length``; a window that would cross the border is
-    shifted back to end exactly at it; repeated starts (two windows shifted onto the same place) are kept
-    once. If ``length <= size`` there is one window, at 0.
-
-    Arguments:
-        length: the image side in pixels.
-        size: the window side.
-        stride: the step between windows (``size - overlap``), > 0.
-
-    Returns:
-        The sorted, distinct window starts.
-    """
-    if size < 1 or stride < 1:
-        raise ValueError(f"window size and stride must be >= 1, got {size} and {stride}")
-    if length <= size:
-        return [0]
-    starts: list[int] = []
-    for start in range(0, length, stride):
-        shifted = start if start + size <= length else length - size
-        if shifted not in starts:
-            starts.append(shifted)
-    return starts
-
-
 # ---------------------------------------------------------------------------------------- writers
 
 

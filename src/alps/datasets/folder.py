@@ -11,7 +11,7 @@ Tiling: an image whose sides are both <= ``tile_size`` is kept whole (``image_id
 image is cut into ``tile_size`` windows every ``tile_size - overlap`` pixels (default: ``alps label``'s
 1024 and 128, so that ``alps mosaic``'s nearest-tile-centre cells stay 64 px away from every tile's cut
 edge), the last window of a row or
-column shifted back to end at the border (``alps.datasets._layout.sliding_starts``, the iSAID/mmseg rule);
+column shifted back to end at the border (``alps.tiling.tile_windows``, the iSAID/mmseg rule);
 a side shorter than ``tile_size`` is not padded, its windows are just that short. Tiles are named
 ``<stem>_<y0>_<y1>_<x0>_<x1>`` (end exclusive). With ``recursive=True`` the stem is the path below
 ``raw_dir`` with ``__`` for ``/`` (``site_a__scene1``).
@@ -40,26 +40,29 @@ from alps.datasets._layout import (
     SkipLog,
     building,
     format_crs,
-    sliding_starts,
     window_transform_text,
     write_json,
 )
-from alps.io.images import IMAGE_SUFFIXES, ImageReadError, raster_to_rgb, read_raster_with_valid, write_png
+from alps.io.images import (
+    IMAGE_SUFFIXES,
+    PERCENTILES,
+    RASTERIO_SUFFIXES,
+    ImageReadError,
+    raster_to_rgb,
+    read_raster_with_valid,
+    write_png,
+)
 from alps.io.manifest import MANIFEST_COLUMNS, SPLITS, write_manifest
 from alps.progress import track
+from alps.tiling import OVERLAP, TILE_SIZE, tile_windows
 
 DATASET_NAME = "alps-folder"
 """Written into ``dataset_card.json``; ``prepare_folder`` only ever replaces folders that carry it."""
 
-TILE_SIZE = 1024
-OVERLAP = 128
-"""As ``alps label`` (``alps.geo.scene.OVERLAP``): with 0, ``alps mosaic`` joins tiles at their cut edges."""
-PERCENTILES: tuple[float, float] = (2.0, 98.0)
-
 
 def _georeferencing(path: Path) -> tuple[str, Any]:
     """``(crs, transform)`` of a georeferenced raster, else ``("", None)``."""
-    if path.suffix.lower() not in (".tif", ".tiff", ".jp2"):
+    if path.suffix.lower() not in RASTERIO_SUFFIXES:
         return "", None
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
@@ -70,26 +73,6 @@ def _georeferencing(path: Path) -> tuple[str, Any]:
             if src.crs is None:
                 return "", None
             return format_crs(src.crs), src.transform
-
-
-def tile_windows(height: int, width: int, tile_size: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """The ``(x0, y0, w, h)`` tile windows of an image (one whole-image window if it fits in a tile).
-
-    Arguments:
-        height: image height.
-        width: image width.
-        tile_size: tile side.
-        overlap: overlap of neighbouring tiles, ``0 <= overlap < tile_size``.
-
-    Returns:
-        The windows, rows first.
-    """
-    if tile_size < 1 or not 0 <= overlap < tile_size:
-        raise ValueError(f"need tile_size >= 1 and 0 <= overlap < tile_size, got {tile_size} and {overlap}")
-    stride = tile_size - overlap
-    ys = sliding_starts(height, tile_size, stride)
-    xs = sliding_starts(width, tile_size, stride)
-    return [(x, y, min(tile_size, width), min(tile_size, height)) for y in ys for x in xs]
 
 
 def _tile_pixels(rgb: np.ndarray, valid: np.ndarray | None, window: tuple[int, int, int, int]) -> np.ndarray:

@@ -23,7 +23,7 @@ overlap 384, so stride 512):
   is not equal to the patch size, a case that in mmseg produces windows with negative starts; here every
   side shorter than the patch is padded, which gives the same result wherever mmseg's is well defined.)
 * window starts run ``0, 512, 1024, ...`` while ``< side``; a window that would cross the border is shifted
-  back to end at it (``alps.datasets._layout.sliding_starts``). mmseg writes a window twice where two starts
+  back to end at it (``alps.tiling.sliding_starts``). mmseg writes a window twice where two starts
   shift onto the same place; here it is written once.
 * a patch is named ``<image>_<y0>_<y1>_<x0>_<x1>`` (mmseg's order: rows then columns, end exclusive, in the
   padded image), e.g. ``P0000_896_1792_0_896``; image and label share the name:
@@ -65,12 +65,12 @@ from alps.datasets._layout import (
     check_same_size,
     decode_image,
     palette_to_index,
-    sliding_starts,
     write_json,
 )
 from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 from alps.progress import track
+from alps.tiling import sliding_starts
 
 DATASET_NAME = "alps-isaid"
 """Written into ``dataset_card.json``; ``prepare_isaid`` only ever replaces folders that carry it."""

@@ -27,7 +27,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 from affine import Affine
 
-from alps.io.atomic import atomic_output
+from alps.io.atomic import atomic_output, atomic_write_text
+from alps.io.images import RASTERIO_SUFFIXES
+from alps.io.manifest import read_manifest
 from alps.limits import check_pixels
 from alps.paint import UNLABELED, make_palette
 
@@ -64,7 +66,7 @@ class Georef:
 def raster_georef(path: str | os.PathLike[str]) -> Georef | None:
     """The georeferencing of a GeoTIFF/JPEG2000 with a CRS, else ``None`` (PNG/JPEG, or no CRS)."""
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff", ".jp2"):
+    if path.suffix.lower() not in RASTERIO_SUFFIXES:
         return None
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
@@ -92,8 +94,6 @@ def parse_transform(text: str) -> Affine:
 
 def manifest_georefs(manifest: str | os.PathLike[str]) -> dict[str, Georef]:
     """Per image id, the georeferencing of a manifest's ``crs`` and ``transform`` columns (where set)."""
-    from alps.io.manifest import read_manifest
-
     df = read_manifest(manifest)
     georefs: dict[str, Georef] = {}
     for image_id, crs, transform in zip(df["image_id"], df["crs"], df["transform"], strict=True):
@@ -212,8 +212,6 @@ def write_pam_sidecar(
     Returns:
         The sidecar's path.
     """
-    from alps.io.atomic import atomic_write_text
-
     sidecar = Path(f"{raster}.aux.xml")
     atomic_write_text(sidecar, pam_xml(georef, names, palette))
     return sidecar

@@ -4,7 +4,7 @@
 (``window_x/y/w/h``), source file, CRS and transform in the manifest. Labeled tile by tile (``alps paint`` /
 the workflow's PL dataset, all tiles clustered by one k-means), the tiles are put back together here with
 the rule of ``alps label``: each scene pixel comes from the tile whose centre is nearest
-(``alps.geo.scene.nearest_centre_cells``), so the borders of the tiles, where segments are cut, are never
+(``alps.tiling.mosaic_cells``), so the borders of the tiles, where segments are cut, are never
 used and no seam shows. A georeferenced scene becomes ``<scene>.tif`` (GeoTIFF, its CRS and transform,
 nodata 255), any other ``<scene>.png``; the scene name is the source path with ``__`` for ``/``.
 """
@@ -20,9 +20,11 @@ import numpy as np
 from PIL import Image
 
 from alps.geo.georef import Georef, parse_transform
-from alps.geo.scene import Scene, SceneWriter, label_suffix
+from alps.geo.scene import Scene
+from alps.geo.writer import SceneWriter, label_suffix
 from alps.io.atomic import atomic_write_text
 from alps.io.images import open_image
+from alps.io.manifest import read_manifest
 from alps.io.outputs import output_folder
 from alps.io.paths import confined, safe_name
 from alps.limits import check_pixels
@@ -58,8 +60,6 @@ def mosaic_dataset(
     Raises:
         ValueError: a manifest without sources, a missing or wrongly sized tile label.
     """
-    from alps.io.manifest import read_manifest
-
     df = read_manifest(manifest)
     if split is not None:
         df = df[df["split"] == split]

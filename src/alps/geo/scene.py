@@ -1,18 +1,20 @@
-"""Scenes of any size: read by windows, label tile by tile, mosaic one label raster per scene.
+"""Scenes of any size: opened once, cut into tiles, read tile by tile (the input side of ``alps label``).
 
 ``alps label`` treats every input image as a *scene*. A scene no larger than one tile is read and labeled
 whole, exactly as before. A larger one is cut into ``tile_size`` windows that overlap by ``overlap`` pixels
-(``alps.datasets.folder.tile_windows``: the same rule as ``alps prepare folder``). Each tile is read on its
+(``alps.tiling.tile_windows``: the same rule as ``alps prepare folder``). Each tile is read on its
 own (GeoTIFF/JPEG2000 through rasterio windows; PNG/JPEG are decoded whole, they are 8-bit), becomes one mask
 set with the tile id ``<scene>_<y0>_<y1>_<x0>_<x1>``, and all tiles of all scenes feed ONE k-means, so a
-cluster id means the same on every tile. The painted tiles are then mosaicked: each scene pixel is taken
-from the tile whose centre is nearest (``nearest_centre_cells``), so tile borders, where a segmentation is
-cut, never reach the output and no seam shows.
+cluster id means the same on every tile. The painted tiles are then mosaicked (``alps.geo.painting``,
+``alps.geo.writer``): each scene pixel is taken from the tile whose centre is nearest
+(``alps.tiling.mosaic_cells``), so tile borders, where a segmentation is cut, never reach the output and no
+seam shows.
 
 Radiometry: a non-uint8 scene of several tiles is stretched with ONE set of percentiles per band, taken on
 a decimated read of the whole scene (at most ``STATS_SIDE`` pixels a side), with the rule of
-``alps.io.images.stretch_to_uint8`` (zero and non-finite pixels are no-data). A single-tile scene goes
-through ``alps.io.images.read_image`` unchanged.
+``alps.io.images.stretch_to_uint8`` (``stretch_percentiles`` once, ``stretch_between`` on every tile; zero
+and non-finite pixels are no-data). A single-tile scene goes through ``alps.io.images.read_image``
+unchanged.
 
 Memory is bounded by the tile: one tile's pixels, masks and feature maps at a time; the scene's label is
 written window by window into a tiled GeoTIFF (georeferenced scenes). Only the masks' RLEs and the feature
@@ -34,39 +36,28 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.geo.georef import Georef, label_geotiff, raster_georef, write_pam_sidecar
-from alps.io.atomic import atomic_output
+from alps.geo.georef import Georef, raster_georef
 from alps.io.images import (
+    PERCENTILES,
+    RASTERIO_SUFFIXES,
     ImageReadError,
+    chosen_bands,
     open_header,
     read_image,
     read_image_with_valid,
-    to_rgb_uint8,
-    write_png,
+    stretch_between,
+    stretch_percentiles,
 )
-from alps.io.paths import confined, safe_name
 from alps.limits import check_pixels, check_tiles
-from alps.masks.base import MaskSet
-from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
 from alps.progress import Progress
+from alps.tiling import OVERLAP, TILE_SIZE, Window, preview_shape, tile_windows
 
 log = logging.getLogger(__name__)
 
-TILE_SIZE = 1024
-"""Default tile side of ``alps label``: efficientnet-lite0 and felzenszwalb stay near 1 GB at this size."""
-OVERLAP = 128
-"""Default overlap of neighbouring tiles: every kept pixel lies at least 64 px inside its tile."""
 STATS_SIDE = 1024
 """Longest side of the decimated read that gives a tiled scene its stretch percentiles."""
 PREVIEW_SIDE = 2048
 """Longest side of ``vis/`` previews of large scenes (smaller scenes are drawn at full size)."""
-PERCENTILES: tuple[float, float] = (2.0, 98.0)
-_RASTERIO_SUFFIXES = (".tif", ".tiff", ".jp2")
-
-Window = tuple[int, int, int, int]
-"""``(x, y, w, h)`` in scene pixels."""
-
-
 WHOLE_IMAGE_TILE = 1 << 31
 """A tile side no image reaches: every image is labeled whole (masks that belong to whole images)."""
 
@@ -91,35 +82,6 @@ class SceneOptions:
             raise ValueError(
                 f"need tile_size >= 32 and 0 <= overlap < tile_size, got {self.tile_size} and {self.overlap}"
             )
-
-
-def _stretch(band: NDArray[np.generic], low: float, high: float) -> NDArray[np.uint8]:
-    """``stretch_to_uint8`` with given percentiles (so every tile of a scene shares them)."""
-    if high <= low:
-        return np.zeros(band.shape, dtype=np.uint8)
-    scaled = (band.astype(np.float64) - low) / (high - low) * 255.0
-    scaled[~np.isfinite(scaled)] = 0
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
-
-
-def _percentiles(
-    band: NDArray[np.generic], percentiles: tuple[float, float], valid: NDArray[np.bool_] | None = None
-) -> tuple[float, float]:
-    """The stretch of ``alps.io.images.stretch_to_uint8``: over declared valid pixels, else non-zero ones."""
-    values = band.astype(np.float64)
-    valid = np.isfinite(values) & ((values != 0) if valid is None else valid)
-    if not valid.any():
-        return 0.0, 0.0
-    low, high = np.percentile(values[valid], percentiles)
-    return float(low), float(high)
-
-
-def _chosen_bands(count: int, bands: Sequence[int] | None) -> list[int]:
-    """The rule of ``alps.io.images.to_rgb_uint8`` (which has already validated ``bands``)."""
-    if bands is None:
-        return [1, 1, 1] if count in (1, 2) else [1, 2, 3]
-    chosen = list(bands)
-    return chosen * 3 if len(chosen) == 1 else chosen
 
 
 @dataclass
@@ -204,7 +166,7 @@ class Scene:
     def _to_rgb(self, planes: Mapping[int, NDArray[np.generic]]) -> NDArray[np.uint8]:
         if self.stretch is None:
             return np.ascontiguousarray(np.stack([planes[b] for b in self.bands], axis=-1).astype(np.uint8))
-        out = [_stretch(planes[b], *self.stretch[i]) for i, b in enumerate(self.bands)]
+        out = [stretch_between(planes[b], *self.stretch[i]) for i, b in enumerate(self.bands)]
         return np.ascontiguousarray(np.stack(out, axis=-1))
 
     def preview(self, bands: Sequence[int] | None, max_side: int = PREVIEW_SIDE) -> NDArray[np.uint8]:
@@ -249,12 +211,6 @@ def _decode_whole(
     return read_image_with_valid(path, bands=bands)
 
 
-def preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """``(h, w)`` shrunk to at most ``max_side`` a side, keeping the aspect ratio."""
-    scale = min(1.0, max_side / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 class _quiet(warnings.catch_warnings):
     """Silence rasterio's NotGeoreferencedWarning for plain TIFFs."""
 
@@ -288,12 +244,10 @@ def open_scene(
     Raises:
         ImageReadError: the file is missing or unreadable, or lacks the requested bands.
     """
-    from alps.datasets.folder import tile_windows
-
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
-    if path.suffix.lower() in _RASTERIO_SUFFIXES:
+    if path.suffix.lower() in RASTERIO_SUFFIXES:
         import rasterio
         from rasterio.enums import MaskFlags
 
@@ -309,7 +263,6 @@ def open_scene(
                 sample_valid = src.read_masks(out_shape=(count, *shape)) > 0 if has_nodata else None
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
-        to_rgb_uint8(sample, bands=bands, source=str(path))  # validates `bands` with the usual messages
     else:
         georef = options.georefs.get(image_id)
         # PNG/JPEG/BMP cannot be read by windows: decoded whole when its tiles are read (one scene at a time).
@@ -318,14 +271,17 @@ def open_scene(
         with Image.open(path) as im:
             count, dtype, sample = len(im.getbands()), str(rgb.dtype), None
         has_nodata, sample_valid = False, None
+    # A PNG's bands were checked when it was decoded (a palette PNG has more bands decoded than in its file).
+    chosen = chosen_bands(count, bands, str(path), check=sample is not None)
     _warn_bands(path, count, bands)
     windows = tile_windows(height, width, options.tile_size, options.overlap)
     check_tiles(len(windows), path)
-    chosen = _chosen_bands(count, bands)
     stretch = None
     if len(windows) > 1 and sample is not None and sample.dtype != np.uint8:
         stretch = [
-            _percentiles(sample[b - 1], percentiles, None if sample_valid is None else sample_valid[b - 1])
+            stretch_percentiles(
+                sample[b - 1], percentiles, None if sample_valid is None else sample_valid[b - 1]
+            )
             for b in chosen
         ]
     return Scene(
@@ -353,8 +309,6 @@ def check_scene_sizes(items: Sequence[Any], options: SceneOptions | None = None)
     Raises:
         alps.limits.LimitError: naming the file, its size and the option.
     """
-    from alps.datasets.folder import tile_windows
-
     options = options or SceneOptions()
     for item in items:
         size = _header_size(Path(item.path))
@@ -367,7 +321,7 @@ def check_scene_sizes(items: Sequence[Any], options: SceneOptions | None = None)
 def _header_size(path: Path) -> tuple[int, int] | None:
     """``(height, width)`` from a raster's header, or None where it cannot be read."""
     try:
-        if path.suffix.lower() in _RASTERIO_SUFFIXES:
+        if path.suffix.lower() in RASTERIO_SUFFIXES:
             import rasterio
 
             with _quiet(), rasterio.open(path) as src:
@@ -376,222 +330,6 @@ def _header_size(path: Path) -> tuple[int, int] | None:
             return im.height, im.width
     except Exception:  # unreadable here means unreadable later, where --on-error decides
         return None
-
-
-def nearest_centre_cells(starts: Sequence[int], sizes: Sequence[int], length: int) -> list[tuple[int, int]]:
-    """Along one axis, the pixels ``[a, b)`` whose nearest tile centre is each tile's (ties: the earlier).
-
-    The tiles of a scene form a grid (the product of the x and y starts), so the nearest centre in the
-    plane is the nearest centre along each axis: a scene pixel's tile is the product of two 1-D cells.
-    Each cell lies inside its tile because neighbouring tiles overlap or touch.
-
-    Arguments:
-        starts: tile starts along the axis, increasing.
-        sizes: tile lengths along the axis.
-        length: the scene's length along the axis.
-    """
-    centres = [s + n / 2 for s, n in zip(starts, sizes, strict=True)]
-    cells = []
-    low = 0
-    for i in range(len(starts)):
-        if i + 1 < len(starts):
-            midpoint = (centres[i] + centres[i + 1]) / 2
-            # Pixel p (centre p + 0.5) stays with tile i while p + 0.5 <= midpoint.
-            high = int(np.floor(midpoint - 0.5)) + 1
-        else:
-            high = length
-        high = max(low, min(high, starts[i] + sizes[i], length))
-        if low < starts[i]:
-            raise ValueError(
-                f"tiles starting at {list(starts)} with sizes {list(sizes)} leave a gap at {low}"
-            )
-        cells.append((low, high))
-        low = high
-    return cells
-
-
-def mosaic_cells(windows: Sequence[Window], height: int, width: int) -> dict[Window, Window]:
-    """For each tile window, the part of the scene ``(x, y, w, h)`` it fills in the mosaic."""
-    xs = sorted({(x, w) for x, _, w, _ in windows})
-    ys = sorted({(y, h) for _, y, _, h in windows})
-    x_cells = dict(zip(xs, nearest_centre_cells([x for x, _ in xs], [w for _, w in xs], width), strict=True))
-    y_cells = dict(zip(ys, nearest_centre_cells([y for y, _ in ys], [h for _, h in ys], height), strict=True))
-    cells = {}
-    for window in windows:
-        x, y, w, h = window
-        (xa, xb), (ya, yb) = x_cells[(x, w)], y_cells[(y, h)]
-        cells[window] = (xa, ya, xb - xa, yb - ya)
-    return cells
-
-
-def crop_to_cell(label: NDArray[np.uint8], window: Window, cell: Window) -> NDArray[np.uint8]:
-    """The part of a tile's label that lies in its mosaic cell."""
-    x, y, _, _ = window
-    cx, cy, cw, ch = cell
-    return label[cy - y : cy - y + ch, cx - x : cx - x + cw]
-
-
-class SceneWriter:
-    """Mosaics one scene's painted tiles into ``labels/<id>.tif`` (georeferenced) or ``labels/<id>.png``.
-
-    GeoTIFFs are written cell by cell (memory: one tile); a PNG is assembled in memory (PNG cannot be
-    written by windows; non-georeferenced scenes are PNG/JPEG/plain TIFF users label at moderate sizes).
-    """
-
-    def __init__(
-        self,
-        scene: Scene,
-        path: Path,
-        *,
-        nodata: int | None = UNLABELED,
-        names: Sequence[str] | None = None,
-        palette: Sequence[Sequence[int]] | None = None,
-    ) -> None:
-        self.scene = scene
-        self.path = path
-        self.names = names
-        self.palette = palette
-        self.counts = np.zeros(256, dtype=np.int64)
-        self._cells = mosaic_cells(scene.windows, scene.height, scene.width)
-        self._array: NDArray[np.uint8] | None = None
-        self._context: Any = None
-        self._dst: Any = None
-        if scene.georef is not None:
-            self._context = label_geotiff(
-                path, scene.height, scene.width, scene.georef, nodata=nodata, palette=palette
-            )
-            self._dst = self._context.__enter__()
-        else:
-            self._array = np.full((scene.height, scene.width), UNLABELED, dtype=np.uint8)
-
-    def put(self, window: Window, label: NDArray[np.uint8]) -> None:
-        """Write the cell of one painted tile."""
-        from rasterio.windows import Window as RioWindow
-
-        cell = self._cells[window]
-        part = crop_to_cell(label, window, cell)
-        self.counts += np.bincount(part.ravel(), minlength=256)
-        cx, cy, cw, ch = cell
-        if self._dst is not None:
-            self._dst.write(part, 1, window=RioWindow(cx, cy, cw, ch))
-        else:
-            assert self._array is not None
-            self._array[cy : cy + ch, cx : cx + cw] = part
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Finish the file (or, after an error, leave nothing behind); name its classes where given."""
-        if self._context is not None:
-            if error is not None:
-                self._context.__exit__(type(error), error, error.__traceback__)
-                return
-            self._context.__exit__(None, None, None)
-        elif error is None and self._array is not None:
-            with atomic_output(self.path) as tmp:
-                Image.fromarray(self._array).save(tmp, format="PNG")
-        if error is None and self.names is not None:
-            write_pam_sidecar(self.path, None, self.names, self.palette)
-
-    def preview(self, max_side: int = PREVIEW_SIDE) -> NDArray[np.uint8]:
-        """The written label at most ``max_side`` a side (nearest neighbour)."""
-        if self._array is not None:
-            image = self._array
-            shape = preview_shape(*image.shape, max_side)
-            if image.shape == shape:
-                return image
-            return np.asarray(Image.fromarray(image).resize(shape[::-1], Image.Resampling.NEAREST))
-        import rasterio
-
-        shape = preview_shape(self.scene.height, self.scene.width, max_side)
-        with rasterio.open(self.path) as src:
-            return src.read(1, out_shape=shape)
-
-
-def label_suffix(scene: Scene) -> str:
-    """``.tif`` for a georeferenced scene, ``.png`` otherwise."""
-    return ".tif" if scene.georef is not None else ".png"
-
-
-def paint_scenes(
-    scenes: Sequence[Scene],
-    mask_sets: Sequence[MaskSet],
-    cluster_ids: Mapping[str, NDArray[np.integer]],
-    out_dir: str | os.PathLike[str],
-    *,
-    k: int,
-    bands: Sequence[int] | None = None,
-    binary_dir: str | os.PathLike[str] | None = None,
-    legend: bool = True,
-) -> dict[str, Any]:
-    """Paint every tile and mosaic one label per scene; write previews and overlays.
-
-    Writes ``labels/<id>.tif|png`` (and ``binary/<id>.tif|png``), ``vis/<id>.png`` (the colour map, full
-    size up to ``PREVIEW_SIDE``) and ``vis/<id>.overlay.png`` (the colour map over the image, with a legend of
-    cluster colours and pixel shares).
-
-    Returns:
-        The statistics of ``alps.paint.paint_mask_sets`` (over scene pixels, each counted once), plus
-        ``inputs`` (what each scene was) and ``label_files``.
-    """
-    from alps.figures import overlay_with_legend
-
-    out = Path(out_dir)
-    by_id = {m.image_id: m for m in mask_sets}
-    histogram = np.zeros(k, dtype=np.int64)
-    covered = total = 0
-    files = []
-    for scene in scenes:
-        suffix = label_suffix(scene)
-        name = f"{safe_name(scene.image_id, scene.path, 'image id')}{suffix}"
-        writer = SceneWriter(scene, confined(out, "labels", name))
-        binary = None
-        if binary_dir is not None:
-            binary = SceneWriter(scene, confined(binary_dir, name), nodata=None)
-        try:
-            for window in scene.windows:
-                tile_id = scene.tile_id(window)
-                mask_set = by_id[tile_id]
-                ids = np.asarray(cluster_ids[tile_id])
-                writer.put(window, paint_labels(mask_set, ids))
-                if binary is not None:
-                    binary.put(window, paint_binary(mask_set, ids >= 0))
-        except BaseException as exc:
-            writer.close(exc)
-            if binary is not None:
-                binary.close(exc)
-            raise
-        writer.close()
-        if binary is not None:
-            binary.close()
-        files.append(writer.path.name)
-        label_preview = writer.preview()
-        write_png(confined(out, "vis", f"{scene.image_id}.png"), colorize(label_preview))
-        if legend:
-            image = scene.preview(bands)
-            if image.shape[:2] != label_preview.shape:
-                image = np.asarray(Image.fromarray(image).resize(label_preview.shape[::-1]))
-            write_png(
-                confined(out, "vis", f"{scene.image_id}.overlay.png"),
-                overlay_with_legend(image, label_preview, writer.counts, k),
-            )
-        counts = writer.counts
-        histogram += counts[:k]
-        covered += int(counts.sum() - counts[UNLABELED])
-        total += int(counts.sum())
-    return {
-        "images": len(scenes),
-        "k": k,
-        "class_pixels": histogram.tolist(),
-        "coverage": covered / total if total else 0.0,
-        "labeler": "alps",
-        "inputs": [scene.describe() for scene in scenes],
-        "label_files": files,
-    }
-
-
-def write_png_georef(png: Path, georef: Georef | None) -> None:
-    """Give a PNG label its georeferencing sidecar, where it has one."""
-    if georef is not None:
-        write_pam_sidecar(png, georef)
 
 
 def open_scenes(
@@ -645,52 +383,3 @@ def iter_tiles_with_valid(
             for window in scene.windows:
                 yield (scene.tile_id(window), *scene.read_tile_with_valid(window, bands))
                 bar.update(1)
-
-
-def _parameters(obj: Any) -> dict[str, Any]:
-    """The public settings of a generator/encoder: dataclass fields, else plain public attributes."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        values = dataclasses.asdict(obj)
-    else:
-        values = {k: v for k, v in vars(obj).items() if not k.startswith("_")}
-        config = values.pop("config", None)
-        if dataclasses.is_dataclass(config) and not isinstance(config, type):
-            values.update(dataclasses.asdict(config))
-    plain = (str, int, float, bool, type(None))
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, plain):
-            out[key] = value
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, plain) for v in value):
-            out[key] = list(value)
-        elif type(value).__name__ == "device":
-            out[key] = str(value)
-    return out
-
-
-def run_parameters(
-    generator: Any,
-    encoder: Any,
-    cluster_config: Any,
-    bands: Sequence[int] | None,
-    options: SceneOptions | None,
-) -> dict[str, Any]:
-    """What the label card records of how ``alps label`` ran: bands, mask, encoder, cluster, tiling."""
-    import dataclasses
-
-    options = options or SceneOptions()
-    cluster = dataclasses.asdict(cluster_config)
-    cluster["k_range"] = list(cluster["k_range"])
-    return {
-        "bands": list(bands) if bands is not None else None,
-        "mask_params": _parameters(generator),
-        "encoder_params": _parameters(encoder),
-        "cluster_params": cluster,
-        "tiling": {
-            "tile_size": options.tile_size,
-            "overlap": options.overlap,
-            "mosaic": "nearest tile centre",
-        },
-    }

@@ -25,10 +25,14 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from alps.io.atomic import atomic_output
 from alps.limits import LimitError, check_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2")
-_RASTERIO_SUFFIXES = (".tif", ".tiff", ".jp2")
+RASTERIO_SUFFIXES = (".tif", ".tiff", ".jp2")
+"""Formats read through rasterio (by windows, with GDAL's no-data masks); the others through PIL."""
+PERCENTILES: tuple[float, float] = (2.0, 98.0)
+"""The default stretch of non-uint8 data: these percentiles of each band's valid pixels map to 0 and 255."""
 
 
 class ImageReadError(ValueError):
@@ -118,7 +122,7 @@ def read_raster_with_valid(
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
     try:
-        if path.suffix.lower() in _RASTERIO_SUFFIXES:
+        if path.suffix.lower() in RASTERIO_SUFFIXES:
             return _read_rasterio(path)
         with open_image(path) as im:
             im.load()
@@ -158,9 +162,39 @@ def _read_rasterio(path: Path) -> tuple[NDArray[np.generic], NDArray[np.bool_] |
             return raster, src.read_masks() > 0
 
 
+def stretch_percentiles(
+    band: NDArray[np.generic],
+    percentiles: tuple[float, float] = PERCENTILES,
+    valid: NDArray[np.bool_] | None = None,
+) -> tuple[float, float]:
+    """The ``(low, high)`` values that ``stretch_to_uint8`` maps to 0 and 255: ``percentiles`` of the band's
+    valid, finite pixels (without ``valid``, its non-zero ones); ``(0, 0)`` where it has none.
+
+    A scene read tile by tile (``alps.geo.scene``) takes them once, on a decimated read of the whole scene,
+    and stretches every tile between them (``stretch_between``).
+    """
+    values = np.asarray(band, dtype=np.float64)
+    valid = np.isfinite(values) & ((values != 0) if valid is None else valid)
+    if not valid.any():
+        return 0.0, 0.0
+    low, high = np.percentile(values[valid], percentiles)
+    return float(low), float(high)
+
+
+def stretch_between(band: NDArray[np.generic], low: float, high: float) -> NDArray[np.uint8]:
+    """Linearly map ``low..high`` to 0..255 (clipped); non-finite pixels and a band with ``high <= low`` map
+    to 0."""
+    if high <= low:
+        return np.zeros(band.shape, dtype=np.uint8)
+    values = np.asarray(band, dtype=np.float64)
+    scaled = (values - low) / (high - low) * 255.0
+    scaled[~np.isfinite(values)] = 0
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
 def stretch_to_uint8(
     band: NDArray[np.generic],
-    percentiles: tuple[float, float] = (2.0, 98.0),
+    percentiles: tuple[float, float] = PERCENTILES,
     valid: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.uint8]:
     """Linearly map one band's ``percentiles`` of its valid, finite pixels to 0..255.
@@ -169,32 +203,38 @@ def stretch_to_uint8(
         band: one (H, W) band.
         percentiles: the lower and upper percentile mapped to 0 and 255.
         valid: the band's valid pixels (its declared no-data left out); without it, zero is treated as
-            no-data (as it is in most satellite products). Invalid pixels come out 0.
+            no-data (as it is in most satellite products). Invalid pixels are not set here
+            (``to_rgb_uint8`` sets them to 0).
 
     Returns:
         The (H, W) uint8 band; a constant band maps to 0.
     """
-    values = band.astype(np.float64)
-    finite = np.isfinite(values)
-    valid = finite & (values != 0) if valid is None else finite & valid
-    if not valid.any():
-        return np.zeros(band.shape, dtype=np.uint8)
-    low, high = np.percentile(values[valid], percentiles)
-    if high <= low:
-        return np.zeros(band.shape, dtype=np.uint8)
-    scaled = (values - low) / (high - low) * 255.0
-    scaled[~finite] = 0
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+    return stretch_between(band, *stretch_percentiles(band, percentiles, valid))
 
 
-def _chosen_bands(count: int, bands: Sequence[int] | None, source: str) -> list[int]:
-    """The three 1-based band numbers used as R, G, B."""
+def chosen_bands(
+    count: int, bands: Sequence[int] | None, source: str = "image", *, check: bool = True
+) -> list[int]:
+    """The three 1-based band numbers used as R, G, B of an image of ``count`` bands.
+
+    Arguments:
+        count: the image's bands.
+        bands: the requested bands (one number: a grey band repeated); None: RGBA -> RGB, 2-band (grey +
+            alpha) -> grey, a single band repeated, > 4 bands: the first three, as GDAL does.
+        source: how messages name the image.
+        check: refuse bands the image lacks; False where they were checked against the decoded raster,
+            whose band count may differ from ``count`` (a palette PNG is decoded as RGB).
+
+    Raises:
+        ImageReadError: ``bands`` names neither 1 nor 3 bands, or a band the image lacks.
+    """
     if bands is None:
-        # RGBA -> RGB; 2-band (grey + alpha) -> grey; >4 bands: the first three, as GDAL does.
         return [1, 1, 1] if count in (1, 2) else [1, 2, 3]
     chosen = list(bands)
     if len(chosen) == 1:
         chosen = chosen * 3
+    if not check:
+        return chosen
     if len(chosen) != 3:
         raise ImageReadError(f"{source}: `bands` must name 1 or 3 bands, got {chosen}")
     bad = [b for b in chosen if not 1 <= b <= count]
@@ -208,7 +248,7 @@ def _chosen_bands(count: int, bands: Sequence[int] | None, source: str) -> list[
 def to_rgb_uint8(
     raster: NDArray[np.generic],
     bands: Sequence[int] | None = None,
-    percentiles: tuple[float, float] = (2.0, 98.0),
+    percentiles: tuple[float, float] = PERCENTILES,
     source: str = "image",
     valid: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.uint8]:
@@ -221,7 +261,7 @@ def to_rgb_uint8(
         source: how messages name the image.
         valid: (bands, H, W) valid pixels, if the raster declares no-data; invalid pixels come out 0.
     """
-    chosen = _chosen_bands(raster.shape[0], bands, source)
+    chosen = chosen_bands(raster.shape[0], bands, source)
     planes = [raster[b - 1] for b in chosen]
     masks = [None] * 3 if valid is None else [valid[b - 1] for b in chosen]
     if raster.dtype == np.uint8:
@@ -243,7 +283,7 @@ def valid_pixels(valid: NDArray[np.bool_], chosen: Sequence[int]) -> NDArray[np.
 def read_image(
     path: str | os.PathLike[str],
     bands: Sequence[int] | None = None,
-    percentiles: tuple[float, float] = (2.0, 98.0),
+    percentiles: tuple[float, float] = PERCENTILES,
 ) -> NDArray[np.uint8]:
     """Read any supported image as an HxWx3 uint8 RGB array.
 
@@ -265,7 +305,7 @@ def read_image(
 def read_image_with_valid(
     path: str | os.PathLike[str],
     bands: Sequence[int] | None = None,
-    percentiles: tuple[float, float] = (2.0, 98.0),
+    percentiles: tuple[float, float] = PERCENTILES,
 ) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
     """``read_image``, and the (H, W) pixels holding valid data (None: the file declares no no-data).
 
@@ -282,7 +322,7 @@ def raster_to_rgb(
     raster: NDArray[np.generic],
     valid: NDArray[np.bool_] | None,
     bands: Sequence[int] | None = None,
-    percentiles: tuple[float, float] = (2.0, 98.0),
+    percentiles: tuple[float, float] = PERCENTILES,
     source: str = "image",
 ) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
     """``to_rgb_uint8`` of a raster read with its valid pixels (``read_raster_with_valid``), and the (H, W)
@@ -290,14 +330,12 @@ def raster_to_rgb(
     image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=source, valid=valid)
     if valid is None:
         return image, None
-    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, source))
+    pixels = valid_pixels(valid, chosen_bands(raster.shape[0], bands, source))
     return image, None if pixels.all() else pixels
 
 
 def write_png(path: str | os.PathLike[str], array: NDArray[np.generic]) -> None:
     """Write ``array`` as a real PNG, atomically (parent folders are created)."""
-    from alps.io.atomic import atomic_output
-
     with atomic_output(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
 
