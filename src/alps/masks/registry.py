@@ -41,23 +41,23 @@ def build_mask_generator(
     """
     params = dict(params or {})
     if backend == "felzenszwalb":
-        from alps.masks.superpixel import FelzenszwalbMaskGenerator
+        from alps.masks.superpixel import FelzenszwalbMaskGenerator  # deferred: scikit-image, when asked for
 
         return FelzenszwalbMaskGenerator(**_known_params(FelzenszwalbMaskGenerator, params, backend))
     if backend == "slic":
-        from alps.masks.superpixel import SlicMaskGenerator
+        from alps.masks.superpixel import SlicMaskGenerator  # deferred: scikit-image, when asked for
 
         return SlicMaskGenerator(**_known_params(SlicMaskGenerator, params, backend))
     if backend == "coco":
         if coco_json is None:
             raise ValueError("the coco mask backend needs a COCO instances json (--coco-json)")
-        from alps.masks.coco import CocoMaskSource
+        from alps.masks.coco import CocoMaskSource  # deferred: pycocotools, when asked for
 
         return CocoMaskSource(coco_json)
     if backend == "sam":
         if sam_checkpoint is None:
             raise ValueError("the sam mask backend needs a checkpoint file (--sam-checkpoint)")
-        from alps.masks.sam import SamConfig, SamMaskGenerator
+        from alps.masks.sam import SamConfig, SamMaskGenerator  # deferred: torch and segment_anything
 
         config = SamConfig(**_known_params(SamConfig, params, backend))
         return SamMaskGenerator.from_checkpoint(

@@ -158,7 +158,7 @@ def fetch_pretrained(model: str, location: str) -> Path:
         RuntimeError: a URL that cannot be fetched.
         UntrustedCheckpointError: the file is not plain weights.
     """
-    from alps.train.configs import checkpoint_url
+    from alps.train.official import checkpoint_url  # deferred: mmseg, only to fetch a backbone
 
     url = checkpoint_url(location)
     if url.startswith(("http://", "https://")):

@@ -126,7 +126,7 @@ def resize_pos_embed(
     grid = grid or _square_grid(target_shape[1] - 1)
     if source_grid is None or grid is None or grid[0] * grid[1] != target_shape[1] - 1:
         return None
-    from alps.train.mmcv_compat import import_mmseg
+    from alps.train.mmcv_compat import import_mmseg  # deferred: mmseg, only for a ViT's pos_embed
 
     import_mmseg()
     from mmseg.models.backbones.vit import VisionTransformer
