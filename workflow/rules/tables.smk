@@ -1,11 +1,15 @@
 # The result tables (paper Tables 1-6, or the demo's analogues): every fine-tuning's metrics beside the
 # paper's published value (results/paper), as CSV, Markdown and LaTeX (docs/tables.md). The numbers also go
-# to metrics/tables.json, outside the tables folder, so that DVC tracks them as metrics.
+# to metrics/tables.json, outside the tables folder, so that DVC tracks them as metrics. The published
+# tables are inputs: a corrected paper value rebuilds the tables.
+from alps.study import published_files
+from alps.tables import DEFAULT_PUBLISHED_DIR, write_study_tables
 
 
 rule tables:
     input:
-        [STUDY.finetune_metrics(run) for run in STUDY.finetune_runs],
+        metrics=[STUDY.finetune_metrics(run) for run in STUDY.finetune_runs],
+        published=published_files(DEFAULT_PUBLISHED_DIR),
     output:
         tables=report(
             directory(STUDY.tables_dir()),
@@ -20,6 +24,6 @@ rule tables:
     resources:
         mem_mb=2000,
     run:
-        from alps.tables import write_study_tables
-
-        write_study_tables(config, output.tables, output.metrics, log=log[0])
+        write_study_tables(
+            LOADED.config, output.tables, output.metrics, published_dir=DEFAULT_PUBLISHED_DIR, log=log[0]
+        )
