@@ -224,7 +224,7 @@ def labeling_gpus(config: Mapping[str, Any]) -> dict[str, int]:
     slot from a job that needs one. SAM runs on ``labeling.masks.sam.device`` (masks, box labels, and the
     ``sam`` encoder's features, which reuse SAM's embedding); any other encoder on
     ``labeling.encoder.device``. ``config`` is schema-validated, so both devices carry the schema's defaults
-    (``workflow/schemas/``).
+    (``alps/schemas/config.schema.yaml``).
     """
     labeling = config["labeling"]
     sam = labeling["masks"].get("sam")  # absent where neither the masks nor box prompts use SAM
@@ -415,7 +415,7 @@ def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = Non
     """Expand a workflow configuration into its runs and table rows.
 
     Arguments:
-        config: the validated configuration (``workflow/schemas/config.schema.yaml``, defaults filled).
+        config: the validated configuration (``alps.config.load_config``: schema defaults filled).
         published_dir: the folder with the paper's tidy tables (``results/paper``); where a configured
             table's fine-tuning datasets are the paper's, its published rows that the config does not run
             are added as rows without a run, so the table shows them as "not run". ``None``: no such rows.
