@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,3 +121,24 @@ def test_loading_fills_the_schema_defaults(tmp_path):
     loaded = load_config(config, base_dir=REPO_ROOT)
     assert loaded.config["labeling"]["shard_size"] == SHARD_SIZE
     assert loaded.study.fit_split == SCHEMA_DEFAULTS["labeling.images_split"]
+
+
+def _readme_defaults() -> dict[str, str]:
+    """``config/README.md``'s key table: key (``*`` for ``<name>``/``<id>``) -> the default it states."""
+    rows: dict[str, str] = {}
+    for line in (REPO_ROOT / "config" / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`") or cells[0].count("`") != 2:
+            continue
+        key = cells[0].strip("`").replace("<name>", "*").replace("<id>", "*")
+        # "type, default" or "choices; default": the default is the last part
+        rows[key] = re.split(r";\s|,\s(?![^\[{(]*[\]})])", cells[1])[-1].strip("` ")
+    return rows
+
+
+@pytest.mark.parametrize("key", sorted(k for k, v in SCHEMA_DEFAULTS.items() if not isinstance(v, dict)))
+def test_config_readme_states_the_schema_default(key):
+    stated = _readme_defaults().get(key)
+    if stated is None:
+        pytest.skip(f"{key} has no row of its own in config/README.md")
+    assert yaml.safe_load(stated) == SCHEMA_DEFAULTS[key], f"config/README.md says {stated!r} for {key}"
