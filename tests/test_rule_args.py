@@ -165,3 +165,12 @@ def test_a_rewritten_manifest_is_counted_again(tmp_path):
     _manifest(tmp_path, ["train"] * 3)
     os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert manifest_shard_count(manifest, "train", 1) == 3
+
+
+def test_box_prompted_sets_take_sam_and_the_schema_defaults_of_their_boxes():
+    config = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
+    args = RuleArgs(load_config(config, check_files=False))
+    options = args.boxes("samrs-star")
+    assert options[options.index("--batch-size") + 1] == 64 and "--skip-unknown" not in options
+    assert options[options.index("--sam-checkpoint") + 1] == config["labeling"]["masks"]["sam"]["checkpoint"]
+    assert args.study.labeling_gpus["box_labels"] == 1

@@ -143,8 +143,8 @@ class RuleArgs:
         return (
             ["--classes", classes]
             + self.sam()
-            + ["--batch-size", boxes.get("batch_size", 64)]
-            + (["--skip-unknown"] if boxes.get("skip_unknown") else [])
+            + ["--batch-size", boxes["batch_size"]]  # the schema's defaults are filled
+            + (["--skip-unknown"] if boxes["skip_unknown"] else [])
         )
 
     def pl_dataset(self, name: str, val_paint: Sequence[str]) -> Argv:
