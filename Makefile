@@ -6,7 +6,7 @@ STAMP := $(VENV)/.alps-installed
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test test-slurm test-study paper-dryrun lint format setup
+.PHONY: run test test-slow test-slurm test-study paper-dryrun lint format setup
 
 setup: $(STAMP)
 
@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	snakemake --cores $(CORES)
 
+# The fast loop: every test but the slow ones (each marked `slow`: real training, whole DAGs, fuzzing) and
+# Slurm's. CI runs the slow ones too (`make test-slow`, .ci/run).
 test: $(STAMP)
-	pytest -m "not slurm"
+	pytest -m "not slurm and not slow"
+
+test-slow: $(STAMP)
+	pytest -m "slow and not slurm"
 
 # The labeling DAG as real Slurm jobs on a one-node local cluster (needs root; see scripts/local-slurm.sh).
 test-slurm: $(STAMP)

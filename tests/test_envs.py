@@ -21,7 +21,7 @@ def test_every_dependency_is_pinned_exactly():
 
 
 def test_conda_env_matches_pyproject_pins():
-    env = yaml.safe_load((REPO_ROOT / "workflow" / "envs" / "alps.yaml").read_text())
+    env = yaml.safe_load((REPO_ROOT / "envs" / "alps.yaml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda_pins = dict(dep.split("==") for dep in pip_section if "==" in dep)
     assert conda_pins == _pyproject_pins()

@@ -20,7 +20,7 @@ PL_SETS = STUDY.pseudo_labels
 # labeling.label_val the val split is painted with the same models (the paper's PL datasets).
 FIT_SPLIT = STUDY.fit_split
 TRAINING_THREADS = ARGS.training.get("threads", 1)
-ENVIRONMENT = "../envs/alps.yaml"
+ENVIRONMENT = "../../envs/alps.yaml"
 
 ALPS_SETS = STUDY.sets_of("alps")
 BOX_SETS = STUDY.sets_of("boxes")
