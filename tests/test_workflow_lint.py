@@ -50,6 +50,6 @@ def test_lint_is_clean_for_the_paper_study(tmp_path):
 
 def test_catalog_files_exist():
     """The workflow catalog's layout: the environment every rule names, a license, the catalog file."""
-    assert (REPO_ROOT / "workflow" / "envs" / "alps.yaml").is_file()
+    assert (REPO_ROOT / "envs" / "alps.yaml").is_file()
     assert "Apache License" in (REPO_ROOT / "LICENSE").read_text()
     assert "software-stack-deployment" in (REPO_ROOT / ".snakemake-workflow-catalog.yml").read_text()
