@@ -174,3 +174,12 @@ def test_box_prompted_sets_take_sam_and_the_schema_defaults_of_their_boxes():
     assert options[options.index("--batch-size") + 1] == 64 and "--skip-unknown" not in options
     assert options[options.index("--sam-checkpoint") + 1] == config["labeling"]["masks"]["sam"]["checkpoint"]
     assert args.study.labeling_gpus["box_labels"] == 1
+
+
+@pytest.mark.parametrize("set_k", [None, "absent"])
+def test_num_classes_below_the_inherited_k_fails_at_load(demo, set_k):
+    demo["pseudo_labels"]["demo-pl"]["num_classes"] = 6  # the demo's labeling.cluster.k is 8
+    if set_k != "absent":
+        demo["pseudo_labels"]["demo-pl"]["k"] = set_k  # null inherits the engine's k, as the cluster job does
+    with pytest.raises(ConfigError, match=r"pseudo_labels\.demo-pl\.num_classes: 6 is fewer than its k 8"):
+        load_config(demo, base_dir=REPO_ROOT)

@@ -175,9 +175,20 @@ def _problems_and_study(
         study = plan_study(config)
     except StudyError as error:
         return [*problems, str(error)], None
+    problems += _num_classes_problems(study)
     if check_files:
         problems += _class_map_problems(study, config, base)
     return problems, study
+
+
+def _num_classes_problems(study: Study) -> list[str]:
+    """A set's declared label ids must cover its K (a set's ``k: null`` inherits ``labeling.cluster.k``)."""
+    problems: list[str] = []
+    for name, pl_set in study.pseudo_labels.items():
+        k = study.cluster_k(name)
+        if pl_set.num_classes is not None and k is not None and pl_set.num_classes < k:
+            problems.append(f"pseudo_labels.{name}.num_classes: {pl_set.num_classes} is fewer than its k {k}")
+    return problems
 
 
 def _dataset_problems(config: Mapping[str, Any], base: Path, check_files: bool) -> list[str]:
@@ -235,11 +246,6 @@ def _labeling_problems(config: Mapping[str, Any], base: Path, check_files: bool)
                     f"pseudo_labels.{name}: box-prompted labels need SAM; set labeling.masks.backend: sam "
                     "with its checkpoint"
                 )
-        k = pl_set.get("k", labeling.get("cluster", {}).get("k"))
-        if pl_set.get("num_classes") is not None and k is not None and pl_set["num_classes"] < k:
-            problems.append(
-                f"pseudo_labels.{name}.num_classes: {pl_set['num_classes']} is fewer than its k {k}"
-            )
     return problems
 
 
