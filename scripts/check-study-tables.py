@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check that every planned cell of a study's tables holds a reproduced value (``make test-study``).
 
-Reads the configuration's plan (``alps.study.plan_study``) and the long tables ``tables/table<id>.csv`` that
+Reads the configuration's plan (``alps.config.load_config``) and the long tables ``tables/table<id>.csv`` that
 the workflow's ``tables`` rule wrote, in WORK (the Snakemake working directory the configuration's paths
 are relative to). Every row that the configuration runs must have been run with every planned seed, its
 summary values (mIoU and mAcc; Table 6: mean DSC and mIoU) must be means over all those seeds (``n``), and
@@ -19,14 +19,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
-from snakemake.utils import validate
 
-from alps.study import iter_table_rows, plan_study
+from alps.config import load_config
+from alps.study import iter_table_rows
 from alps.tables import NOT_CONFIGURED, STATUS_COMPARED, STATUS_NO_PUBLISHED, STATUS_NOT_RUN
 from alps.verdicts import ROW_VERDICTS
-
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 SUMMARY = ("mIoU", "mAcc", "dsc_mean", "miou")
 """The value columns a row must have a number in (whichever of them its table has)."""
@@ -34,11 +31,9 @@ SUMMARY = ("mIoU", "mAcc", "dsc_mean", "miou")
 
 def check(config_path: Path, work: Path, tables_dir: Path | None = None) -> tuple[list[str], list[str]]:
     """(one report line per table, the problems found); tables_dir: default the study's ``tables/``."""
-    config = yaml.safe_load(config_path.read_text())
-    config["tables"] = {str(k): v for k, v in (config.get("tables") or {}).items()}
-    validate(config, str(SCHEMA))  # the schema's defaults, as the workflow fills them before planning
     os.chdir(work)  # the configuration's paths are relative to the working directory
-    study = plan_study(config)
+    loaded = load_config(config_path)
+    config, study = loaded.config, loaded.study
     planned: dict[str, list[dict[int, str]]] = {}
     for row, paths in iter_table_rows(study):
         if paths:

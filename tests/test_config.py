@@ -1,20 +1,15 @@
-"""The workflow configuration: schema (via Snakemake's validate) and the checks beyond it."""
+"""The workflow configuration: schema (alps.config, defaults filled) and the checks beyond it."""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from alps.config import ConfigError, check_config, config_problems
+from alps.config import SCHEMA_PATH, ConfigError, check_config, config_problems, validate_config
 
 from conftest import REPO_ROOT
-
-SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
 
 @pytest.fixture
@@ -23,28 +18,28 @@ def demo_config() -> dict:
 
 
 def test_demo_config_is_valid(demo_config):
-    validate(copy.deepcopy(demo_config), SCHEMA)
+    validate_config(copy.deepcopy(demo_config))
     check_config(demo_config, REPO_ROOT)
 
 
 def test_unknown_key_is_named(demo_config):
     demo_config["labeling"]["clusterr"] = {}
-    with pytest.raises(WorkflowError, match="clusterr"):
-        validate(demo_config, SCHEMA)
+    with pytest.raises(ConfigError, match="clusterr"):
+        validate_config(demo_config)
 
 
 def test_k_below_two_is_rejected(demo_config):
     demo_config["labeling"]["cluster"]["k"] = 1
-    with pytest.raises(WorkflowError, match="1 is less than the minimum of 2"):
-        validate(demo_config, SCHEMA)
+    with pytest.raises(ConfigError, match="1 is less than the minimum of 2"):
+        validate_config(demo_config)
 
 
 def test_sam_backend_requires_checkpoint(demo_config, tmp_path):
     demo_config["labeling"]["masks"] = {"backend": "sam"}
-    with pytest.raises(WorkflowError, match="'sam' is a required property"):
-        validate(copy.deepcopy(demo_config), SCHEMA)
+    with pytest.raises(ConfigError, match="'sam' is a required property"):
+        validate_config(copy.deepcopy(demo_config))
     demo_config["labeling"]["masks"]["sam"] = {"checkpoint": "weights/sam_vit_h.pth"}
-    validate(demo_config, SCHEMA)  # fills the schema's defaults, as the workflow does before check_config
+    validate_config(demo_config)  # fills the schema's defaults, as the workflow does before check_config
     message = r"labeling.masks.sam.checkpoint: weights/sam_vit_h.pth does not exist"
     with pytest.raises(ConfigError, match=message):
         check_config(demo_config, tmp_path)
@@ -79,26 +74,26 @@ def test_box_sets_need_sam_and_their_box_folder(demo_config, tmp_path):
         "variant": "boxes",
         "boxes": {"dir": "boxes/demo", "classes": ["ship", "plane"]},
     }
-    validate(copy.deepcopy(demo_config), SCHEMA)
+    validate_config(copy.deepcopy(demo_config))
     problems = config_problems(demo_config, tmp_path)
     assert "pseudo_labels.demo-star.boxes.dir: box folder boxes/demo does not exist" in problems
     assert any(p.startswith("pseudo_labels.demo-star: box-prompted labels need SAM") for p in problems)
     del demo_config["pseudo_labels"]["demo-star"]["boxes"]
-    with pytest.raises(WorkflowError, match="'boxes' is a required property"):
-        validate(demo_config, SCHEMA)
+    with pytest.raises(ConfigError, match="'boxes' is a required property"):
+        validate_config(demo_config)
 
 
 def test_table_keys_are_the_papers(demo_config):
     demo_config["tables"]["7"] = {"finetune_datasets": ["demo"]}
-    with pytest.raises(WorkflowError, match="'7' is not one of"):
-        validate(demo_config, SCHEMA)
+    with pytest.raises(ConfigError, match="'7' is not one of"):
+        validate_config(demo_config)
 
 
 def test_paper_config_is_valid_given_its_inputs(tmp_path):
     from alps.placeholders import write_placeholders
 
     paper = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
-    validate(copy.deepcopy(paper), SCHEMA)
+    validate_config(copy.deepcopy(paper))
     problems = config_problems(paper, tmp_path)
     assert any("datasets.isaid.raw_dir: raw folder data/raw/isaid does not exist" in p for p in problems)
     write_placeholders(paper, tmp_path)
@@ -107,13 +102,13 @@ def test_paper_config_is_valid_given_its_inputs(tmp_path):
 
 def test_raw_dir_and_converter_options_are_checked(demo_config, tmp_path):
     demo_config["datasets"]["isaid"] = {"converter": "isaid", "raw_dir": "raw/isaid", "options": {"patch": 1}}
-    validate(copy.deepcopy(demo_config), SCHEMA)
+    validate_config(copy.deepcopy(demo_config))
     problems = config_problems(demo_config, tmp_path)
     assert any(p.startswith("datasets.isaid.raw_dir: raw folder raw/isaid does not exist") for p in problems)
     assert any(p.startswith("datasets.isaid.options: ['patch'] not accepted") for p in problems)
     del demo_config["datasets"]["isaid"]["raw_dir"]
-    with pytest.raises(WorkflowError, match="'raw_dir' is a required property"):
-        validate(demo_config, SCHEMA)
+    with pytest.raises(ConfigError, match="'raw_dir' is a required property"):
+        validate_config(demo_config)
 
 
 def _schema_leaves(node: dict, prefix: str) -> list[str]:
@@ -132,7 +127,7 @@ def _schema_leaves(node: dict, prefix: str) -> list[str]:
 
 
 def test_every_schema_key_is_documented():
-    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     readme = (REPO_ROOT / "config" / "README.md").read_text()
 
     # Option blocks are documented as one row (`labeling.masks.felzenszwalb` | `{scale, sigma, ...}`), and
@@ -152,9 +147,9 @@ def test_area_threshold_default_is_decided_once():
     from alps.config import AREA_THRESHOLD
     from alps.study import plan_study
 
-    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     assert schema["properties"]["labeling"]["properties"]["area_threshold"]["default"] == AREA_THRESHOLD
     config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
     del config["labeling"]["area_threshold"]
-    validate(config, SCHEMA)  # fills the schema's defaults, as the workflow does
+    validate_config(config)  # fills the schema's defaults, as the workflow does
     assert plan_study(config).pseudo_labels["demo-pl"].area_threshold == AREA_THRESHOLD

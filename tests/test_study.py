@@ -7,19 +7,18 @@ from collections import Counter
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
+from alps.config import validate_config
 from alps.study import SCRATCH, StudyError, normalize_key, plan_study
 
 from conftest import REPO_ROOT
 
-SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
 PUBLISHED = REPO_ROOT / "results" / "paper"
 
 
 def load(name: str) -> dict:
     config = yaml.safe_load((REPO_ROOT / "config" / name).read_text())
-    validate(config, SCHEMA)
+    validate_config(config)
     return config
 
 
@@ -209,7 +208,7 @@ def test_labeling_jobs_claim_a_gpu_only_on_cuda(demo, paper):
     config = copy.deepcopy(paper)
     config["labeling"]["masks"]["sam"]["device"] = "cpu"
     config["labeling"]["encoder"] = {"name": "efficientnet-lite0", "device": "cuda:1"}
-    validate(config, SCHEMA)
+    validate_config(config)
     expected = {"masks": 0, "features": 1, "masks_and_features": 1, "box_labels": 0}
     assert plan_study(config).labeling_gpus == expected
 
@@ -221,7 +220,7 @@ def test_seeds_default_to_the_labeling_seed_and_tables_may_choose_their_own(demo
     assert {run.seed for run in plan_study(demo).finetune_runs} == {7}
     demo["training"]["seeds"] = [0, 1]
     demo["tables"]["1"]["seeds"] = [0, 1, 2]
-    validate(demo, SCHEMA)
+    validate_config(demo)
     study = plan_study(demo)
     assert {r.table: r.seeds for r in study.rows} == {"1": (0, 1, 2), "3b": (0, 1), "5": (0, 1)}
     # Table 1's backbone row and the 3b/5 rows share the runs of seeds 0 and 1; seed 2 is Table 1's alone.

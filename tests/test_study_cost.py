@@ -6,20 +6,18 @@ import copy
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
+from alps.config import validate_config
 from alps.study import plan_study
 from alps.study_cost import H200_SECONDS_PER_ITER, study_cost
 
 from conftest import REPO_ROOT
 
-SCHEMA = str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
-
 
 @pytest.fixture(scope="module")
 def paper() -> dict:
     config = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
-    validate(config, SCHEMA)
+    validate_config(config)
     return config
 
 

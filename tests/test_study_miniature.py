@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
+from alps.config import validate_config
 from alps.study import SCRATCH, plan_study
 
 from conftest import REPO_ROOT, shared_data
@@ -169,7 +169,7 @@ def test_the_table_check_wants_every_seed_and_a_verdict(tmp_path, monkeypatch):
     classes = {"isaid": isaid.CLASSES, "potsdam": potsdam.CLASSES, "medical": ("liver", "tumour")}
 
     config = load(MINIATURE)
-    validate(config, str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate_config(config)
     study = plan_study(config)
     skipped = None
     for row, paths in iter_table_rows(study):

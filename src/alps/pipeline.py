@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from alps import __version__
 from alps.classmap import CLASS_MAP_COPY, CLASSES_JSON, clear_class_map, load_class_map
 from alps.cluster import DEFAULT_MODEL_NAME, ClusterConfig, ClusterModel, fit_kmeans
-from alps.config import AREA_THRESHOLD
+from alps.defaults import AREA_THRESHOLD
 from alps.features.encoders import ENCODER_THREADS, FeatureEncoder, build_encoder
 from alps.features.shards import FeatureShard, iter_feature_blocks, read_feature_shard, write_feature_shard
 from alps.figures import overlay_with_legend

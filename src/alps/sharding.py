@@ -51,6 +51,19 @@ def images_from_source(source: str | os.PathLike[str], split: str | None = None)
     return sorted(items, key=lambda item: item.image_id)
 
 
+def raw_files(raw_dir: str | os.PathLike[str] | None) -> list[str]:
+    """Every file under a dataset's raw folder (links followed, hidden files left out), sorted; the
+    workflow's ``prepare`` inputs, so that an added, removed or changed raw image reruns the conversion."""
+    if not raw_dir:
+        return []
+    return sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(raw_dir, followlinks=True)
+        for name in names
+        if not name.startswith(".")
+    )
+
+
 def _check_shard_size(shard_size: int) -> None:
     if isinstance(shard_size, bool) or not isinstance(shard_size, numbers.Integral) or shard_size < 1:
         raise ValueError(f"the shard size is a number of images, at least 1; got {shard_size!r}")
@@ -72,3 +85,34 @@ def select_shard(items: Sequence[ImageItem], shard_index: int, shard_size: int) 
     if not 0 <= shard_index < count:
         raise ValueError(f"shard index {shard_index} out of range: {len(items)} images make {count} shard(s)")
     return list(items[shard_index * shard_size : (shard_index + 1) * shard_size])
+
+
+_MANIFEST_SHARDS: dict[tuple[str, int, str | None, int, bool], int] = {}
+
+
+def manifest_shard_count(
+    manifest: str | os.PathLike[str], split: str, shard_size: int, *, required: bool = False
+) -> int:
+    """Number of shards of one split of a manifest; 0 where the split has no images.
+
+    The workflow asks for every job's inputs, so a manifest (up to 100k images) is read and checked once
+    per version: the count is kept by path, modification time, split and shard size.
+
+    Arguments:
+        manifest: the manifest CSV.
+        split: the split.
+        shard_size: images per shard.
+        required: the split must have images (the fit split); otherwise an absent split (ATLAS has no
+            val) has no shards.
+
+    Raises:
+        ValueError / FileNotFoundError: a listed image is missing, two share an id, or a required split
+            is empty (``images_from_source``).
+    """
+    key = (str(manifest), os.stat(manifest).st_mtime_ns, split, shard_size, required)
+    if key not in _MANIFEST_SHARDS:
+        count = int((read_manifest(manifest)["split"] == split).sum())
+        if count or required:
+            count = len(images_from_source(manifest, split))  # the images exist and have distinct ids
+        _MANIFEST_SHARDS[key] = shard_count(count, shard_size) if count else 0
+    return _MANIFEST_SHARDS[key]

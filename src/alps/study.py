@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alps.config import AREA_THRESHOLD
+from alps.defaults import AREA_THRESHOLD
+from alps.study_paths import SCRATCH, FinetuneRun, PretrainRun, StudyPaths
 
-SCRATCH = "scratch"
-"""The pre-training name of a fine-tuning that starts from scratch (the paper's "Baseline")."""
+__all__ = ["SCRATCH", "FinetuneRun", "PretrainRun", "Study", "StudyError", "StudyPaths", "plan_study"]
 
 INIT_LABELS: dict[str, str] = {
     "none": "Baseline",
@@ -110,6 +110,7 @@ class PseudoLabelSet:
     of: str | None = None
     evaluate: bool = False
     boxes: Mapping[str, Any] = field(default_factory=dict)
+    class_map: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,36 +121,6 @@ class Pretraining:
     pseudo_labels: str
     label: str
     continue_from: str | None = None
-
-
-@dataclass(frozen=True)
-class PretrainRun:
-    """One pre-training job: a model on a pre-training's set, for a schedule, with one training seed."""
-
-    model: str
-    pretraining: str
-    schedule: str
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.model}/{self.pretraining}/{self.schedule}/seed{self.seed}"
-
-
-@dataclass(frozen=True)
-class FinetuneRun:
-    """One fine-tuning job; a pre-trained one starts from the pre-training of the same seed."""
-
-    dataset: str
-    model: str
-    pretraining: str  # SCRATCH for the baseline
-    schedule: str  # the pre-training's schedule; the model's own for the baseline
-    init: str
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.dataset}/{self.model}/{self.pretraining}/{self.schedule}/{self.init}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -171,10 +142,9 @@ class PlannedRow:
 
 
 @dataclass
-class Study:
-    """Everything a configuration asks for, each run once, in a stable order."""
+class Study(StudyPaths):
+    """Everything a configuration asks for, each run once, in a stable order (paths: ``StudyPaths``)."""
 
-    results_dir: str
     pseudo_labels: dict[str, PseudoLabelSet]
     pretrainings: dict[str, Pretraining]
     pretrain_runs: list[PretrainRun]
@@ -185,95 +155,16 @@ class Study:
     labeling_gpus: dict[str, int] = field(default_factory=dict)
     """GPUs each labeling job claims (Snakemake's ``gpu`` resource), by rule: ``masks``, ``features``,
     ``masks_and_features``, ``box_labels`` (``labeling_gpus``)."""
-
-    # -- paths (relative to the working directory, like results_dir) --------------------------------------
-    # The rules pass wildcard placeholders (``"{dataset}"``) to get their patterns: every path of the DAG is
-    # spelled here once.
-    def dataset_dir(self, dataset: str) -> str:
-        return f"{self.results_dir}/datasets/{dataset}"
-
-    def manifest(self, dataset: str) -> str:
-        return f"{self.dataset_dir(dataset)}/manifest.csv"
-
-    def mask_shard(self, dataset: str, split: str, shard: str) -> str:
-        return f"{self.labeling_dir(dataset)}/masks/{split}/shard_{shard}.parquet"
-
-    def feature_shard(self, dataset: str, split: str, shard: str) -> str:
-        return f"{self.labeling_dir(dataset)}/features/{split}/shard_{shard}.npz"
-
-    def cluster_model(self, name: str) -> str:
-        return f"{self.pseudo_label_dir(name)}/cluster/kmeans.npz"
-
-    def paint_shard(self, name: str, split: str, shard: str) -> str:
-        """A painted shard of one split (the paper's PL datasets label train and val with one model)."""
-        return f"{self.pseudo_label_dir(name)}/paint/{split}/shard_{shard}"
-
-    def box_shard(self, name: str, split: str, shard: str) -> str:
-        return f"{self.pseudo_label_dir(name)}/boxes/{split}/shard_{shard}"
-
-    def pl_card(self, name: str) -> str:
-        return f"{self.pl_dataset_dir(name)}/dataset_card.json"
-
-    def gallery_dir(self, name: str) -> str:
-        """The cluster gallery of a set (``alps gallery``: index.html, one sheet per cluster)."""
-        return f"{self.results_dir}/gallery/{name}"
-
-    def unmapped_pl_dir(self, name: str) -> str:
-        """The cluster-id PL dataset of a set with a ``class_map`` (``pl/<set>`` holds the named classes)."""
-        return f"{self.pseudo_label_dir(name)}/unmapped"
-
-    def unmapped_pl_card(self, name: str) -> str:
-        return f"{self.unmapped_pl_dir(name)}/dataset_card.json"
-
-    def mosaic_dir(self, name: str) -> str:
-        """One label raster per scene of a set of a tiled (``folder``) dataset (``alps mosaic``)."""
-        return f"{self.results_dir}/mosaic/{name}"
-
-    def label_quality(self, name: str) -> str:
-        return f"{self.results_dir}/metrics/label_quality/{name}.json"
-
-    def figures_dir(self, name: str) -> str:
-        return f"{self.results_dir}/figures/{name}"
-
-    def logs_dir(self) -> str:
-        return f"{self.results_dir}/logs"
-
-    def benchmarks_dir(self) -> str:
-        return f"{self.results_dir}/benchmarks"
-
-    def tables_metrics(self) -> str:
-        """The tables' numbers, outside the tables folder, so that DVC tracks them as metrics."""
-        return f"{self.results_dir}/metrics/tables.json"
-
-    def labeling_dir(self, dataset: str) -> str:
-        """Masks and features of a dataset: shared by every pseudo-label set made from it."""
-        return f"{self.results_dir}/labeling/{dataset}"
-
-    def pseudo_label_dir(self, name: str) -> str:
-        """Cluster model and painted shards of one pseudo-label set."""
-        return f"{self.results_dir}/pseudo_labels/{name}"
-
-    def pl_dataset_dir(self, name: str) -> str:
-        return f"{self.results_dir}/pl/{name}"
-
-    def pretrain_dir(self, run: PretrainRun) -> str:
-        return f"{self.results_dir}/train/pretrain/{run.key}"
-
-    def pretrain_metrics(self, run: PretrainRun) -> str:
-        return f"{self.pretrain_dir(run)}/metrics.json"
-
-    def finetune_metrics(self, run: FinetuneRun) -> str:
-        return f"{self.finetune_dir(run)}/metrics.json"
-
-    def pretrain_checkpoint(self, run: PretrainRun) -> str:
-        """The final checkpoint a pre-training leaves (mmengine's ``iter_<iterations>.pth``)."""
-        return f"{self.pretrain_dir(run)}/iter_{self.iters(run.schedule)}.pth"
-
-    def finetune_dir(self, run: FinetuneRun) -> str:
-        return f"{self.results_dir}/train/finetune/{run.key}"
-
-    def tables_dir(self) -> str:
-        return f"{self.results_dir}/tables"
+    training_gpus: int = 0
+    """GPUs each training job claims (``training_gpus``)."""
+    default_k: int | None = None
+    """``labeling.cluster.k``: the K of a set that names none (None: estimated)."""
+    fit_split: str = "train"
+    """``labeling.images_split``: the split the k-means models are fitted on, the PL datasets' train split."""
+    label_val: bool = False
+    """``labeling.label_val``: the val split is painted too, with the fit split's models."""
+    mosaic_sets: list[str] = field(default_factory=list)
+    """The sets of a tiled (``folder``) dataset, which get one label raster per scene (``alps mosaic``)."""
 
     # -- lookups -------------------------------------------------------------------------------------------
     def datasets_to_label(self) -> list[str]:
@@ -288,6 +179,27 @@ class Study:
         """The set whose painted shards a PL dataset gathers (a binary set reads its parent's)."""
         pl_set = self.pseudo_labels[name]
         return pl_set.of if pl_set.variant == "binary" and pl_set.of else name
+
+    def sets_of(self, variant: str) -> list[str]:
+        """The pseudo-label sets of one variant (``alps``, ``binary``, ``boxes``), in config order."""
+        return [name for name, s in self.pseudo_labels.items() if s.variant == variant]
+
+    def mapped_sets(self) -> list[str]:
+        """The sets with a ``class_map``: their PL dataset holds named classes, the cluster ids kept apart."""
+        return [name for name, s in self.pseudo_labels.items() if s.class_map]
+
+    def cluster_k(self, name: str) -> int | None:
+        """The K a set's k-means fit asks for: its own, else ``labeling.cluster.k`` (None: estimated)."""
+        k = self.pseudo_labels[name].k
+        return k if k is not None else self.default_k
+
+    def cluster_count(self, name: str) -> int | None:
+        """The cluster ids a set's class map must name: its K, or its box classes (None: not known yet)."""
+        pl_set = self.pseudo_labels[name]
+        if pl_set.variant == "boxes":
+            classes = pl_set.boxes["classes"]
+            return len(classes) if isinstance(classes, list) else None
+        return self.cluster_k(name)
 
     def iters(self, schedule: str) -> int:
         return self.schedules[schedule]
@@ -312,7 +224,7 @@ def labeling_gpus(config: Mapping[str, Any]) -> dict[str, int]:
     slot from a job that needs one. SAM runs on ``labeling.masks.sam.device`` (masks, box labels, and the
     ``sam`` encoder's features, which reuse SAM's embedding); any other encoder on
     ``labeling.encoder.device``. ``config`` is schema-validated, so both devices carry the schema's defaults
-    (``workflow/schemas/``).
+    (``alps/schemas/config.schema.yaml``).
     """
     labeling = config["labeling"]
     sam = labeling["masks"].get("sam")  # absent where neither the masks nor box prompts use SAM
@@ -326,6 +238,12 @@ def labeling_gpus(config: Mapping[str, Any]) -> dict[str, int]:
         "masks_and_features": max(mask_gpus, feature_gpus),
         "box_labels": int(sam_on_cuda),
     }
+
+
+def training_gpus(config: Mapping[str, Any]) -> int:
+    """The GPUs each training job claims: none on the CPU, else ``training.gpus_per_job``."""
+    training = config.get("training") or {}
+    return 0 if training.get("device", "cpu") == "cpu" else int(training.get("gpus_per_job", 1))
 
 
 def _dataset_label(config: Mapping[str, Any], name: str) -> str:
@@ -353,6 +271,7 @@ def _pseudo_label_sets(config: Mapping[str, Any]) -> dict[str, PseudoLabelSet]:
             of=entry.get("of"),
             evaluate=bool(entry.get("evaluate", False)),
             boxes=dict(entry.get("boxes") or {}),
+            class_map=entry.get("class_map"),
         )
     for name, pl_set in sets.items():
         if pl_set.dataset not in config["datasets"]:
@@ -402,6 +321,17 @@ def _pretrainings(config: Mapping[str, Any], sets: Mapping[str, PseudoLabelSet])
             seen.add(parent)
             parent = result[parent].continue_from
     return result
+
+
+def published_files(published_dir: str | Path | None) -> list[str]:
+    """The published tables of a folder that exist (``PUBLISHED_FILES``); none without a folder."""
+    if published_dir is None:
+        return []
+    return [
+        str(Path(published_dir) / name)
+        for name in PUBLISHED_FILES.values()
+        if (Path(published_dir) / name).is_file()
+    ]
 
 
 def _published_keys(published_dir: Path | None, table: str) -> list[dict[str, str]]:
@@ -485,7 +415,7 @@ def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = Non
     """Expand a workflow configuration into its runs and table rows.
 
     Arguments:
-        config: the validated configuration (``workflow/schemas/config.schema.yaml``, defaults filled).
+        config: the validated configuration (``alps.config.load_config``: schema defaults filled).
         published_dir: the folder with the paper's tidy tables (``results/paper``); where a configured
             table's fine-tuning datasets are the paper's, its published rows that the config does not run
             are added as rows without a run, so the table shows them as "not run". ``None``: no such rows.
@@ -586,6 +516,13 @@ def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = Non
         schedules=schedules,
         base_schedules=models,
         labeling_gpus=labeling_gpus(config),
+        training_gpus=training_gpus(config),
+        default_k=config["labeling"].get("cluster", {}).get("k"),
+        fit_split=config["labeling"].get("images_split", "train"),
+        label_val=bool(config["labeling"].get("label_val", False)),
+        mosaic_sets=sorted(
+            n for n, s in sets.items() if config["datasets"][s.dataset]["converter"] == "folder"
+        ),
     )
 
 

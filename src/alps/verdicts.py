@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from alps.config import AREA_THRESHOLD
+from alps.defaults import AREA_THRESHOLD
 from alps.stats import INCONCLUSIVE, NO_PUBLISHED, NOT_REPRODUCED, REPRODUCED, Summary, paired_delta, verdict
 from alps.study import normalize_key
 

@@ -1,17 +1,18 @@
 # Issue #17: what the pseudo-classes are, and names for them. Every `alps` set gets a cluster gallery
 # (gallery/<set>/index.html, one sheet per cluster, in `snakemake --report`); a set with a `class_map`
-# gets its PL dataset rebuilt with the named classes, the cluster-id dataset kept beside its model.
-# Its values and input functions are in rules/common.smk.
+# gets its PL dataset rebuilt with the named classes from the cluster-id dataset kept beside its model
+# (rule pl_dataset_unmapped, rules/label.smk).
+# Its options: alps.rule_args; its input functions: rules/common.smk.
 
 rule gallery:
     """Example masks of every cluster, with mask count, pixel share and mean area (alps.gallery)."""
     input:
         manifest=pl_manifest,
-        masks=lambda wildcards: dataset_shards(MASK_SHARD, pl_dataset_of(wildcards), FIT_SPLIT),
+        masks=fit_mask_shards,
         features=fit_feature_shards,
         model=CLUSTER_MODEL,
         paint=fit_painted_shards,
-        class_map=lambda wildcards: class_map_of(wildcards.pl) or [],
+        class_map=lambda wildcards: PL_SETS[wildcards.pl].class_map or [],
     output:
         report(
             directory(GALLERY),
@@ -21,7 +22,7 @@ rule gallery:
             subcategory="{pl}",
         ),
     params:
-        options=gallery_options,
+        options=lambda wildcards: ARGS.gallery(wildcards.pl),
     log:
         f"{LOGS}/gallery/{{pl}}.log",
     conda:
@@ -37,36 +38,11 @@ rule gallery:
         "{params.options:q} > {log:q} 2>&1"
 
 
-rule pl_dataset_unmapped:
-    """The cluster-id PL dataset of a set with a class map: kept, so the named one is re-derivable."""
-    input:
-        manifest=pl_manifest,
-        paint=fit_painted_shards,
-        val_paint=val_painted_shards,
-    output:
-        card=UNMAPPED_CARD,
-    params:
-        out_dir=lambda wildcards, output: os.path.dirname(output.card),
-        options=pl_dataset_options,
-    log:
-        f"{LOGS}/pl_dataset/{{pl}}_unmapped.log",
-    conda:
-        ENVIRONMENT
-    wildcard_constraints:
-        pl=one_of(MAPPED_SETS),
-    threads: 1
-    resources:
-        mem_mb=2000,
-    shell:
-        "alps pl-dataset {input.manifest:q} {params.out_dir:q} --paint-dirs {input.paint:q} "
-        "{params.options:q} > {log:q} 2>&1"
-
-
 rule apply_class_map:
     """pl/<set> with the named classes of the set's class map (a new dataset from the unmapped one)."""
     input:
         card=UNMAPPED_CARD,
-        class_map=lambda wildcards: class_map_of(wildcards.pl),
+        class_map=lambda wildcards: PL_SETS[wildcards.pl].class_map,
         model=lambda wildcards: (
             CLUSTER_MODEL.format(pl=wildcards.pl) if PL_SETS[wildcards.pl].variant == "alps" else []
         ),
@@ -75,7 +51,8 @@ rule apply_class_map:
     params:
         source=lambda wildcards, input: os.path.dirname(input.card),
         out_dir=lambda wildcards, output: os.path.dirname(output.card),
-        model=apply_class_map_options,
+        # The model's K, not the card's (possibly padded) num_classes, is what every id must cover.
+        model=lambda wildcards, input: ["--model", input.model] if input.model else [],
     log:
         f"{LOGS}/apply_class_map/{{pl}}.log",
     conda:

@@ -3,11 +3,8 @@
 # val split with the same model -> the PL dataset. Ablation sets reuse upstream work: an area-threshold
 # variant re-clusters the same features, a binary set re-reads its parent's painted shards.
 
-ALPS_SETS = [n for n, s in PL_SETS.items() if s.variant == "alps"]
-BOX_SETS = [n for n, s in PL_SETS.items() if s.variant == "boxes"]
 
-
-if FEATURES_IN_MASKS_JOB:
+if ARGS.features_in_masks_job():
 
     rule masks_and_features:
         input:
@@ -16,8 +13,8 @@ if FEATURES_IN_MASKS_JOB:
             masks=MASK_SHARD,
             features=FEATURE_SHARD,
         params:
-            shard=shard_options,
-            options=mask_options(),
+            shard=lambda wildcards: ARGS.shard(wildcards.split, wildcards.shard),
+            options=ARGS.masks(),
         log:
             f"{LOGS}/masks/{{dataset}}_{{split}}_shard_{{shard}}.log",
         benchmark:
@@ -40,8 +37,8 @@ else:
         output:
             masks=MASK_SHARD,
         params:
-            shard=shard_options,
-            options=mask_options(),
+            shard=lambda wildcards: ARGS.shard(wildcards.split, wildcards.shard),
+            options=ARGS.masks(),
         log:
             f"{LOGS}/masks/{{dataset}}_{{split}}_shard_{{shard}}.log",
         benchmark:
@@ -62,8 +59,8 @@ else:
         output:
             features=FEATURE_SHARD,
         params:
-            shard=shard_options,
-            encoder=encoder_options(),
+            shard=lambda wildcards: ARGS.shard(wildcards.split, wildcards.shard),
+            encoder=ARGS.encoder(),
         log:
             f"{LOGS}/features/{{dataset}}_{{split}}_shard_{{shard}}.log",
         benchmark:
@@ -86,7 +83,7 @@ rule cluster:
         model=CLUSTER_MODEL,
         card=f"{CLUSTER_MODEL}.card.json",
     params:
-        options=cluster_options,
+        options=lambda wildcards: ARGS.cluster(wildcards.pl),
     log:
         f"{LOGS}/cluster/{{pl}}.log",
     benchmark:
@@ -108,7 +105,7 @@ rule paint:
     output:
         painted=directory(PAINT_SHARD),
     params:
-        options=paint_options,
+        options=lambda wildcards: ARGS.paint(wildcards.pl),
     log:
         f"{LOGS}/paint/{{pl}}_{{split}}_shard_{{shard}}.log",
     wildcard_constraints:
@@ -131,8 +128,8 @@ rule box_labels:
         painted=directory(BOX_SHARD),
     params:
         boxes=lambda wildcards: PL_SETS[wildcards.pl].boxes["dir"],
-        shard=shard_options,
-        options=box_options,
+        shard=lambda wildcards: ARGS.shard(wildcards.split, wildcards.shard),
+        options=lambda wildcards: ARGS.boxes(wildcards.pl),
     log:
         f"{LOGS}/box_labels/{{pl}}_{{split}}_shard_{{shard}}.log",
     benchmark:
@@ -150,27 +147,35 @@ rule box_labels:
         "{params.options:q} > {log:q} 2>&1"
 
 
-rule pl_dataset:
-    input:
-        # Named one by one: the shard lists wait for the prepare checkpoint, the manifest does not.
-        manifest=pl_manifest,
-        paint=fit_painted_shards,
-        val_paint=val_painted_shards,
-    output:
-        card=PL_CARD,
-    params:
-        out_dir=lambda wildcards, output: os.path.dirname(output.card),
-        options=pl_dataset_options,
-    log:
-        f"{LOGS}/pl_dataset/{{pl}}.log",
-    conda:
-        ENVIRONMENT
-    threads: 1
-    resources:
-        mem_mb=2000,
-    shell:
-        "alps pl-dataset {input.manifest:q} {params.out_dir:q} --paint-dirs {input.paint:q} "
-        "{params.options:q} > {log:q} 2>&1"
+# One rule for both PL datasets of a set: pl/<set>, and for a set with a class_map the cluster-id dataset
+# beside its model, from which `apply_class_map` (rules/gallery.smk) derives pl/<set> with named classes.
+for unmapped in (False, True):
+
+    rule:
+        name:
+            "pl_dataset_unmapped" if unmapped else "pl_dataset"
+        input:
+            # Named one by one: the shard lists wait for the prepare checkpoint, the manifest does not.
+            manifest=pl_manifest,
+            paint=fit_painted_shards,
+            val_paint=val_painted_shards,
+        output:
+            card=UNMAPPED_CARD if unmapped else PL_CARD,
+        params:
+            out_dir=lambda wildcards, output: os.path.dirname(output.card),
+            options=lambda wildcards, input: ARGS.pl_dataset(wildcards.pl, input.val_paint),
+        log:
+            f"{LOGS}/pl_dataset/{{pl}}{'_unmapped' if unmapped else ''}.log",
+        wildcard_constraints:
+            pl=one_of(MAPPED_SETS if unmapped else PL_SETS),
+        conda:
+            ENVIRONMENT
+        threads: 1
+        resources:
+            mem_mb=2000,
+        shell:
+            "alps pl-dataset {input.manifest:q} {params.out_dir:q} --paint-dirs {input.paint:q} "
+            "{params.options:q} > {log:q} 2>&1"
 
 
 rule label_quality:
@@ -185,9 +190,9 @@ rule label_quality:
             category="Label quality",
         ),
     params:
-        pred=lambda wildcards, input: f"{os.path.dirname(input.card)}/ann_dir/{FIT_SPLIT}",
-        gt=ground_truth,
-        classes=class_names,
+        pred=lambda wildcards: STUDY.pl_labels_dir(wildcards.pl, FIT_SPLIT),
+        gt=lambda wildcards: STUDY.ground_truth_dir(pl_dataset_of(wildcards), FIT_SPLIT),
+        classes=lambda wildcards: STUDY.class_names(pl_dataset_of(wildcards)),
     log:
         f"{LOGS}/label_quality/{{pl}}.log",
     conda:
@@ -214,10 +219,10 @@ rule figures:
             subcategory="{pl}",
         ),
     params:
-        pl_dataset=lambda wildcards, input: os.path.dirname(input.card),
+        pl_dataset=lambda wildcards: STUDY.pl_dataset_dir(wildcards.pl),
         split=FIT_SPLIT,
-        gt=ground_truth,
-        classes=class_names,
+        gt=lambda wildcards: STUDY.ground_truth_dir(pl_dataset_of(wildcards), FIT_SPLIT),
+        classes=lambda wildcards: STUDY.class_names(pl_dataset_of(wildcards)),
     log:
         f"{LOGS}/figures/{{pl}}.log",
     conda:

@@ -1,7 +1,6 @@
 # Tiled scenes put back together: one label raster per scene (GeoTIFF where georeferenced) for every
 # pseudo-label set of a `prepare folder` dataset, each pixel from the tile whose centre is nearest
 # (`alps mosaic`, docs/geospatial.md).
-# Its values and input functions are in rules/common.smk.
 
 rule mosaic:
     input:
@@ -10,7 +9,7 @@ rule mosaic:
     output:
         directory(STUDY.mosaic_dir("{pl}")),
     params:
-        labels=lambda wildcards, input: f"{os.path.dirname(input.card)}/ann_dir/{FIT_SPLIT}",
+        labels=lambda wildcards: STUDY.pl_labels_dir(wildcards.pl, FIT_SPLIT),
         split=FIT_SPLIT,
     log:
         f"{LOGS}/mosaic/{{pl}}.log",

@@ -4,11 +4,11 @@
 
 checkpoint prepare_dataset:
     input:
-        raw_inputs,
+        lambda wildcards: raw_files(config["datasets"][wildcards.dataset].get("raw_dir")),
     output:
         manifest=MANIFEST,
     params:
-        arguments=prepare_arguments,
+        arguments=lambda wildcards: ARGS.prepare(wildcards.dataset),
     log:
         f"{LOGS}/prepare_{{dataset}}.log",
     benchmark:

@@ -14,7 +14,7 @@ from typing import Any
 
 from alps import limits
 from alps.cluster_config import MAX_K, ClusterConfig
-from alps.config import AREA_THRESHOLD
+from alps.defaults import AREA_THRESHOLD, SHARD_SIZE
 from alps.names import ENCODERS, MASK_BACKENDS, SAM_MODELS
 
 CLUSTER_DEFAULTS = ClusterConfig()
@@ -160,7 +160,7 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="a folder of images or a manifest CSV")
     parser.add_argument("--split", help="manifest split to use (train/val/test)")
     parser.add_argument("--shard-index", type=int, help="0-based shard of the sorted images")
-    parser.add_argument("--shard-size", type=int, default=64, help="images per shard")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="images per shard")
     parser.add_argument("--seed", type=int, default=0)
 
 

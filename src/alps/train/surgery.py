@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from alps.config import INIT_MODES
+from alps.defaults import INIT_MODES
 from alps.io.atomic import atomic_output, atomic_write_text
 from alps.io.digest import file_sha256
 from alps.train.checkpoints import UntrustedCheckpointError, load_checkpoint

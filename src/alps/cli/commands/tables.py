@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from alps.config import load_config
 from alps.io.yamlfile import load_yaml
 from alps.placeholders import write_placeholders
 from alps.tables import default_published_dir, rows_from_json, study_rows, write_tables
@@ -20,11 +21,11 @@ def cmd_tables(args: argparse.Namespace) -> None:
     if args.config is not None:
         # The rows of the workflow's study: every run the config plans, at the path the workflow gives it.
         config = load_yaml(args.config)
-        if not isinstance(config, dict):
-            raise ValueError(f"{args.config}: a workflow configuration is a mapping of keys")
-        if args.results_dir is not None:
+        if isinstance(config, dict) and args.results_dir is not None:
             config["results_dir"] = str(args.results_dir)
-        rows = study_rows(config, published)
+        # Validated and checked as the workflow does; the raw data and checkpoints need not be here.
+        loaded = load_config(config if isinstance(config, dict) else args.config, check_files=False)
+        rows = study_rows(loaded.config, published)
     else:
         # Relative metrics paths in ROWS.json are relative to the current directory, like every path argument.
         rows = rows_from_json(Path(args.rows).read_text(encoding="utf-8"))

@@ -16,6 +16,7 @@ from alps.cli.options import (
     fraction,
 )
 from alps.cli.parsers import command
+from alps.defaults import SHARD_SIZE
 from alps.names import SAM_MODELS
 
 ON_ERROR_HELP = "an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)"
@@ -83,7 +84,7 @@ def add_box_labels(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("out_dir", type=Path, help="painted shard folder (labels/, vis/, paint_stats.json)")
     p.add_argument("--split", default="train", help="manifest split to label")
     p.add_argument("--shard-index", type=int, help="0-based shard of the sorted images (default: all)")
-    p.add_argument("--shard-size", type=int, default=64, help="images per shard")
+    p.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="images per shard")
     p.add_argument(
         "--classes",
         required=True,

@@ -8,7 +8,7 @@ from typing import Any
 
 from alps.cli.options import bands
 from alps.cli.parsers import command
-from alps.config import INIT_MODES
+from alps.defaults import INIT_MODES
 from alps.names import DATASET_KINDS
 from alps.train.models import MODEL_NAMES
 from alps.train.runtime import KEEP_CHECKPOINTS, LOG_INTERVAL, NUM_WORKERS
