@@ -2,7 +2,7 @@
 """Build the inputs of the study's executed miniature (.test/config.yaml) in a work folder.
 
 Writes, under WORK (default .test/work): raw/{isaid,potsdam,samrs,atlas} (each dataset's download layout,
-from the real samples in ../shared/data, alps.miniature), boxes/samrs-star (DOTA box files for SAMRS*) and
+from the real samples in ../shared/data, tests/miniature.py), boxes/samrs-star (DOTA box files for SAMRS*) and
 weights/sam_tiny.pth (a random-weight vit_tiny SAM). Everything is built in a hidden sibling folder and
 renamed into place, so WORK/inputs.done marks a complete set; a complete set is left as it is.
 Usage: test-study-inputs.py [WORK] [--samples DIR]
@@ -15,7 +15,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from alps.miniature import (
+REPO = Path(__file__).resolve().parents[1]
+# The builders are test fixtures (tests/miniature.py), not part of the installed package.
+sys.path.insert(0, str(REPO / "tests"))
+
+from miniature import (  # noqa: E402
     atlas_raw,
     isaid_raw,
     potsdam_raw,
@@ -24,7 +28,6 @@ from alps.miniature import (
     tiny_sam_checkpoint,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 INPUTS = ("raw", "boxes", "weights")
 DONE = "inputs.done"
 

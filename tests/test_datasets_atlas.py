@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from miniature import ATLAS_STUDY, atlas_raw, atlas_volume
 from PIL import Image
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.atlas import patient_split, prepare_atlas
 from alps.io.manifest import read_manifest
-from alps.miniature import ATLAS_STUDY, atlas_raw, atlas_volume
 
 from conftest import shared_data
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from miniature import ISAID_SPLIT_OF, isaid_raw
 from PIL import Image
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets import isaid as isaid_module
 from alps.datasets.isaid import PALETTE, isaid_windows, prepare_isaid
 from alps.io.manifest import read_manifest
-from alps.miniature import ISAID_SPLIT_OF, isaid_raw
 
 from conftest import shared_data
 

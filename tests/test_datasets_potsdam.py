@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from miniature import isprs_colours, potsdam_crop, potsdam_raw, potsdam_tiles
 from PIL import Image
 
 from alps.datasets import DatasetSourceError, prepare_dataset
@@ -21,7 +22,6 @@ from alps.datasets.potsdam import (
     prepare_potsdam,
 )
 from alps.io.manifest import read_manifest
-from alps.miniature import isprs_colours, potsdam_crop, potsdam_raw, potsdam_tiles
 
 from conftest import shared_data
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from miniature import samrs_raw
 from PIL import Image
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.samrs import prepare_samrs
 from alps.io.manifest import read_manifest
-from alps.miniature import samrs_raw
 
 from conftest import shared_data
 

@@ -357,7 +357,7 @@ def prepared_demo(tmp_path_factory) -> Path:
 )
 def test_labeling_jobs_claim_a_gpu_only_where_sam_runs_on_cuda(prepared_demo, sam_device, expected):
     """SAM on the CPU claims no `gpu` (a Slurm GPU held for nothing otherwise); on CUDA it claims one."""
-    from alps.miniature import tiny_sam_checkpoint
+    from miniature import tiny_sam_checkpoint
 
     tmp_path = prepared_demo
     checkpoint = tiny_sam_checkpoint(tmp_path / "sam_tiny.pth")

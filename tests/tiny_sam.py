@@ -2,11 +2,11 @@
 
 The ``vit_tiny`` architecture (``alps.masks.sam.SAM_ARCHITECTURES``) has no released weights; its masks are
 near random, so tests that want masks use permissive AMG thresholds. The writer lives in
-``alps.miniature`` (the study's miniature, ``make test-study``, uses it too).
+``miniature`` (the study's miniature, ``make test-study``, uses it too).
 """
 
 from __future__ import annotations
 
-from alps.miniature import tiny_sam_checkpoint as make_tiny_sam_checkpoint
+from miniature import tiny_sam_checkpoint as make_tiny_sam_checkpoint
 
 __all__ = ["make_tiny_sam_checkpoint"]

@@ -22,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from alps.boxes import read_dota_boxes
+from alps.datasets.potsdam import ISPRS_PALETTE
+from alps.masks.sam import build_sam
+
 ISAID_SPLIT_OF: dict[str, str] = {"P0003": "train", "P0005": "train", "P0004": "val"}
 """The split each of the three full iSAID samples plays in a raw layout."""
 
@@ -129,7 +133,6 @@ def potsdam_tiles(samples: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray
 
 def isprs_colours(index: np.ndarray) -> np.ndarray:
     """mmseg's Potsdam index label back to the ISPRS colour label it was converted from."""
-    from alps.datasets.potsdam import ISPRS_PALETTE
 
     colours = np.zeros((*index.shape, 3), np.uint8)
     for colour, value in ISPRS_PALETTE.items():
@@ -257,8 +260,6 @@ def _png_bytes(array: np.ndarray) -> bytes:
 def dota_index_label(samples: str | os.PathLike[str], name: str) -> np.ndarray:
     """DOTA's oriented boxes of image ``name`` rasterised: 0 background, 1 + the DOTA v1.0 class id."""
     from PIL import Image, ImageDraw
-
-    from alps.boxes import read_dota_boxes
 
     dota = _sample(Path(samples), "unlabeled", "dota")
     with Image.open(_sample(dota, f"DOTA_{name}.png")) as image:
@@ -435,8 +436,6 @@ def tiny_sam_checkpoint(path: str | os.PathLike[str], seed: int = 0) -> Path:
         ``path`` as a ``Path``.
     """
     import torch
-
-    from alps.masks.sam import build_sam
 
     path = Path(path)
     # Fork the RNG so that building the checkpoint does not shift the caller's random stream.
