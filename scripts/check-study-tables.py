@@ -32,7 +32,8 @@ SUMMARY = ("mIoU", "mAcc", "dsc_mean", "miou")
 def check(config_path: Path, work: Path, tables_dir: Path | None = None) -> tuple[list[str], list[str]]:
     """(one report line per table, the problems found); tables_dir: default the study's ``tables/``."""
     os.chdir(work)  # the configuration's paths are relative to the working directory
-    loaded = load_config(config_path)
+    # The tables are checked, not the inputs: the raw data need not be where the configuration names them.
+    loaded = load_config(config_path, check_files=False)
     config, study = loaded.config, loaded.study
     planned: dict[str, list[dict[int, str]]] = {}
     for row, paths in iter_table_rows(study):
@@ -100,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", type=Path, help="the tables folder (default: WORK/<results_dir>/tables)")
     args = parser.parse_args(argv)
     tables = args.tables.resolve() if args.tables else None
-    report, problems = check(args.config.resolve(), args.work.resolve(), tables)
+    try:
+        report, problems = check(args.config.resolve(), args.work.resolve(), tables)
+    except (OSError, ValueError) as error:  # ConfigError is a ValueError
+        print(f"check-study-tables: {args.config}: {error}", file=sys.stderr)
+        return 2
     print("\n".join(report))
     for problem in problems:
         print(f"MISSING {problem}", file=sys.stderr)
