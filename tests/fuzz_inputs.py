@@ -1,6 +1,6 @@
 """Fuzzing of what reaches pycocotools' C code: mask shards, COCO files and class maps (hypothesis).
 
-Run as a script by ``tests/test_masks_rle.py``: a crash in C is a signal that ends this process, and the
+Run as a script by ``tests/masks/test_rle.py``: a crash in C is a signal that ends this process, and the
 test sees it as a return code instead of losing pytest. Every generated input must either be read or be
 refused with a ValueError / OSError; anything else prints the input and exits 3.
 

@@ -19,6 +19,9 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 
+# Skips this module too where nibabel is missing (its importorskip).
+from raw_layouts import atlas as make_raw
+
 from alps.cli import main
 from alps.cluster import ClusterConfig
 from alps.datasets import prepare_dataset
@@ -35,9 +38,6 @@ from alps.pipeline import (
 from alps.train.configs import detect_dataset
 from alps.train.runner import RunResult, finetune, pretrain
 from alps.train.surgery import load_state_dict
-
-# Skips this module too where nibabel is missing (its importorskip).
-from test_datasets_atlas import make_raw
 
 # UNet-S5-D16 on one CPU thread: ~0.7 s per iteration at 64 px, batch 2 (~2.3 s at 128 px); measured.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

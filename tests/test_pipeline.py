@@ -202,7 +202,7 @@ def test_label_16bit_geotiff_and_one_bit_tiff(tmp_path):
     code = main(["label", str(folder), str(tmp_path / "out"), "--masks", "slic", "--k", "3"])
     assert code == 0
     for name, source in zip(names, sorted(folder.iterdir()), strict=True):
-        # The georeferenced SpaceNet scene gets a GeoTIFF label (tests/test_geo.py checks its CRS).
+        # The georeferenced SpaceNet scene gets a GeoTIFF label (tests/geo/test_scenes.py checks its CRS).
         suffix = ".tif" if raster_georef(source) is not None else ".png"
         label = np.asarray(Image.open(tmp_path / "out" / "labels" / f"{name}{suffix}"))
         assert label.shape == read_image(source).shape[:2]

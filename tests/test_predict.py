@@ -16,6 +16,7 @@ import pytest
 import rasterio
 import torch
 from PIL import Image
+from scenes import SPACENET, crop_geotiff
 
 from alps.cli import main
 from alps.geo.scene import SceneOptions, open_scene
@@ -25,7 +26,6 @@ from alps.train.inference import PlainConfigError, load_segmentor, read_plain_co
 
 from conftest import shared_data
 from gdal_c import gdal_label_info
-from test_geo import SPACENET, crop_geotiff
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -176,7 +176,7 @@ def test_pretrain_checkpoint_is_the_last_iteration(paper):
 
 
 def test_every_workflow_path_comes_from_the_plan(demo):
-    """The rules spell no path of their own: each comes from a Study method (issue #16)."""
+    """The rules spell no path of their own: each comes from a Study method."""
     import re
 
     study = plan_study(demo)

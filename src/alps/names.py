@@ -2,7 +2,7 @@
 
 The registries themselves import heavy libraries (the encoders torch, the converters pandas and rasterio),
 which every ``alps --help`` would pay for; they are keyed by these names, and a test keeps each registry
-and its names in step (tests/test_cli_defaults.py).
+and its names in step (tests/cli/test_defaults.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Defaults of stage settings come from the stage's own definition (``ClusterConfig``, ``alps.train.runtime``,
 ``alps.config``) and choice lists from ``alps.names``, so the command line cannot drift from the code it
-calls (tests/test_cli_defaults.py).
+calls (tests/cli/test_defaults.py).
 """
 
 from __future__ import annotations

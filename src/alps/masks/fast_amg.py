@@ -34,7 +34,7 @@ Stock quirks that show in the output are kept on purpose: a batch in which no ma
 filter yields float32 boxes, so torch's type promotion turns the crop's (or image's) boxes, hence its
 ``bbox`` lists, into floats; an empty mask has a NaN stability score.
 
-``tests/test_masks_fast_amg.py`` checks the equality against stock AMG on a random-weight SAM for several
+``tests/masks/test_fast_amg.py`` checks the equality against stock AMG on a random-weight SAM for several
 images and settings; ``docs/performance.md`` has the measured gains.
 """
 

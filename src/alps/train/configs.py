@@ -25,7 +25,7 @@ it, key by key), in short:
   mmseg), none below 10 iterations (tests).
 
 No model of the eight needs a compiled mmcv op: each builds and runs forward with ``mmcv-lite`` and the
-compatibility module (pinned by tests/test_train_configs.py).
+compatibility module (pinned by tests/train/test_configs.py).
 
 The medical branch (paper Table 6) uses mmseg's UNet (``unet-s5-d16``, FCN head,
 ``unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py``) in place of the paper's DoDNet, MED3D and SAM-Med2D,

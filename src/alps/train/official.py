@@ -51,7 +51,7 @@ ALLOWED_DIFFERENCES: dict[str, str] = {
 """Every way a built config may differ from mmseg's official one (``ModelSpec.reference``), with the reason:
 dotted keys of ``model``, ``optim_wrapper`` and ``param_scheduler`` (``*`` matches anything, list items
 are numbered). The per-GPU batch (``train_dataloader.batch_size``) is the official one unless a run sets
-another. ``tests/test_train_configs.py`` compares every model with its official config against this list,
+another. ``tests/train/test_configs.py`` compares every model with its official config against this list,
 which is also the deviation table of docs/training.md."""
 
 

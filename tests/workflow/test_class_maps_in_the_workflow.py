@@ -1,4 +1,4 @@
-"""Issue #17 in the workflow: a gallery per pseudo-label set (in the report) and a set's `class_map`."""
+"""In the workflow: a gallery per pseudo-label set (in the report) and a set's `class_map`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
+from workflow_runs import job_counts, snakemake, write_config
 
 from alps.classmap import load_class_map
-
-from test_workflow import job_counts, snakemake, write_config
 
 MAP = "0: water\n1: vegetation\n2: other\n3: vegetation\n4: other\n5: ignore\n"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from miniature import samrs_raw
 from PIL import Image
+from raw_layouts import samrs as make_raw
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.samrs import prepare_samrs
@@ -22,11 +22,6 @@ from alps.io.manifest import read_manifest
 from conftest import shared_data
 
 NWPU = ("060.jpg", "064.jpg", "109.jpg", "134.jpg")
-
-
-def make_raw(root: Path) -> Path:
-    """SOTA/ and FAST/ as folders, SIOR as SIOR.zip; SOTA has gray labels."""
-    return samrs_raw(shared_data("isaid", "full").parents[1], root)
 
 
 @pytest.fixture(scope="module")

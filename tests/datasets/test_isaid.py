@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from miniature import ISAID_SPLIT_OF, isaid_raw
+from miniature import ISAID_SPLIT_OF
 from PIL import Image
+from raw_layouts import isaid as make_raw
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets import isaid as isaid_module
@@ -44,11 +45,6 @@ def _zip(path: Path, members: dict[str, Path | bytes]) -> Path:
         for name, content in members.items():
             archive.writestr(name, content if isinstance(content, bytes) else content.read_bytes())
     return path
-
-
-def make_raw(root: Path, ids: tuple[str, ...] = ("P0003", "P0004", "P0005")) -> Path:
-    """The iSAID download layout: train as zips, val extracted (both forms are accepted)."""
-    return isaid_raw(shared_data("isaid", "full").parents[1], root, ids)
 
 
 def _tree(folder: Path) -> dict[str, tuple[int, int]]:

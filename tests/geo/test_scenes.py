@@ -16,7 +16,7 @@ import pytest
 import rasterio
 from affine import Affine
 from PIL import Image
-from rasterio.windows import Window
+from scenes import SPACENET, crop_geotiff
 
 from alps.cli import build_parser, main
 from alps.cluster import ClusterModel
@@ -33,35 +33,8 @@ from alps.tiling import mosaic_cells, nearest_centre_cells
 from conftest import shared_data
 from gdal_c import gdal_label_info
 
-SPACENET = ("spacenet_building", "sample_geotiff.tif")
 VAIHINGEN = ("vaihingen", "img_dir", "area1_0_0_512_512.png")
 TILE = ["--tile-size", "128", "--overlap", "32"]
-
-
-def crop_geotiff(
-    source: Path, target: Path, x: int, y: int, size: int, bands: int | None = None, nodata_rows: int = 0
-) -> Path:
-    """A ``size`` square window of a GeoTIFF, written with the window's own transform (with ``nodata_rows``:
-    its last rows zeroed and 0 declared no-data)."""
-    with rasterio.open(source) as src:
-        data = src.read(window=Window(x, y, size, size))
-        profile = {
-            "driver": "GTiff",
-            "height": size,
-            "width": size,
-            "count": data.shape[0],
-            "dtype": data.dtype,
-            "crs": src.crs,
-            "transform": src.window_transform(Window(x, y, size, size)),
-        }
-    if nodata_rows:
-        data = np.maximum(data, 1)
-        data[:, -nodata_rows:] = 0
-        profile["nodata"] = 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(target, "w", **profile) as dst:
-        dst.write(data)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -413,9 +386,9 @@ def test_every_subcommand_help_shows_defaults(monkeypatch):
 def test_workflow_mosaics_the_pl_labels_of_a_folder_dataset(tmp_path):
     """The real DAG: prepare folder (tiles) -> masks -> features -> k-means -> paint -> PL set -> mosaic."""
     import yaml
+    from workflow_runs import snakemake
 
     from conftest import REPO_ROOT
-    from test_workflow import snakemake
 
     raw = tmp_path / "raw"
     crop_geotiff(shared_data(*SPACENET), raw / "site.tif", 200, 200, 224)

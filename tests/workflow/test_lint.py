@@ -1,4 +1,4 @@
-"""`snakemake --lint` prints no finding for the demo and the paper configurations (issue #16)."""
+"""`snakemake --lint` prints no finding for the demo and the paper configurations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inputs that ended in a traceback, a signal or a silently wrong result now end in one line (issue 22).
+"""Inputs that ended in a traceback, a signal or a silently wrong result now end in one line.
 
 Each case is run through the ``alps`` command as a user meets it; small crops of the real Potsdam tile are
 labeled with the weight-free felzenszwalb masks where a labeling is needed.

@@ -181,7 +181,7 @@ def _synthetic_metrics(path: Path, kind: str, values: dict[str, float], delta: f
     """Write a SYNTHETIC metrics.json whose values are published + delta (labelled as synthetic)."""
     record: dict[str, Any] = {
         "synthetic": True,
-        "comment": "synthetic test data written by tests/test_tables.py, not a training result",
+        "comment": "synthetic test data written by tests/tables/test_tables.py, not a training result",
         "role": "finetune",
         "model": "synthetic",
         "dataset": {"kind": kind},

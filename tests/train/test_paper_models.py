@@ -1,9 +1,9 @@
-"""The paper's eight methods, executed on the project's own dataset kinds (issue 13, item 6).
+"""The paper's eight methods, executed on the project's own dataset kinds.
 
 Each model, built from mmseg's official config, pre-trains for one iteration on a pseudo-label dataset
 (64 px crops) and is then fine-tuned with ``alps finetune`` (one iteration each, then evaluated) on iSAID
 and Potsdam as the real converters write them (``alps prepare isaid`` / ``alps prepare potsdam`` on raw
-layouts built from ../shared/data, as tests/test_datasets_isaid.py and test_datasets_potsdam.py build
+layouts built from ../shared/data, as tests/datasets/test_isaid.py and test_datasets_potsdam.py build
 them): iSAID from the pre-training's backbone at 96 px (ViT position embeddings resized 4x4 -> 6x6),
 Potsdam from the whole pre-trained model at 64 px. Crops and iterations are tiny; the code paths are the
 study's. The seconds per training iteration of each model are printed (``-s``) for docs/training.md.
@@ -41,8 +41,8 @@ TINY = ["--iters", "1", "--workers", "0", "--device", "cpu", "--log-interval", "
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """iSAID and Potsdam through `alps prepare`, and a PL dataset of iSAID's training patches."""
-    from test_datasets_isaid import make_raw as make_isaid_raw
-    from test_datasets_potsdam import make_raw as make_potsdam_raw
+    from raw_layouts import isaid as make_isaid_raw
+    from raw_layouts import potsdam as make_potsdam_raw
 
     root = tmp_path_factory.mktemp("paper_models")
     isaid_raw = make_isaid_raw(root / "isaid_raw", ids=("P0003", "P0004"))

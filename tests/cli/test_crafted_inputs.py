@@ -1,4 +1,4 @@
-"""Every command that writes a folder follows one rule, and crafted inputs end in one line (issue 22).
+"""Every command that writes a folder follows one rule, and crafted inputs end in one line.
 
 Commands run as a user runs them: ``alps.cli.main`` where only the exit status and the message matter,
 a real ``alps`` process where a signal, the memory or the time matters. Inputs are small crops of the real

@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from workflow_runs import snakemake, write_config
 
 from conftest import REPO_ROOT
-from test_workflow import snakemake, write_config
 
 pytestmark = pytest.mark.slurm
 

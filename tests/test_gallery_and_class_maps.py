@@ -1,4 +1,4 @@
-"""Issue #17: the cluster gallery and class maps, run from the CLI as a user runs them.
+"""The cluster gallery and class maps, run from the CLI as a user runs them.
 
 Real images (crops of the Potsdam sample in ../shared/data), the weight-free felzenszwalb masks and the
 EfficientNet-Lite0 encoder; expected values are recomputed from the files the stages wrote (cluster model,

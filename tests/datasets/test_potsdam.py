@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from miniature import isprs_colours, potsdam_crop, potsdam_raw, potsdam_tiles
+from miniature import isprs_colours, potsdam_crop, potsdam_tiles
 from PIL import Image
+from raw_layouts import potsdam as make_raw
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.potsdam import (
@@ -50,11 +51,6 @@ def _tif(path: Path, array: np.ndarray, transform: Affine | None = TRANSFORM) ->
 def tiles() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Tile 2_10 (train) = the real crop; tile 2_13 (val) = the crop widened to 812 px by a mirrored strip."""
     return potsdam_tiles(shared_data("potsdam").parent)
-
-
-def make_raw(root: Path, tile_data: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
-    """``2_Ortho_RGB.zip`` (tiles in a sub-folder, as ISPRS ships it) and ``5_Labels_all_noBoundary.zip``."""
-    return potsdam_raw(shared_data("potsdam").parent, root, tile_data)
 
 
 def _mmseg_tools() -> Path:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from miniature import ATLAS_STUDY, atlas_raw, atlas_volume
+from miniature import ATLAS_STUDY, atlas_volume
 from PIL import Image
+from raw_layouts import atlas as make_raw
 
 from alps.datasets import DatasetSourceError, prepare_dataset
 from alps.datasets.atlas import patient_split, prepare_atlas
@@ -30,11 +31,6 @@ def _real_volume() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _save(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, affine), path)
-
-
-def make_raw(root: Path, patients: int = 3) -> Path:
-    """``imagesTr/im<N>.nii.gz`` and ``labelsTr/lb<N>.nii.gz``; patient 0's label is empty above slice 14."""
-    return atlas_raw(shared_data("medical", "totalsegmentator_abdomen_mr").parents[1], root, patients)
 
 
 @pytest.fixture(scope="module")

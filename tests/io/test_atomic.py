@@ -40,7 +40,7 @@ def test_temp_files_are_hidden_and_never_match_a_data_glob(tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
 def test_outputs_get_the_umasks_permissions(tmp_path, umask):
-    """mkstemp made every output 0600 whatever the umask (issue 14)."""
+    """mkstemp made every output 0600 whatever the umask."""
     old = os.umask(umask)
     try:
         atomic_write_text(tmp_path / "out.txt", "x")

@@ -1,8 +1,8 @@
 """`alps pretrain/finetune` as a user runs them: crafted checkpoints, ImageNet backbones, two processes.
 
-Trust (issue 14): a pickle payload never runs, whether an ``alps_run.json`` lies beside it (``--from``) or
+Trust: a pickle payload never runs, whether an ``alps_run.json`` lies beside it (``--from``) or
 ``last_checkpoint`` names it (resume, inside or outside the work dir); the error is one clear line.
-Backbones (issue 13): a missing or unreachable ``--pretrained`` stops the job before training, naming the
+Backbones: a missing or unreachable ``--pretrained`` stops the job before training, naming the
 model and the location. Distributed: ``torchrun`` with 2 CPU processes (gloo) trains, validating on the
 pseudo-label dataset's ``val`` split.
 """
@@ -190,7 +190,7 @@ def test_the_cli_leaves_the_process_group_it_trained_in(tmp_path: Path) -> None:
 
 def test_no_unpickling_anywhere_in_the_package() -> None:
     """No code path of the package can unpickle: no weights_only=False, no forced override, no pickle.load."""
-    src = Path(__file__).resolve().parents[1] / "src"
+    src = Path(__file__).resolve().parents[2] / "src"
     banned = ("weights_only=False", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "pickle.load", "pickle.loads")
     hits = [
         f"{path.relative_to(src)}: {needle}"

@@ -21,7 +21,7 @@ from alps.features.encoders import (
 )
 from alps.masks.base import MaskSet, encode_masks
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def box_masks(height: int, width: int) -> np.ndarray:
@@ -97,7 +97,7 @@ def test_efficientnet_is_deterministic(effnet: EfficientNetLite0Encoder) -> None
 
 
 def test_features_are_the_same_bit_for_bit_at_any_thread_count(effnet: EfficientNetLite0Encoder) -> None:
-    """Issue 14: 1 and 2 torch threads gave features up to 2.4e-4 apart; the encoder now fixes its count."""
+    """1 and 2 torch threads once gave features up to 2.4e-4 apart; the encoder now fixes its count."""
     from PIL import Image
 
     from alps.features.encoders import ENCODER_THREADS

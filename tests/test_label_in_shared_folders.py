@@ -1,4 +1,4 @@
-"""``alps label`` as a user runs it, against what goes wrong in shared folders (issue 14).
+"""``alps label`` as a user runs it, against what goes wrong in shared folders.
 
 Each test reproduces one defect through the CLI (``alps.cli.main`` or a real ``alps label`` process) on
 small crops of the real Potsdam tile, with the weight-free felzenszwalb masks.

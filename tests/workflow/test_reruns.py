@@ -1,4 +1,4 @@
-"""Reruns that see every change, and values that reach the shell quoted (issue #14), on a tiny folder dataset.
+"""Reruns that see every change, and values that reach the shell quoted, on a tiny folder dataset.
 
 Each test runs the real Snakemake workflow (real rules, real `alps` commands) on a few 64 px images.
 """
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from workflow_runs import job_counts, snakemake
 
 from conftest import REPO_ROOT
-from test_workflow import job_counts, snakemake
 
 
 def write_images(folder: Path, names: list[str], seed: int = 0) -> None:

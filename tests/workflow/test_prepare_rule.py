@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from raw_layouts import atlas as make_atlas
+from raw_layouts import isaid as make_isaid
+from raw_layouts import potsdam as make_potsdam
+from raw_layouts import samrs as make_samrs
+from workflow_runs import snakemake
 
 from alps.io import read_manifest
 
 from conftest import REPO_ROOT, shared_data
-from test_datasets_atlas import make_raw as make_atlas
-from test_datasets_isaid import make_raw as make_isaid
-from test_datasets_potsdam import make_raw as make_potsdam
-from test_datasets_samrs import make_raw as make_samrs
-from test_workflow import snakemake
 
 
 @pytest.mark.slow

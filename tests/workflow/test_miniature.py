@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runs import job_counts
 
 from alps.config import validate_config
 from alps.study import SCRATCH, plan_study
 
 from conftest import REPO_ROOT, shared_data
-from test_workflow import job_counts
 
 BIN = Path(sys.executable).parent
 MINIATURE = REPO_ROOT / ".test" / "config.yaml"
