@@ -215,6 +215,7 @@ def test_rectangle_masks_paint_exactly_with_windows_and_order(
     assert _label(out, "DOTA_P0706_158_1182_87_1111")[320 - 158, 811 - 87] == CLASSES.index("ship")
 
 
+@pytest.mark.slow
 def test_real_sam_shards_and_pl_dataset(
     manifest: Path, boxes_dir: Path, labeler: BoxPromptLabeler, checkpoint: Path, tmp_path: Path
 ) -> None:

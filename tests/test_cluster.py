@@ -219,6 +219,7 @@ def test_many_tiny_blocks_fewer_than_k_rows_each(rng):
 # -- K from the data -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_estimate_k_uneven_blobs_in_256d(rng):
     sizes = np.round(np.geomspace(1000, 20, 12)).astype(int)  # 1000 down to 20
     points, labels = _blobs(rng, sizes, dim=256, spread=0.3, scale=1.0)

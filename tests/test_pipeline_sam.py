@@ -72,6 +72,7 @@ def _run(image_dir, out, checkpoint):
     return card, len(calls)
 
 
+@pytest.mark.slow
 def test_one_encoder_pass_per_image_and_identical_bytes(image_dir, tmp_path, checkpoint):
     card, encoder_calls = _run(image_dir, tmp_path / "a", checkpoint)
     # Masks AND features from a single image-encoder pass per image.
@@ -89,6 +90,7 @@ def test_one_encoder_pass_per_image_and_identical_bytes(image_dir, tmp_path, che
     )
 
 
+@pytest.mark.slow
 def test_sharded_cli_with_sam_features_in_the_masks_job(image_dir, tmp_path, checkpoint):
     masks = tmp_path / "m.parquet"
     features = tmp_path / "f.npz"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from alps.placeholders import PAPER_IMAGE_COUNTS, write_placeholders
@@ -10,6 +11,7 @@ from alps.sharding import images_from_source
 from conftest import REPO_ROOT
 
 
+@pytest.mark.slow
 def test_placeholders_satisfy_the_paper_config(tmp_path):
     config = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
     created = write_placeholders(config, tmp_path)

@@ -122,6 +122,7 @@ def compare(sam: Sam, image: np.ndarray, **settings: Any) -> list[dict[str, Any]
     return stock
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_mode", ["coco_rle", "binary_mask"])
 def test_open_thresholds(sam: Sam, output_mode: str) -> None:
     stock = compare(sam, LANDSCAPE, **OPEN, output_mode=output_mode)
@@ -129,6 +130,7 @@ def test_open_thresholds(sam: Sam, output_mode: str) -> None:
     assert len(stock) == 27
 
 
+@pytest.mark.slow
 def test_score_filters(sam: Sam) -> None:
     stock = compare(sam, LANDSCAPE, **FILTERING, output_mode="coco_rle")
     # The filters kept some of the 9 x 3 masks and dropped others.
@@ -138,6 +140,7 @@ def test_score_filters(sam: Sam) -> None:
     assert all(isinstance(value, float) for record in stock for value in record["bbox"])
 
 
+@pytest.mark.slow
 def test_min_mask_region_area(sam: Sam) -> None:
     settings = {**OPEN, "box_nms_thresh": 0.7, "min_mask_region_area": 60, "output_mode": "coco_rle"}
     stock = compare(sam, ODD, **settings)
@@ -212,6 +215,7 @@ def test_only_iou_survivors_are_upsampled(sam: Sam) -> None:
     assert len(stock) <= fast_maps[0] < stock_maps[0]
 
 
+@pytest.mark.slow
 def test_sam_mask_generator_fast_path_is_exact(sam: Sam) -> None:
     config = SamConfig(**{**FILTERING, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.1})
     fast = SamMaskGenerator(sam, config).generate(LANDSCAPE, "tile")

@@ -136,6 +136,7 @@ def test_generate_is_deterministic(generated: tuple[MaskSet, int], sam: Sam, ima
     np.testing.assert_array_equal(second.embedding, first.embedding)
 
 
+@pytest.mark.slow
 def test_crops_keep_the_full_image_embedding(sam: Sam) -> None:
     # Portrait this time; 2x2 points on the full image and 1 per crop keep the 5 encoder passes affordable.
     rng = np.random.default_rng(1)

@@ -110,6 +110,7 @@ def test_resume_never_loads_a_payload(pl_dataset: Path, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_missing_or_unreachable_backbone_stops_before_training(pl_dataset: Path, tmp_path: Path) -> None:
     missing = tmp_path / "weights" / "mit_b0.pth"
     work = tmp_path / "w1"
