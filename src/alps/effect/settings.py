@@ -67,12 +67,12 @@ class EffectSettings:
     size: str = "cpu"
     model: str = "segformer-lite0"
     imagenet: bool = True
-    lr: float | None = None
+    lr: float | None = 6e-4
     crop: int = 256
     scale: int = 512
     batch_size: int = 2
-    pretrain_iters: int = 800
-    finetune_iters: int = 800
+    pretrain_iters: int = 400
+    finetune_iters: int = 400
     curve_points: int = 4
     seeds: tuple[int, ...] = (0, 1, 2)
     init: str = "overall"
@@ -121,7 +121,9 @@ class EffectSettings:
 
 
 SIZES: dict[str, EffectSettings] = {
-    # 2 CPU cores, about an hour: two single-threaded jobs at a time.
+    # 2 CPU cores, about an hour: two single-threaded jobs at a time. The base LR (10x SegFormer's official
+    # 6e-5) was chosen on a hold-out of the train split: at 6e-5 the baseline still predicted background
+    # only after 300 iterations (mIoU 16.4, background everywhere 13.9); at 6e-4 it reached 34.9 after 150.
     "cpu": EffectSettings(),
     # One GPU: larger crops at the native scale, ten times the iterations, five seeds; four jobs share
     # the GPU (SegFormer-B0 at batch 8 uses a fraction of one).
