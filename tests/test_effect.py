@@ -44,6 +44,10 @@ def test_a_training_change_reuses_the_labels_and_a_labeling_change_does_not(tmp_
     assert longer.pl("coco") == base.pl("coco") and longer.pretrain("coco", 0) == base.pretrain("coco", 0)
     assert longer.finetune("coco", 0) != base.finetune("coco", 0)
     assert other_k.pl("coco") != base.pl("coco") and other_k.pretrain("coco", 0) != base.pretrain("coco", 0)
+    assert other_k.masks("coco", 0) == base.masks("coco", 0)  # K does not change masks or features
+    felz = dataclasses.replace(SIZES["cpu"], mask_params={"felzenszwalb": {"scale": 400}})
+    assert EffectLayout(tmp_path, felz).masks("coco", 0) == base.masks("coco", 0)
+    assert EffectLayout(tmp_path, felz).masks("felzenszwalb", 0) != base.masks("felzenszwalb", 0)
     assert dataclasses.replace(SIZES["cpu"], workers=1).digest() == SIZES["cpu"].digest()
 
 

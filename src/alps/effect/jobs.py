@@ -123,6 +123,8 @@ def _init_worker(threads: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     root.propagate = False
+    # The pipeline logs one line per image ("<id>: N masks"); the progress lines say enough.
+    logging.getLogger("alps.pipeline").setLevel(logging.WARNING)
 
 
 def _execute(

@@ -48,7 +48,7 @@ def masks_job(layout: EffectLayout, pool_dir: Path, backend: str, shard: int) ->
     """Masks and features of one shard of the pool (skipped where both files exist)."""
     settings = layout.settings
     start, stop = shard_ranges(len(pool_items(pool_dir, settings)), settings)[shard]
-    out = layout.labels(backend) / f"shard_{shard:03d}"
+    out = layout.masks(backend, shard)
     masks, features = out / "masks.parquet", out / "features.npz"
     if masks.is_file() and features.is_file():
         return {"skipped": True}
@@ -68,16 +68,17 @@ def pl_job(layout: EffectLayout, pool_dir: Path, backend: str) -> dict[str, Any]
     card_path = target / "dataset_card.json"
     if card_path.is_file():
         return {"skipped": True, **json.loads(card_path.read_text())}
-    root = layout.labels(backend)
+    root = layout.labeling(backend)
     items = pool_items(pool_dir, settings)
-    shards = [root / f"shard_{i:03d}" for i in range(len(shard_ranges(len(items), settings)))]
+    shards = [layout.masks(backend, i) for i in range(len(shard_ranges(len(items), settings)))]
     model_path = root / "kmeans.npz"
+    root.mkdir(parents=True, exist_ok=True)
     if not model_path.is_file():
         config = ClusterConfig(k=settings.k, seed=settings.label_seed, n_init=settings.cluster_restarts)
         run_cluster([s / "features.npz" for s in shards], config, settings.area_threshold, model_path)
     paint_dirs = []
-    for shard in shards:
-        paint = shard / "paint"
+    for index, shard in enumerate(shards):
+        paint = root / "paint" / f"shard_{index:03d}"
         if not (paint / "paint_stats.json").is_file():
             run_paint(shard / "masks.parquet", shard / "features.npz", model_path, paint)
         paint_dirs.append(paint)

@@ -192,10 +192,14 @@ def reading(report: Mapping[str, Any]) -> list[str]:
             lines.append(f"{arm}: no paired seeds.")
             continue
         interval = f"[{_f(d['low'])}, {_f(d['high'])}]"
-        lines.append(
+        text = (
             f"Pre-training on {arm} pseudo-labels: {entry['mIoU']['mean']:.2f} mIoU, delta {d['mean']:+.2f} "
-            f"(95% interval {interval}, n = {d['n']}): {entry['effect']}."
+            f"(95% interval {interval}, n = {d['n']}): {entry['effect']}"
         )
+        if d["low"] is not None and d["high"] is not None:
+            half = (d["high"] - d["low"]) / 2
+            text += f"; with these seeds a delta under ±{half:.2f} is not told from noise"
+        lines.append(text + ".")
     effects = [e["effect"] for a, e in arms_.items() if a != SCRATCH]
     if effects and all(e != BETTER for e in effects):
         lines.append("The pseudo-label pre-training effect does not appear in this experiment.")
