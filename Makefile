@@ -50,7 +50,7 @@ paper-dryrun: $(STAMP)
 	scripts/paper-dryrun.sh config/paper.yaml
 
 # The ALPS effect, measured (docs/effect.md): pseudo-labels of the 370 unlabeled NWPU VHR-10 pool images
-# (oracle polygons and felzenszwalb masks), SegFormer-B0 pre-trained on each and fine-tuned on the 150
+# (oracle polygons and felzenszwalb masks), segformer-lite0 pre-trained on each and fine-tuned on the 150
 # labeled images against no pre-training, 3 seeds; about an hour on 2 CPU cores (EFFECT_SIZE=gpu: the
 # larger size for one GPU). Writes results/effect/report.{json,md} and effect.png; a rerun resumes.
 EFFECT_SIZE ?= cpu

@@ -5,10 +5,10 @@
 * **pseudo-labels** of the 370 unlabeled NWPU VHR-10 pool images, made by the project's labeling stages
   (``alps.effect.labels``: masks, EfficientNet-Lite0 features, k-means, painting, PL dataset) from (a) the
   pool's class-agnostic instance polygons as oracle masks and (b) the weight-free ``felzenszwalb`` backend;
-* **the same model** (SegFormer-B0) pre-trained on each PL dataset with each seed (``alps.effect.training``),
-  then fine-tuned on the 150 labeled NWPU VHR-10 images (fixed, stratified 100/50 split,
-  ``alps.effect.data``), against the same model fine-tuned without pre-training; seed s of a pre-training
-  feeds fine-tuning seed s;
+* **the same model** (``segformer-lite0``: SegFormer's head on an ImageNet EfficientNet-Lite0) pre-trained
+  on each PL dataset with each seed (``alps.effect.training``), then fine-tuned on the 150 labeled NWPU
+  VHR-10 images (fixed, stratified 100/50 split, ``alps.effect.data``), against the same model
+  fine-tuned without pre-training; seed s of a pre-training feeds fine-tuning seed s;
 * **the report** (``alps.effect.report``): per seed mIoU and per-class IoU on the eval split, each arm's
   mean, std and 95 % interval, its delta against no pre-training paired by seed, the learning curves, the
   cost of each arm, the settings, and what the numbers say, whatever they say.

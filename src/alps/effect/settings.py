@@ -122,11 +122,12 @@ class EffectSettings:
 
 SIZES: dict[str, EffectSettings] = {
     # 2 CPU cores, about an hour: two single-threaded jobs at a time. The base LR (10x SegFormer's official
-    # 6e-5) was chosen on a hold-out of the train split: at 6e-5 the baseline still predicted background
-    # only after 300 iterations (mIoU 16.4, background everywhere 13.9); at 6e-4 it reached 34.9 after 150.
+    # 6e-5) was chosen on a hold-out of the train split: at 6e-5 the baseline had learned one class after
+    # 300 iterations (mIoU 16.4, background everywhere 13.9); at 6e-4 it reached 34.9 after 150
+    # (docs/effect.md, "What was tried").
     "cpu": EffectSettings(),
     # One GPU: larger crops at the native scale, ten times the iterations, five seeds; four jobs share
-    # the GPU (SegFormer-B0 at batch 8 uses a fraction of one).
+    # the GPU (segformer-lite0 at batch 8 uses a fraction of one).
     "gpu": EffectSettings(
         size="gpu",
         crop=512,
