@@ -6,18 +6,17 @@ after the imports, before any data is read (the floor: interpreter, numpy, sciki
 
 - ``streamed``: ``alps.pipeline.run_cluster`` over the shard files, the one path that ``alps cluster``,
   ``alps label`` and the workflow's ``cluster`` rule take (``alps.cluster.fit_kmeans`` over
-  ``iter_feature_blocks``): a keyed sample of ``init_sample`` (20,000) vectors, the consensus of
-  k-means++ restarts on it, then an exact Lloyd pass over every shard, one shard in memory at a time;
+  ``iter_feature_blocks``): a keyed sample of ``init_sample`` (20,000) vectors, Ward's agglomeration of
+  it (of 8,192 anchors' cells: one 8,192 x 8,192 matrix of merge costs, 512 MiB) and Lloyd on it, then an
+  exact Lloyd pass over every shard, one shard in memory at a time;
 - ``in-memory`` baseline: the same ``fit_kmeans`` fed one block holding every vector (all shards read into
   one float32 array first, with their ids), what a script that collects all features before clustering
   does. Same algorithm, same sample keys, so both fits must give the same centres; the benchmark checks it.
 
-The restarts of the consensus initialisation run on the fixed-size sample, so their time and memory do not
-grow with the number of vectors; ``--n-init`` (default 32 here, 800 in ``ClusterConfig``) only keeps the
-run short. Seconds are printed too, but the machine is shared: read them as an order of magnitude.
+The initialisation runs on the fixed-size sample, so its time and memory do not grow with the number of
+vectors. Seconds are printed too, but the machine is shared: read them as an order of magnitude.
 
-Usage: .venv/bin/python benchmarks/cluster_memory.py [--sizes 100000 300000 1000000] [--n-init 32]
-    [--workdir DIR]
+Usage: .venv/bin/python benchmarks/cluster_memory.py [--sizes 100000 300000 1000000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -48,9 +47,9 @@ from alps.features.shards import read_feature_shard
 from alps.pipeline import run_cluster
 
 mode, folder = sys.argv[1], Path(sys.argv[2])
-count, k, n_init = (int(value) for value in sys.argv[3:6])
+count, k = (int(value) for value in sys.argv[3:5])
 paths = sorted(folder.glob("shard_*.npz"))[: count // 10_000]
-config = ClusterConfig(k=k, seed=0, n_init=n_init)
+config = ClusterConfig(k=k, seed=0)
 floor = psutil.Process().memory_info().rss
 start = time.perf_counter()
 if mode == "streamed":
@@ -91,10 +90,10 @@ def write_shards(folder: Path, total: int) -> None:
         )
 
 
-def measure(mode: str, folder: Path, count: int, n_init: int) -> dict[str, float]:
+def measure(mode: str, folder: Path, count: int) -> dict[str, float]:
     """Fit in a fresh interpreter (its own peak RSS); the child's JSON report."""
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(folder), str(count), str(K), str(n_init)],
+        [sys.executable, "-c", CHILD, mode, str(folder), str(count), str(K)],
         check=False,
         capture_output=True,
         text=True,
@@ -107,14 +106,13 @@ def measure(mode: str, folder: Path, count: int, n_init: int) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
-    parser.add_argument("--n-init", type=int, default=32, help="k-means++ restarts of the consensus")
     parser.add_argument("--workdir", type=Path, help="keep the shards here (default: a temporary folder)")
     args = parser.parse_args()
     if any(size % SHARD_VECTORS for size in args.sizes):
         sys.exit(f"--sizes must be multiples of {SHARD_VECTORS}")
     sizes = sorted(args.sizes)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"load average at the start: {load}; K = {K}, {DIM}-d, n_init = {args.n_init}")
+    print(f"load average at the start: {load}; K = {K}, {DIM}-d")
     with tempfile.TemporaryDirectory() as tmp:
         folder = (args.workdir or Path(tmp)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
@@ -127,7 +125,7 @@ def main() -> None:
         rows = {}
         for count in sizes:
             for mode in MODES:
-                r = rows[count, mode] = measure(mode, folder, count, args.n_init)
+                r = rows[count, mode] = measure(mode, folder, count)
                 if r["vectors"] != count:
                     raise RuntimeError(f"{mode} fitted {r['vectors']} vectors, expected {count}")
                 print(

@@ -1,22 +1,41 @@
-"""Seed stability of the mask-class association, and K from the data, on the NWPU VHR-10 sample.
+"""Seed stability, quality and cost of the mask-class association on several real sets.
 
-The masks are the sample's oracle masks (its COCO polygons, ``--masks coco``), the features the default
-encoder's (EfficientNet-Lite0 stage5+stage7); both are computed ONCE and cached (``--cache``), so only the
-clustering varies. Every run is scored as ``tests/test_label_quality_nwpu.py`` and the README score it:
-pixel mIoU over the object classes (background ignored) after mapping clusters to classes one-to-one
-(Hungarian) and many-to-one (majority). Painting is exact and cheap: each mask's pixels that stay visible
-after painting (largest first) are counted per ground-truth class once; a clustering's confusion matrix is
-then the sum of its masks' rows.
+Every set's masks and features (the default encoder, EfficientNet-Lite0 stage5+stage7, 432-d) are computed
+ONCE and cached (``--cache``), with the counts that score a clustering, so only the clustering varies. Each
+fit variant runs with seeds 0-7 on every set and is scored as ``tests/test_label_quality_nwpu.py`` and the
+README score it: pixel mIoU after mapping clusters to classes one-to-one (Hungarian) and many-to-one
+(majority). Painting is exact and cheap: each mask's pixels that stay visible after painting (largest first)
+are counted per ground-truth class once; a clustering's confusion matrix is the sum of its masks' rows.
 
-Reported, for K = 10 and seeds 0-7 (mean, min, max):
-- ``before``: the previous fit (k-means, 10 restarts, on a reservoir sample, then one
-  ``MiniBatchKMeans.partial_fit`` pass), reproduced here with scikit-learn calls;
-- ``alps``: ``alps.cluster.fit_kmeans`` with its defaults, one block per image as in a feature shard;
-- ``colour baseline``: the same fit on the reference baseline's features (colour mean/std + log area);
-- ``--k auto``: the K that ``estimate_k`` picks (default range) and the labels' majority mIoU at that K.
+Sets (``--sets``; all from ``../shared/data``):
+- ``nwpu``: the 150 NWPU VHR-10 images, their 793 oracle masks (COCO polygons), K = 10, the 10 object
+  classes scored (background ignored);
+- ``nwpu-a`` / ``nwpu-b``: the same features, every other image (75 each, ~400 masks): halves the method
+  was not chosen on;
+- ``loveda``: the 3 LoveDA tiles, felzenszwalb masks (scale 150, sigma 0.8, min size 40, as the demo),
+  K = 7, the 7 land-cover classes scored;
+- ``isaid``: the 3 full iSAID images, felzenszwalb masks, K = 16 (the paper's iSAID K), all 16 labels
+  scored (only background, storage tank and the two vehicle classes occur);
+- ``nwpu-pool``: 370 NWPU VHR-10 images not in ``nwpu``, their class-agnostic oracle masks, K = 10: no
+  classes, so only the agreement between seeds (adjusted Rand index) is reported.
 
-Usage: .venv/bin/python benchmarks/cluster_stability.py [--data ../shared/data/nwpu_vhr10_train]
-       [--cache /tmp/nwpu_feats.npz] [--seeds 0 1 2 3 4 5 6 7] [--auto-seeds 0 1 2 3]
+Variants (``--variants``):
+- ``before``: the fit before the consensus (best of 10 k-means++ restarts on a reservoir sample, then one
+  ``MiniBatchKMeans.partial_fit`` pass), reproduced with scikit-learn calls;
+- ``consensus``: the previous default, the consensus of 800 k-means++ restarts (``consensus_fit``: each
+  restart scikit-learn's ``KMeans`` on a subsample of at most 4,096 vectors, pooled centres clustered into
+  K, Lloyd on the sample, one exact Lloyd pass), reproduced here;
+- ``alps``: ``alps.cluster.fit_kmeans`` with its defaults (Ward's agglomeration of the sample, Lloyd);
+- ``alps-anchors-N``: the same with the sample summarised by N anchors' cells (``alps.ward``), the path a
+  sample larger than ``alps.ward.ANCHORS`` takes; shows how much the anchors' draw moves the result.
+
+Per set and variant: mean, min and max of both scores over the seeds, the largest distance of a seed from
+the mean, the smallest adjusted Rand index between two seeds' partitions, and CPU seconds per fit. With
+``--extras`` (NWPU only): the colour baseline and the K that ``--k auto`` picks.
+
+Usage: .venv/bin/python benchmarks/cluster_stability.py [--sets nwpu nwpu-a nwpu-b loveda isaid nwpu-pool]
+       [--variants before consensus alps alps-anchors-2048] [--seeds 0 1 2 3 4 5 6 7]
+       [--cache /tmp/alps-cluster-cache] [--extras] [--out results.json]
 """
 
 from __future__ import annotations
@@ -26,6 +45,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,63 +54,56 @@ from numpy.typing import NDArray
 
 from alps.evaluate import scores_from_confusion
 
-NUM_CLASSES = 11  # NWPU: 0 background (not scored), 1..10 object classes
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+FELZENSZWALB = {"scale": 150.0, "sigma": 0.8, "min_size": 40}
 
 
-def _visible_counts(mask_sets: list[Any], semantic_dir: Path) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Per mask, its visible pixels per class after painting; and the object pixels no mask covers."""
-    from PIL import Image
+@dataclass(frozen=True)
+class DataSet:
+    """A scored set: the cache it reads, its K, and which of the cache's images it keeps."""
 
-    from alps.paint import UNLABELED, paint_labels
+    name: str
+    cache: str
+    k: int
+    half: int | None = None  # 0 / 1: every other image of the cache (sorted by id), from the first / second
 
-    rows = []
-    uncovered = np.zeros(NUM_CLASSES, np.int64)
+
+DATASETS = {
+    "nwpu": DataSet("nwpu", "nwpu", 10),
+    "nwpu-a": DataSet("nwpu-a", "nwpu", 10, half=0),
+    "nwpu-b": DataSet("nwpu-b", "nwpu", 10, half=1),
+    "loveda": DataSet("loveda", "loveda", 7),
+    "isaid": DataSet("isaid", "isaid", 16),
+    "nwpu-pool": DataSet("nwpu-pool", "nwpu-pool", 10),
+}
+
+
+def _owner_counts(
+    mask_sets: list[Any], truth: Callable[[str], NDArray[Any] | None], scored: list[int]
+) -> Any:
+    """Per mask, its visible pixels per class after painting (largest first); per image, the uncovered."""
+    from pycocotools import mask as mask_utils
+
+    classes = max(scored) + 1
+    rows, uncovered = [], []
     for mask_set in mask_sets:
-        gt = np.asarray(Image.open(semantic_dir / f"{mask_set.image_id}.png")).astype(np.int64)
-        # Paint mask indices instead of cluster ids: which mask owns a pixel does not depend on the ids.
-        owner = paint_labels(mask_set, np.arange(len(mask_set))).astype(np.int64)
-        scored = (gt > 0) & (gt < NUM_CLASSES)
-        owner, gt = owner[scored], gt[scored]
-        counts = np.bincount(owner * NUM_CLASSES + gt, minlength=(UNLABELED + 1) * NUM_CLASSES)
-        counts = counts.reshape(UNLABELED + 1, NUM_CLASSES)
-        rows.append(counts[: len(mask_set)])
-        uncovered += counts[UNLABELED]
-    return np.concatenate(rows), uncovered
-
-
-def build_cache(data: Path, cache: Path) -> None:
-    """Oracle masks and default-encoder features of every image, plus the scoring counts."""
-    from alps.features.encoders import build_encoder
-    from alps.features.shards import read_feature_shard
-    from alps.masks.coco import CocoMaskSource
-    from alps.pipeline import run_masks
-    from alps.sharding import images_from_source
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        mask_sets = run_masks(
-            images_from_source(data / "images"),
-            CocoMaskSource(data / "instances_train.json"),
-            Path(tmp) / "masks.parquet",
-            encoder=build_encoder("efficientnet-lite0"),
-            features_out=Path(tmp) / "features.npz",
-        )
-        shard = read_feature_shard(Path(tmp) / "features.npz")
-        print(f"features of {len(shard)} masks in {time.perf_counter() - start:.0f} s")
-    counts, uncovered = _visible_counts(mask_sets, data / "semantic")
-    colour = _colour_features(mask_sets, data / "images")
-    np.savez(
-        cache,
-        vectors=shard.vectors,
-        image_ids=shard.image_ids,
-        mask_ids=shard.mask_ids,
-        area_fraction=shard.area_fraction,
-        encoder=np.asarray(shard.encoder),
-        counts=counts,
-        uncovered=uncovered,
-        colour=colour,
-    )
+        gt = truth(mask_set.image_id)
+        if gt is None:
+            rows.append(np.zeros((len(mask_set), classes), np.int64))
+            uncovered.append(np.zeros(classes, np.int64))
+            continue
+        # Owner of every pixel by mask index (int32: felzenszwalb makes more masks than a uint8 label holds).
+        owner = np.full(gt.shape, len(mask_set), np.int64)
+        for index in np.argsort(-mask_set.area, kind="stable"):
+            owner[mask_utils.decode(mask_set.rles[index]).astype(bool)] = index
+        keep = np.isin(gt, scored)
+        counts = np.bincount(
+            owner[keep] * classes + gt[keep].astype(np.int64), minlength=(len(mask_set) + 1) * classes
+        ).reshape(len(mask_set) + 1, classes)
+        rows.append(counts[:-1])
+        uncovered.append(counts[-1])
+    return np.concatenate(rows), np.stack(uncovered)
 
 
 def _colour_features(mask_sets: list[Any], image_dir: Path) -> NDArray[np.float16]:
@@ -107,46 +120,128 @@ def _colour_features(mask_sets: list[Any], image_dir: Path) -> NDArray[np.float1
     return ((features - features.mean(0)) / features.std(0)).astype(np.float16)
 
 
-def load_cache(cache: str | Path, data: str | Path) -> dict[str, NDArray[Any]]:
-    """The cached features and scoring counts (built first if missing)."""
-    cache, data = Path(cache), Path(data)
-    if not cache.is_file():
-        build_cache(data, cache)
-    with np.load(cache, allow_pickle=False) as npz:
-        loaded = {name: npz[name] for name in npz.files}
-    if "colour" not in loaded:  # a cache from before the baseline was added
-        from alps.io import read_image
-        from alps.masks.coco import CocoMaskSource
-        from alps.sharding import images_from_source
+def _png(path: Path) -> NDArray[Any]:
+    from PIL import Image
 
-        source = CocoMaskSource(data / "instances_train.json")
-        items = images_from_source(data / "images")
-        mask_sets = [source.generate(read_image(item.path), item.image_id) for item in items]
-        loaded["colour"] = _colour_features(mask_sets, data / "images")
-        np.savez(cache, **loaded)
-    return loaded
+    return np.asarray(Image.open(path))
 
 
-def score(cache: dict[str, NDArray[Any]], labels: NDArray[np.integer], k: int) -> dict[str, float]:
-    """Hungarian and majority object mIoU of one cluster id per mask."""
-    confusion = np.zeros((k + 1, NUM_CLASSES), np.int64)
-    np.add.at(confusion, np.asarray(labels), cache["counts"])
-    confusion[k] = cache["uncovered"]
+def build_cache(name: str, path: Path) -> None:
+    """Masks, default-encoder features and scoring counts of one cache (``DataSet.cache``)."""
+    from alps.features.encoders import build_encoder
+    from alps.features.shards import read_feature_shard
+    from alps.masks.coco import CocoMaskSource
+    from alps.masks.superpixel import FelzenszwalbMaskGenerator
+    from alps.pipeline import run_masks
+    from alps.sharding import images_from_source
+
+    felzenszwalb = FelzenszwalbMaskGenerator(**FELZENSZWALB)
+    nwpu = SHARED / "nwpu_vhr10_train"
+    extra: dict[str, Any] = {}
+    if name == "nwpu":
+        items, masks = images_from_source(nwpu / "images"), CocoMaskSource(nwpu / "instances_train.json")
+        truth, scored = (lambda i: _png(nwpu / "semantic" / f"{i}.png")), list(range(1, 11))
+    elif name == "nwpu-pool":
+        pool = SHARED / "nwpu_vhr10_pool"
+        items, masks = (
+            images_from_source(pool / "images"),
+            CocoMaskSource(pool / "instances_class_agnostic.json"),
+        )
+        truth, scored = (lambda i: None), [0]
+    elif name == "loveda":
+        root = SHARED / "loveda"
+        items, masks = images_from_source(root / "img_dir"), felzenszwalb
+        truth, scored = (lambda i: _png(root / "ann_dir" / f"{i}.png")), list(range(1, 8))
+    elif name == "isaid":
+        root = SHARED / "isaid" / "full"
+        items, masks = images_from_source(root / "images"), felzenszwalb
+        truth, scored = (lambda i: _png(root / "labels_index_derived" / f"{i}.png")), list(range(16))
+    else:
+        raise ValueError(f"unknown cache {name!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        mask_sets = run_masks(
+            items,
+            masks,
+            Path(tmp) / "masks.parquet",
+            encoder=build_encoder("efficientnet-lite0"),
+            features_out=Path(tmp) / "features.npz",
+        )
+        shard = read_feature_shard(Path(tmp) / "features.npz")
+        seconds = time.perf_counter() - start
+        print(f"{name}: features of {len(shard)} masks of {len(items)} images in {seconds:.0f} s")
+    counts, uncovered = _owner_counts(mask_sets, truth, scored)
+    if name == "nwpu":
+        extra["colour"] = _colour_features(mask_sets, nwpu / "images")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        vectors=shard.vectors,
+        image_ids=shard.image_ids,
+        mask_ids=shard.mask_ids,
+        counts=counts,
+        uncovered=uncovered,
+        image_order=np.array([m.image_id for m in mask_sets]),
+        scored=np.asarray(scored),
+        **extra,
+    )
+
+
+def load_set(spec: DataSet, cache_dir: Path) -> dict[str, Any]:
+    """A set's vectors, ids and scoring counts (its cache built first if missing)."""
+    path = cache_dir / f"{spec.cache}.npz"
+    if not path.is_file():
+        build_cache(spec.cache, path)
+    with np.load(path, allow_pickle=False) as npz:
+        data = {name: npz[name] for name in npz.files}
+    order = list(data["image_order"])
+    kept = order if spec.half is None else order[spec.half :: 2]
+    rows = np.isin(data["image_ids"], kept)
+    out = {
+        key: data[key][rows]
+        for key in ("vectors", "image_ids", "mask_ids", "counts", *(["colour"] if "colour" in data else []))
+    }
+    out["uncovered"] = data["uncovered"][[order.index(i) for i in kept]].sum(axis=0)
+    out["scored"] = data["scored"]
+    out["k"] = spec.k
+    return out
+
+
+def score(data: dict[str, Any], labels: NDArray[np.integer], k: int) -> dict[str, float]:
+    """Hungarian and majority mIoU of one cluster id per mask (NaN for a set without classes)."""
+    if not data["counts"].any():
+        return {"hungarian": float("nan"), "majority": float("nan")}
+    confusion = np.zeros((k + 1, data["counts"].shape[1]), np.int64)
+    np.add.at(confusion, np.asarray(labels), data["counts"])
+    confusion[k] = data["uncovered"]
     return {m: scores_from_confusion(confusion, m)["miou"] for m in ("hungarian", "majority")}
 
 
-def before_fit(cache: dict[str, NDArray[Any]], seed: int, k: int) -> NDArray[np.int64]:
-    """The previous default fit of ``alps label``, step for step (it is no longer in the library).
+def _blocks(data: dict[str, Any], key: str = "vectors") -> Callable[[], Any]:
+    """A ``BlockSource`` with one block per image, as in a feature shard."""
+    from alps.cluster import FeatureBlock
+
+    image_ids = data["image_ids"]
+    per_image = [np.flatnonzero(image_ids == i) for i in np.unique(image_ids)]
+
+    def source() -> Any:
+        for rows in per_image:
+            yield FeatureBlock(data[key][rows], image_ids[rows], data["mask_ids"][rows])
+
+    return source
+
+
+def before_fit(data: dict[str, Any], k: int, seed: int) -> NDArray[np.int64]:
+    """The fit before the consensus, step for step (it is no longer in the library).
 
     The stream: images in an order drawn by ``default_rng([seed, epoch])``, each image's rows permuted by
-    the same generator; the reservoir sample kept the whole stream (793 < 20,000 vectors) in that order;
-    best of 10 k-means++ restarts on it (k-means++ depends on the row order); one
-    ``MiniBatchKMeans.partial_fit`` pass over the stream in batches of 4,096.
+    the same generator; the reservoir sample kept the whole stream (fewer than 20,000 vectors) in that
+    order; best of 10 k-means++ restarts on it; one ``MiniBatchKMeans.partial_fit`` pass in batches of 4,096.
     """
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    vectors = cache["vectors"].astype(np.float32)
-    image_ids = cache["image_ids"]
+    vectors = data["vectors"].astype(np.float32)
+    image_ids = data["image_ids"]
     _, starts = np.unique(image_ids, return_index=True)
     per_image = [vectors[image_ids == image_ids[start]] for start in np.sort(starts)]
     rng = np.random.default_rng([seed, 0])
@@ -164,101 +259,167 @@ def before_fit(cache: dict[str, NDArray[Any]], seed: int, k: int) -> NDArray[np.
     return online.predict(vectors)
 
 
-def alps_fit(cache: dict[str, NDArray[Any]], config: Any) -> tuple[NDArray[np.int64], int]:
-    """``alps.cluster.fit_kmeans`` over the cached features, one block per image (as in a shard)."""
-    from alps.cluster import FeatureBlock, fit_kmeans
+def consensus_fit(source: Callable[[], Any], k: int, seed: int, restarts: int = 800) -> NDArray[np.float64]:
+    """The previous default fit (until Ward's initialisation replaced it), reproduced; its centres.
 
-    image_ids = cache["image_ids"]
+    The keyed sample (``alps.cluster.keyed_sample``, at most 20,000 vectors); ``restarts`` k-means++ runs of
+    scikit-learn's ``KMeans``, each on a seeded subsample of at most 4,096 sample vectors; their centres
+    pooled and clustered into K (best of 10); Lloyd on the sample from there; one exact Lloyd pass over all
+    vectors.
+    """
+    from sklearn.cluster import KMeans
 
-    def source() -> Any:
-        for image_id in np.unique(image_ids):
-            rows = np.flatnonzero(image_ids == image_id)
-            yield FeatureBlock(cache["vectors"][rows], image_ids[rows], cache["mask_ids"][rows])
+    from alps.cluster import keyed_sample
+    from alps.ward import nearest
 
-    model = fit_kmeans(source, config)
-    return model.predict(cache["vectors"]), model.k
+    sample, _ = keyed_sample(source(), 20000, seed)
+    rng = np.random.default_rng(seed)
+    pool = []
+    for _ in range(restarts):
+        restart_seed = int(rng.integers(2**31 - 1))
+        subset = sample
+        if len(sample) > 4096:
+            subset = sample[np.sort(rng.choice(len(sample), 4096, replace=False))]
+        pool.append(KMeans(k, n_init=1, random_state=restart_seed).fit(subset).cluster_centers_)
+    pooled = KMeans(k, n_init=10, random_state=seed).fit(np.concatenate(pool)).cluster_centers_
+    centers = KMeans(k, init=pooled, n_init=1, random_state=seed).fit(sample).cluster_centers_
+    labels = nearest(sample, centers)[0]
+    centers = np.stack([sample[labels == c].mean(0) if (labels == c).any() else sample[c] for c in range(k)])
+    vectors = np.concatenate([block.vectors for block in source()]).astype(np.float64)
+    labels = nearest(vectors, centers.astype(np.float32).astype(np.float64))[0]
+    sums = np.zeros_like(centers)
+    np.add.at(sums, labels, vectors)
+    counts = np.bincount(labels, minlength=k)
+    filled = counts > 0
+    centers[filled] = sums[filled] / counts[filled, None]
+    return centers
 
 
-def _summary(name: str, runs: list[dict[str, float]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"method": name}
+def fit_labels(
+    variant: str, data: dict[str, Any], k: int, seed: int, key: str = "vectors"
+) -> NDArray[np.int64]:
+    """One fit of ``variant`` on a set; the cluster of every mask."""
+    import alps.cluster as cluster
+    from alps.ward import nearest
+
+    vectors = data[key].astype(np.float64)
+    if variant == "before":
+        return before_fit({**data, "vectors": data[key]}, k, seed)
+    if variant == "consensus":
+        centers = consensus_fit(_blocks(data, key), k, seed).astype(np.float32)  # stored as float32
+        return nearest(vectors, centers.astype(np.float64))[0]
+    if variant == "alps":
+        return cluster.fit_kmeans(_blocks(data, key), cluster.ClusterConfig(k=k, seed=seed)).predict(
+            data[key]
+        )
+    if variant.startswith("alps-anchors-"):
+        default = cluster.ANCHORS
+        cluster.ANCHORS = int(variant.rsplit("-", 1)[1])
+        try:
+            model = cluster.fit_kmeans(_blocks(data, key), cluster.ClusterConfig(k=k, seed=seed))
+        finally:
+            cluster.ANCHORS = default
+        return model.predict(data[key])
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def evaluate(variant: str, data: dict[str, Any], seeds: list[int], key: str = "vectors") -> dict[str, Any]:
+    """Scores of every seed, their spread, the agreement between seeds and the CPU seconds per fit."""
+    from sklearn.metrics import adjusted_rand_score
+
+    k = data["k"]
+    partitions, runs, cpu = [], [], []
+    for seed in seeds:
+        start = time.process_time()
+        labels = fit_labels(variant, data, k, seed, key)
+        cpu.append(time.process_time() - start)
+        partitions.append(labels)
+        runs.append(score(data, labels, k))
+    row: dict[str, Any] = {
+        "variant": variant,
+        "masks": len(data[key]),
+        "k": k,
+        "cpu_s_per_fit": float(np.mean(cpu)),
+    }
     for metric in ("hungarian", "majority"):
         values = np.array([run[metric] for run in runs])
         row[metric] = {
-            "mean": round(float(values.mean()), 3),
-            "min": round(float(values.min()), 3),
-            "max": round(float(values.max()), 3),
+            "mean": float(values.mean()),
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "max_dev": float(np.abs(values - values.mean()).max()),
             "per_seed": [round(float(v), 3) for v in values],
         }
+    pairs = [(i, j) for i in range(len(partitions)) for j in range(i)]
+    row["ari_min"] = min((adjusted_rand_score(partitions[i], partitions[j]) for i, j in pairs), default=1.0)
     return row
 
 
-def _timed(label: str, runs: Callable[[], list[dict[str, float]]]) -> list[dict[str, float]]:
-    start = time.perf_counter()
-    result = runs()
-    print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
-    return result
+def _line(name: str, row: dict[str, Any]) -> str:
+    def cell(metric: str) -> str:
+        m = row[metric]
+        if np.isnan(m["mean"]):
+            return f"{'-':>24}"
+        return f"{m['mean']:>7.3f} [{m['min']:.3f}, {m['max']:.3f}]"[:24].rjust(24)
+
+    devs = [row[m]["max_dev"] for m in ("hungarian", "majority")]
+    stable = "-" if np.isnan(devs).any() else ("yes" if max(devs) <= 0.02 else "NO")
+    return (
+        f"{name:<10}{row['variant']:<20}{row['masks']:>6}{row['k']:>4}{cell('hungarian')}{cell('majority')}"
+        f"{max(devs):>8.3f}{stable:>6}{row['ari_min']:>8.3f}{row['cpu_s_per_fit']:>9.2f}"
+    )
+
+
+def k_auto(data: dict[str, Any], seeds: list[int], fixed: dict[int, float]) -> list[dict[str, Any]]:
+    """The K that ``--k auto`` picks per seed, with its labels' scores (and the majority score at K)."""
+    from alps.cluster import ClusterConfig, fit_kmeans
+
+    rows = []
+    for seed in seeds:
+        model = fit_kmeans(_blocks(data), ClusterConfig(k=None, seed=seed))
+        scores = score(data, model.predict(data["vectors"]), model.k)
+        rows.append({"seed": seed, "k": model.k, **scores, "majority_at_fixed_k": fixed.get(seed)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "nwpu_vhr10_train")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/nwpu_feats.npz"))
+    parser.add_argument("--sets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--variants", nargs="+", default=["before", "consensus", "alps", "alps-anchors-2048"])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument(
-        "--auto-seeds",
-        type=int,
-        nargs="*",
-        default=[0, 1, 2, 3],
-        help="seeds of the --k auto runs (none: skip)",
-    )
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "alps-cluster-cache")
+    parser.add_argument("--extras", action="store_true", help="NWPU: the colour baseline and --k auto")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
-    from alps.cluster import ClusterConfig
-
-    cache = load_cache(args.cache, args.data)
-    vectors = cache["vectors"].astype(np.float32)
-    print(f"{len(vectors)} masks, {vectors.shape[1]}-d features ({cache['encoder']}), K = {args.k}")
-    results: dict[str, Any] = {"masks": len(vectors), "k": args.k, "seeds": args.seeds}
-    before = _timed(
-        "before", lambda: [score(cache, before_fit(cache, s, args.k), args.k) for s in args.seeds]
+    results: dict[str, Any] = {"seeds": args.seeds, "rows": []}
+    header = (
+        f"{'set':<10}{'variant':<20}{'masks':>6}{'K':>4}{'Hungarian mean [min, max]':>24}"
+        f"{'majority mean [min, max]':>24}{'max dev':>8}{'<=.02':>6}{'min ARI':>8}{'CPU s/fit':>9}"
     )
-    after = _timed(
-        "alps",
-        lambda: [
-            score(cache, alps_fit(cache, ClusterConfig(k=args.k, seed=s))[0], args.k) for s in args.seeds
-        ],
-    )
-    colour = {**cache, "vectors": cache["colour"]}
-    baseline = _timed(
-        "colour baseline",
-        lambda: [
-            score(cache, alps_fit(colour, ClusterConfig(k=args.k, seed=s))[0], args.k) for s in args.seeds
-        ],
-    )
-    results["stability"] = [
-        _summary("before", before),
-        _summary("alps", after),
-        _summary("colour baseline (alps fit)", baseline),
-    ]
-    for row in results["stability"]:
-        print(json.dumps(row))
-    if args.auto_seeds:
-        auto = []
-        fixed_k = dict(zip(args.seeds, after, strict=True))
-        for seed in args.auto_seeds:
-            fixed = fixed_k.get(seed) or score(
-                cache, alps_fit(cache, ClusterConfig(k=args.k, seed=seed))[0], args.k
-            )
-            labels, k = alps_fit(cache, ClusterConfig(k=None, seed=seed))
-            auto.append(
-                {"seed": seed, "k": k, **score(cache, labels, k), "majority_at_fixed_k": fixed["majority"]}
-            )
-            print(json.dumps(auto[-1]), flush=True)
-        results["k_auto"] = auto
+    print(header, flush=True)
+    for name in args.sets:
+        data = load_set(DATASETS[name], args.cache)
+        for variant in args.variants:
+            row = {"set": name, **evaluate(variant, data, args.seeds)}
+            results["rows"].append(row)
+            print(_line(name, row), flush=True)
+        if args.extras and name == "nwpu":
+            colour = {
+                "set": name,
+                **evaluate("alps", data, args.seeds, key="colour"),
+                "variant": "alps, colour",
+            }
+            results["rows"].append(colour)
+            print(_line(name, colour), flush=True)
+            fixed = {}
+            for row in results["rows"]:
+                if row["set"] == name and row["variant"] == "alps":
+                    fixed = dict(zip(args.seeds, row["majority"]["per_seed"], strict=True))
+            results["k_auto"] = k_auto(data, args.seeds[:4], fixed)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -87,6 +87,7 @@ STAGES = (
     "features",
     "clustering",
     "painting",
+    "overlays",
     "gallery",
     "other",
 )
@@ -97,6 +98,9 @@ UNTIMED = ("oracle input",)
 
 SECOND_PASS_STAGES = ("encoder pass 2", "mask storage", "mask read-back")
 """The baseline's stages that dropping the second encoder pass and the per-mask files removes."""
+
+EXTRA_OUTPUT_STAGES = ("overlays", "gallery")
+"""The engine's outputs that the official design does not make (overlays with a legend, the gallery)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,7 +114,7 @@ class StageProfiler:
     load stretches wall time but hardly the CPU time a stage needs. A background thread samples the RSS
     every ``interval`` seconds (torch and numpy release the GIL in their kernels, so it keeps sampling
     during heavy work) and charges it to the current stage; entering and leaving a stage also samples.
-    Stages must not nest.
+    ``stage`` blocks must not nest; a wrapped function called inside a stage is charged to that stage.
 
     Arguments:
         interval: seconds between RSS samples.
@@ -158,15 +162,37 @@ class StageProfiler:
             self.seconds[name] += time.perf_counter() - start
             self.cpu_seconds[name] += time.process_time() - cpu_start
 
-    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function`` with every call charged to stage ``name`` (and counted in ``calls``)."""
+    def wrap(self, name: str, function: Callable[..., Any], carve: bool = False) -> Callable[..., Any]:
+        """``function`` with every call charged to stage ``name`` (and counted in ``calls``).
+
+        A call made while another stage runs stays in that stage (the gallery reads its example tiles
+        through the same ``Scene`` reader as the masks stage: that reading is the gallery's cost), unless
+        ``carve``: then its time moves from the running stage to ``name`` (the overlays drawn inside
+        painting).
+        """
         key = f"{function.__module__}.{function.__qualname__}"
         self.calls.setdefault(key, 0)
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             self.calls[key] += 1
-            with self.stage(name):
+            outer = self._current
+            if outer is None:
+                with self.stage(name):
+                    return function(*args, **kwargs)
+            if not carve:
                 return function(*args, **kwargs)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            self._current = name
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._sample()
+                self._current = outer
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+                self.seconds[name] += seconds
+                self.cpu_seconds[name] += cpu
+                self.seconds[outer] -= seconds
+                self.cpu_seconds[outer] -= cpu
 
         return wrapped
 
@@ -594,18 +620,19 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
 
     ``label`` opens every image as a scene (``alps.geo.scene``) and reads its tiles through the scene;
     stores masks and features in one shard each; clusters through ``run_cluster`` (the keyed sample, the
-    consensus of k-means++ restarts and the Lloyd pass over the feature shard, model saved) and assigns
+    Ward initialisation and the Lloyd pass over the feature shard, model saved) and assigns
     masks with ``cluster_ids_by_mask``; paints labels, colour maps and overlays with
     ``alps.geo.scene.paint_scenes``; writes the cluster gallery (``alps.gallery.finish_label_dir``); and
-    publishes every output at the end (``OutputSet.publish``: digests, renames into place). Nothing wrapped
-    calls another wrapped function (stages must not nest); ``StageProfiler.check_called`` fails the run if a
-    name is no longer called.
+    publishes every output at the end (``OutputSet.publish``: digests, renames into place). A wrapped
+    function called by another (the gallery reading its example tiles through ``Scene``) is charged to the
+    caller's stage; ``StageProfiler.check_called`` fails the run if a name is no longer called.
 
     Arguments:
         profiler: the profiler to charge.
         reading: the stage that image reading belongs to (``masks (SAM AMG)``: SAM's input; ``oracle
             input`` in (c), where no SAM runs).
     """
+    import alps.figures
     import alps.gallery
     import alps.pipeline as pipeline
     from alps.geo.scene import Scene
@@ -620,6 +647,10 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
     for name in ("run_cluster", "cluster_ids_by_mask"):
         setattr(pipeline, name, profiler.wrap("clustering", getattr(pipeline, name)))
     pipeline.paint_scenes = profiler.wrap("painting", pipeline.paint_scenes)
+    # The overlays (the image read again and blended with a legend) are an output the official design does not
+    # make: their time is moved out of painting into their own row.
+    Scene.preview = profiler.wrap("overlays", Scene.preview, carve=True)  # type: ignore[method-assign]
+    alps.figures.overlay_with_legend = profiler.wrap("overlays", alps.figures.overlay_with_legend, carve=True)
     # Publishing the outputs (digests, renames into place) replaced swapping the painted folders in.
     pipeline.OutputSet.publish = profiler.wrap("painting", pipeline.OutputSet.publish)  # type: ignore[method-assign]
     # label() imports it when it gets there, from the module: the module attribute is what it calls.
@@ -982,7 +1013,12 @@ def main() -> None:
             )
             for key, label in (("seconds", "wall"), ("cpu_seconds", "CPU")):
                 base_post, engine_post = totals[key]
-                print(f"{label}: post-SAM speedup {base_post / engine_post:.1f}x (target >= 10x)")
+                extra = sum(post_engine["stages"].get(s, {}).get(key, 0.0) for s in EXTRA_OUTPUT_STAGES)
+                print(
+                    f"{label}: post-SAM speedup {base_post / engine_post:.1f}x with all the engine writes; "
+                    f"{base_post / (engine_post - extra):.1f}x for the outputs both make (labels and colour "
+                    f"maps: without the {' and '.join(EXTRA_OUTPUT_STAGES)} rows) (target >= 20x)"
+                )
         print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 

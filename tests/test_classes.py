@@ -365,7 +365,9 @@ def test_apply_class_map_never_writes_into_the_source(sharded, where, capsys):
     before = _digests(source)
     out = source if where == "same" else source / "named"
     assert main(["apply-class-map", str(source), str(out), "--class-map", str(sharded / "map.yaml")]) == 2
-    assert "never edits a dataset in place" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the output {out} {'is' if where == 'same' else 'lies inside'} the input {source}" in err
+    assert "never replaces or mixes with its inputs" in err
     assert _digests(source) == before
 
 
@@ -375,7 +377,8 @@ def test_apply_class_map_refuses_a_foreign_folder_and_a_short_map(sharded, tmp_p
     (foreign / "notes.txt").write_text("keep me")
     map_args = ["--class-map", str(sharded / "map.yaml")]
     assert main(["apply-class-map", str(sharded / "pl"), str(foreign), *map_args]) == 2
-    assert "is not a dataset this command wrote" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds notes.txt and there is no .alps-output.json: alps apply-class-map did not write" in err
     assert (foreign / "notes.txt").read_text() == "keep me"
     (tmp_path / "short.yaml").write_text("0: a\n1: b\n")
     short = ["--class-map", str(tmp_path / "short.yaml"), "--model", str(sharded / "km.npz")]

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import pickle
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from alps import progress as progress_module
 from alps.cluster import (
     ClusterConfig,
     ClusterModel,
@@ -40,7 +46,7 @@ def _chunks(points, n=7):
 
 def test_recovers_separated_blobs(rng):
     points, labels = _blobs(rng, [300] * 4)
-    model = fit_kmeans(blocks_from_arrays(_chunks(points)), ClusterConfig(k=4, batch_size=64, n_init=10))
+    model = fit_kmeans(blocks_from_arrays(_chunks(points)), ClusterConfig(k=4, batch_size=64))
     assert model.k == 4 and _same_partition(labels, model.predict(points))
     assert model.card["vectors_per_epoch"] == len(points)
     assert model.centers.shape == (4, 8) and model.centers.dtype == np.float32
@@ -48,7 +54,7 @@ def test_recovers_separated_blobs(rng):
 
 def test_fit_is_deterministic_and_saves_plain_arrays(tmp_path, rng):
     points, _ = _blobs(rng, [300] * 5, spread=1.0)
-    config = ClusterConfig(k=5, batch_size=50, epochs=2, seed=3, n_init=8)
+    config = ClusterConfig(k=5, batch_size=50, epochs=2, seed=3)
     first = fit_kmeans(blocks_from_arrays(_chunks(points)), config)
     second = fit_kmeans(blocks_from_arrays(_chunks(points)), config)
     np.testing.assert_array_equal(first.centers, second.centers)
@@ -72,7 +78,7 @@ def test_fit_does_not_depend_on_sharding_order_or_batch_size(rng):
     points = points.astype(np.float16)
     ids = [f"img{i}" for i in range(40)]
     per_image = np.array_split(points, 40)
-    config = ClusterConfig(k=4, seed=5, n_init=6, epochs=3, init_sample=300)
+    config = ClusterConfig(k=4, seed=5, epochs=3, init_sample=300)
     one = fit_kmeans(blocks_from_arrays(per_image, ids), config)
 
     def regrouped():
@@ -85,13 +91,11 @@ def test_fit_does_not_depend_on_sharding_order_or_batch_size(rng):
             for cut in range(0, len(block), 23):
                 yield FeatureBlock(block[cut : cut + 23], names[cut : cut + 23], masks[cut : cut + 23])
 
-    other = fit_kmeans(
-        regrouped, ClusterConfig(k=4, seed=5, n_init=6, epochs=3, init_sample=300, batch_size=7)
-    )
+    other = fit_kmeans(regrouped, ClusterConfig(k=4, seed=5, epochs=3, init_sample=300, batch_size=7))
     assert one.centers.tobytes() == other.centers.tobytes()
     assert not np.array_equal(
         one.centers,
-        fit_kmeans(regrouped, ClusterConfig(k=4, seed=6, n_init=1, epochs=0, init_sample=300)).centers,
+        fit_kmeans(regrouped, ClusterConfig(k=4, seed=6, epochs=0, init_sample=300)).centers,
     )
 
 
@@ -107,6 +111,66 @@ def test_keyed_sample_is_uniform_and_independent_of_blocks():
     keys = sample_keys(np.array(["a", "a", "b"]), np.array([0, 1, 0]), seed=1)
     assert keys.dtype == np.uint64 and len(set(keys.tolist())) == 3
     assert not np.array_equal(keys, sample_keys(np.array(["a", "a", "b"]), np.array([0, 1, 0]), seed=2))
+
+
+def test_every_seed_fits_the_same_centres_when_all_vectors_form_the_sample(rng):
+    # The initialisation has no random step: with no more vectors than init_sample the seed only reorders the
+    # sample, and the centres agree bit for bit.
+    points, _ = _blobs(rng, [120, 90, 60, 30], dim=16, spread=1.5, scale=1.0)
+    blocks = blocks_from_arrays(_chunks(points.astype(np.float16)))
+    fits = [fit_kmeans(blocks, ClusterConfig(k=4, seed=seed, epochs=1)) for seed in range(4)]
+    assert len({fit.centers.tobytes() for fit in fits}) == 1
+
+
+FIT_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from alps.cluster import ClusterConfig, blocks_from_arrays, fit_kmeans
+rng = np.random.default_rng(0)
+points = rng.normal(size=(3000, 48)).astype(np.float16) + np.repeat(rng.normal(size=(6, 48)), 500, 0)
+model = fit_kmeans(blocks_from_arrays(np.array_split(points, 30)), ClusterConfig(k=6, init_sample=2500))
+print(hashlib.sha256(model.centers.tobytes()).hexdigest())
+"""
+
+
+def test_centres_do_not_depend_on_the_thread_count():
+    digests = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+        result = subprocess.run(
+            [sys.executable, "-c", FIT_SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
+        digests.add(result.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_the_fit_reports_its_progress_in_the_log(monkeypatch, caplog, rng):
+    # A clock that jumps 40 s per reading: every update is due for a log line (not a terminal here).
+    now = [0.0]
+
+    def clock():
+        now[0] += 40.0
+        return now[0]
+
+    monkeypatch.setattr(progress_module.time, "monotonic", clock)
+    monkeypatch.setattr(progress_module, "_on_terminal", lambda: False)
+    caplog.set_level(logging.INFO, logger="alps.progress")
+    points, _ = _blobs(rng, [60, 40, 20])
+    fit_kmeans(blocks_from_arrays(_chunks(points)), ClusterConfig(k=3, epochs=2))
+    lines = [record.getMessage() for record in caplog.records]
+    ward = [line for line in lines if line.startswith("Ward agglomeration of 120 vectors")]
+    assert ward and "merge" in ward[0] and "ETA" in ward[0] and "took" in ward[-1]
+    assert any(line.startswith("Lloyd iterations on 120 vectors (K=3)") for line in lines)
+    passes = [line for line in lines if line.startswith("Lloyd passes over all vectors (K=3, 2 pass(es))")]
+    assert passes[-1].startswith("Lloyd passes over all vectors (K=3, 2 pass(es)): 240/240 vector (100%)")
+
+
+def test_a_feature_vector_that_is_not_finite_is_refused_by_name(rng):
+    points, _ = _blobs(rng, [20, 20])
+    points[27, 3] = np.nan
+    with pytest.raises(ValueError, match="mask 7 of image 1 is not finite"):
+        fit_kmeans(blocks_from_arrays([points[:20], points[20:]]), ClusterConfig(k=2))
 
 
 def test_too_few_vectors_and_bad_config(rng):
@@ -126,14 +190,14 @@ def test_too_few_vectors_and_bad_config(rng):
 def test_l2_normalisation_clusters_directions(rng):
     directions = np.repeat(np.eye(2, dtype=np.float32), 50, axis=0)
     scaled = directions * rng.uniform(0.1, 10, size=(100, 1)).astype(np.float32)
-    model = fit_kmeans(blocks_from_arrays([scaled]), ClusterConfig(k=2, normalize="l2", n_init=4))
+    model = fit_kmeans(blocks_from_arrays([scaled]), ClusterConfig(k=2, normalize="l2"))
     predicted = model.predict(scaled)
     assert len(set(predicted[:50])) == 1 and len(set(predicted[50:])) == 1 and predicted[0] != predicted[-1]
 
 
 def test_pca_projection_is_stored_and_used(tmp_path, rng):
     points, labels = _blobs(rng, [100, 80, 60], dim=32, spread=0.1)
-    model = fit_kmeans(blocks_from_arrays([points]), ClusterConfig(k=3, pca_dim=4, n_init=4))
+    model = fit_kmeans(blocks_from_arrays([points]), ClusterConfig(k=3, pca_dim=4))
     assert model.projection.shape == (32, 4) and _same_partition(labels, model.predict(points))
     model.card["area_threshold"] = 1.0
     model.save(tmp_path / "kmeans.npz")
@@ -148,7 +212,7 @@ def test_many_tiny_blocks_fewer_than_k_rows_each(rng):
     # One image per block with a handful of masks each, as with oracle masks.
     points, _ = _blobs(rng, [40] * 3)
     tiny = np.array_split(points[rng.permutation(len(points))], 60)
-    model = fit_kmeans(blocks_from_arrays(tiny), ClusterConfig(k=10, n_init=4))
+    model = fit_kmeans(blocks_from_arrays(tiny), ClusterConfig(k=10))
     assert model.k == 10 and len(set(model.predict(points))) > 3
 
 
@@ -161,7 +225,7 @@ def test_estimate_k_uneven_blobs_in_256d(rng):
     best, criterion = estimate_k(points.astype(np.float64), (2, 64), seed=0)
     assert best == 12 and set(criterion) == set(range(2, 65))
     # Through the fit, with the card reporting the criterion of every K tried.
-    model = fit_kmeans(blocks_from_arrays(_chunks(points)), ClusterConfig(k=None, n_init=4, k_range=(2, 20)))
+    model = fit_kmeans(blocks_from_arrays(_chunks(points)), ClusterConfig(k=None, k_range=(2, 20)))
     assert (
         model.k == 12
         and model.card["k_estimated"]

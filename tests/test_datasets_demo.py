@@ -137,7 +137,8 @@ def test_layout_and_counts(built: Path) -> None:
     assert set(manifest["split"]) == {"train", "val"}
     assert manifest["image_id"].tolist() == sorted(manifest["image_id"])
     assert manifest["image_id"].str.fullmatch(r"s2_r\d\d_c\d\d").all()
-    expected = {"manifest.csv", "dataset_card.json", "classes.json"}
+    # The record of the dataset's files (alps.io.outputs): what a later run of prepare may replace.
+    expected = {"manifest.csv", "dataset_card.json", "classes.json", ".alps-output.json"}
     for row in manifest.itertuples():
         assert row.image_path == f"img_dir/{row.split}/{row.image_id}.png"
         assert row.label_path == f"ann_dir/{row.split}/{row.image_id}.png"
@@ -233,10 +234,16 @@ def test_deterministic_and_replaces_atomically(built: Path, tmp_path: Path) -> N
     other = tmp_path / "again"
     prepare_demo(other, tile_size=TILE, block_size=BLOCK, seed=0)
     assert _files(other) == first
-    # Rebuilding over a complete dataset replaces it with a fresh one, leaving nothing else behind.
-    (other / "img_dir" / "train" / "stale.png").write_bytes(b"old")
+    # Rebuilding over a complete dataset replaces it with a fresh one, leaving nothing else behind ...
+    (other / "manifest.csv").unlink()  # as Snakemake does before it reruns prepare
     prepare_demo(other, tile_size=TILE, block_size=BLOCK, seed=0)
     assert _files(other) == first
+    assert [p.name for p in tmp_path.iterdir()] == ["again"]
+    # ... but a file it did not write, or one edited since, is never deleted: the rebuild is refused.
+    (other / "img_dir" / "train" / "mine.png").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="mine.png .not written by alps prepare"):
+        prepare_demo(other, tile_size=TILE, block_size=BLOCK, seed=0)
+    assert (other / "img_dir" / "train" / "mine.png").read_bytes() == b"mine"
     assert [p.name for p in tmp_path.iterdir()] == ["again"]
 
 
@@ -262,11 +269,15 @@ def test_building_replaces_a_previous_dataset(
     if not exchange:
         monkeypatch.setattr(demo, "_rename_exchange", lambda a, b: False)
     out = tmp_path / "dataset"
-    out.mkdir()
-    (out / "manifest.csv").write_text("old")
-    (out / "dataset_card.json").write_text(json.dumps({"dataset": demo.DATASET_NAME}))
-    with building(out, demo.DATASET_NAME, "prepare_demo", exchange=demo._rename_exchange) as built:
-        (built / "manifest.csv").write_text("new")
-        (built / "dataset_card.json").write_text(json.dumps({"dataset": demo.DATASET_NAME}))
+    for text in ("old", "new"):
+        with building(out, demo.DATASET_NAME, "prepare_demo", exchange=demo._rename_exchange) as built:
+            (built / "manifest.csv").write_text(text)
+            (built / "dataset_card.json").write_text(json.dumps({"dataset": demo.DATASET_NAME}))
     assert (out / "manifest.csv").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["dataset"]
+    # A dataset of the same name without the record of its files (hand-made, or an older alps) is not.
+    (out / ".alps-output.json").unlink()
+    replacing = building(out, demo.DATASET_NAME, "prepare_demo", exchange=demo._rename_exchange)
+    with pytest.raises(FileExistsError, match="refusing to replace"), replacing as built:
+        (built / "manifest.csv").write_text("newer")
+    assert (out / "manifest.csv").read_text() == "new"

@@ -30,14 +30,18 @@ from alps.paint import UNLABELED, paint_labels
 from alps.pipeline import assign_clusters, split_per_image
 
 from conftest import shared_data
+from gdal_c import gdal_label_info
 
 SPACENET = ("spacenet_building", "sample_geotiff.tif")
 VAIHINGEN = ("vaihingen", "img_dir", "area1_0_0_512_512.png")
 TILE = ["--tile-size", "128", "--overlap", "32"]
 
 
-def crop_geotiff(source: Path, target: Path, x: int, y: int, size: int, bands: int | None = None) -> Path:
-    """A ``size`` square window of a GeoTIFF, written with the window's own transform."""
+def crop_geotiff(
+    source: Path, target: Path, x: int, y: int, size: int, bands: int | None = None, nodata_rows: int = 0
+) -> Path:
+    """A ``size`` square window of a GeoTIFF, written with the window's own transform (with ``nodata_rows``:
+    its last rows zeroed and 0 declared no-data)."""
     with rasterio.open(source) as src:
         data = src.read(window=Window(x, y, size, size))
         profile = {
@@ -49,6 +53,10 @@ def crop_geotiff(source: Path, target: Path, x: int, y: int, size: int, bands: i
             "crs": src.crs,
             "transform": src.window_transform(Window(x, y, size, size)),
         }
+    if nodata_rows:
+        data = np.maximum(data, 1)
+        data[:, -nodata_rows:] = 0
+        profile["nodata"] = 0
     target.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(target, "w", **profile) as dst:
         dst.write(data)
@@ -283,9 +291,10 @@ def test_prepare_folder_mosaic_and_pl_dataset_georeferencing(tmp_path):
 
 
 def test_pl_dataset_tiles_keep_their_georeferencing(tmp_path):
-    """The PL dataset's PNG tiles carry ``.aux.xml`` sidecars that rasterio (GDAL, QGIS) reads."""
+    """The PL dataset's PNG tiles carry ``.aux.xml`` sidecars that rasterio (GDAL, QGIS) reads; the scene's
+    declared no-data stays unlabeled from ``prepare folder`` to ``alps mosaic``."""
     raw = tmp_path / "raw"
-    crop_geotiff(shared_data(*SPACENET), raw / "site.tif", 0, 0, 160)
+    crop_geotiff(shared_data(*SPACENET), raw / "site.tif", 0, 0, 160, nodata_rows=20)
     assert (
         main(
             [
@@ -349,6 +358,18 @@ def test_pl_dataset_tiles_keep_their_georeferencing(tmp_path):
     )
     label, georef = read_label(tmp_path / "m" / "site.tif")
     assert label.shape == (160, 160) and georef == raster_georef(raw / "site.tif")
+    # No-data: alpha 0 in the tiles (RGBA PNG), unlabeled in every tile label and in the mosaic.
+    assert (label[-20:] == UNLABELED).all() and (label[:-20] != UNLABELED).any()
+    bottom = next(i for i in georefs if i.startswith("site_64_160"))
+    tile = np.asarray(Image.open(tmp_path / "ds" / "img_dir" / "train" / f"{bottom}.png"))
+    assert tile.shape[2] == 4 and (tile[-20:, :, 3] == 0).all() and (tile[:-20, :, 3] == 255).all()
+    # A class map over the PL dataset keeps the tile labels' georeferencing.
+    (tmp_path / "map.yaml").write_text("0: a\n1: b\n2: a\n")
+    args = ["apply-class-map", str(tmp_path / "pl"), str(tmp_path / "named"), "--class-map"]
+    assert main([*args, str(tmp_path / "map.yaml")]) == 0
+    for image_id, georef in georefs.items():
+        with rasterio.open(tmp_path / "named" / "ann_dir" / "train" / f"{image_id}.png") as src:
+            assert src.crs.to_epsg() == 32616 and src.transform == georef.transform
 
 
 def test_georef_window_round_trip():
@@ -466,3 +487,51 @@ def test_evaluate_labels_scores_the_geotiff_labels_of_alps_label(labeled_scene, 
     assert report["images"] == 1 and report["hungarian"]["pixels"] == 256 * 256
     assert report["hungarian"] == json.loads(json.dumps(expected))
     assert report["hungarian"]["per_class_iou"]["1"] > 0  # building pixels were scored, not skipped
+
+
+def test_label_with_a_class_map_names_a_geotiff_as_apply_class_map_does(tmp_path):
+    """``alps label --class-map`` on a GeoTIFF writes the map's classes (it once wrote no label at all), and
+    ``alps apply-class-map`` on a run without the map gives the same labels beside it, without relabeling."""
+    crop_geotiff(shared_data(*SPACENET), tmp_path / "in" / "scene.tif", 300, 200, 160, nodata_rows=16)
+    (tmp_path / "map.yaml").write_text("0: roof\n1: ground\n2: roof\n3: ignore\n")
+    options = ["--k", "4", *TILE, "--n-init", "20"]
+    assert main(["label", str(tmp_path / "in"), str(tmp_path / "plain"), *options]) == 0
+    mapped_args = ["--class-map", str(tmp_path / "map.yaml")]
+    assert main(["label", str(tmp_path / "in"), str(tmp_path / "named"), *options, *mapped_args]) == 0
+    assert main(["apply-class-map", str(tmp_path / "plain"), str(tmp_path / "beside"), *mapped_args]) == 0
+    clusters, _ = read_label(tmp_path / "plain" / "labels" / "scene.tif")
+    lut = np.full(256, UNLABELED, np.uint8)
+    lut[:4] = [0, 1, 0, UNLABELED]
+    for out in ("named", "beside"):
+        folder = tmp_path / out
+        assert sorted(p.name for p in (folder / "labels").iterdir()) == ["scene.tif", "scene.tif.aux.xml"]
+        assert sorted(p.name for p in (folder / "vis").iterdir()) == ["scene.overlay.png", "scene.png"]
+        label, georef = read_label(folder / "labels" / "scene.tif")
+        assert georef == raster_georef(tmp_path / "in" / "scene.tif")
+        assert set(np.unique(label)) == {0, 1, UNLABELED} and (label[-16:] == UNLABELED).all()
+        np.testing.assert_array_equal(label, lut[clusters])
+        with rasterio.open(folder / "labels" / "scene.tif") as src:
+            assert src.nodata == UNLABELED and src.colormap(1)[1][:3] == (85, 131, 242)
+        assert gdal_label_info(folder / "labels" / "scene.tif")["categories"] == ["roof", "ground"]
+        card = json.loads((folder / "label_card.json").read_text())
+        assert card["class_map"]["classes"] == ["roof", "ground"]
+        assert card["class_map"]["class_pixels"] == [int((label == 0).sum()), int((label == 1).sum())]
+    # vectorize names the classes it finds in the label's sidecar.
+    _vectorize(tmp_path / "beside" / "labels" / "scene.tif", tmp_path / "named.gpkg")
+    import pyogrio
+
+    info = pyogrio.read_info(tmp_path / "named.gpkg")
+    assert info["fields"].tolist() == ["class_id", "area", "class_name"]
+    # The source labeling is untouched; a named output is not named twice.
+    assert "class_map" not in json.loads((tmp_path / "plain" / "label_card.json").read_text())
+    again = ["apply-class-map", str(tmp_path / "beside"), str(tmp_path / "twice"), *mapped_args]
+    assert main(again) == 2
+
+
+def test_gallery_shares_are_of_the_scene_pixels(labeled_scene):
+    """Tiles of a scene overlap: gallery shares are of the scene's pixels and add up to the coverage."""
+    _, out = labeled_scene
+    card = json.loads((out / "label_card.json").read_text())
+    gallery = json.loads((out / "gallery" / "gallery.json").read_text())
+    assert gallery["total_pixels"] == 256 * 256
+    assert sum(row["pixel_share"] for row in gallery["clusters"]) == pytest.approx(card["coverage"])

@@ -54,10 +54,6 @@ def test_engine_beats_colour_baseline(nwpu_subset):
         "1.0",
         "--seed",
         "0",
-        # 100 restarts instead of the default 800 keep this test short; the seed stability of the default
-        # is measured by benchmarks/cluster_stability.py.
-        "--n-init",
-        "100",
     ]
     assert main(args) == 0
     engine = evaluate_label_dirs(out / "labels", root / "semantic", 11, (0, 255))
@@ -82,7 +78,7 @@ def test_engine_beats_colour_baseline(nwpu_subset):
         "colour",
     )
     run_cluster(
-        [folder / "colour.npz"], ClusterConfig(k=10, seed=0, n_init=100), 1.0, folder / "colour_kmeans.npz"
+        [folder / "colour.npz"], ClusterConfig(k=10, seed=0), 1.0, folder / "colour_kmeans.npz"
     )
     run_paint(
         out / "masks.parquet", folder / "colour.npz", folder / "colour_kmeans.npz", folder / "colour", 1.0

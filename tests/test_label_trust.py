@@ -209,8 +209,7 @@ def test_a_kill_during_publication(labeled, images, tmp_path, monkeypatch, dies_
         return replace(src, dst)
 
     monkeypatch.setattr(os, "replace", dies_at_a_publication_rename)
-    with pytest.raises(KeyboardInterrupt):
-        main(["label", str(images), str(out), *K3, "--binary"])
+    assert main(["label", str(images), str(out), *K3, "--binary"]) == 130  # Ctrl-C: one line, exit 130
     monkeypatch.setattr(os, "replace", replace)
     if dies_at == 1:  # before the journal: nothing was published
         assert _snapshot(out) == before
@@ -506,3 +505,30 @@ def test_nodata_stays_unlabeled_in_a_tiled_scene(tmp_path):
     assert label.shape == nodata.shape
     assert np.all(label[nodata] == 255)
     assert (label[~nodata] != 255).mean() > 0.3
+
+
+@pytest.mark.parametrize("tiling", [[], ["--tile-size", "64", "--overlap", "16"]], ids=["whole", "tiled"])
+def test_transparent_pixels_stay_unlabeled_in_a_png_as_in_a_tiff(tmp_path, tiling):
+    """A PNG's alpha is no-data as an RGBA TIFF's alpha band is (it was labeled in the PNG): the same pixels
+    give the same labels, the transparent half unlabeled in both. A named run draws its overlays too."""
+    import rasterio
+
+    rgb = np.asarray(Image.open(shared_data("potsdam", "img_dir", "2_10_0_0_512_512.png")).convert("RGB"))
+    rgba = np.dstack([rgb[:96, :128], np.full((96, 128), 255, np.uint8)])
+    rgba[:, :64, 3] = 0
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(rgba).save(folder / "as_png.png")
+    profile = {"driver": "GTiff", "height": 96, "width": 128, "count": 4, "dtype": "uint8"}
+    with rasterio.open(folder / "as_tif.tif", "w", **profile, photometric="RGB", alpha="YES") as dst:
+        dst.write(np.moveaxis(rgba, -1, 0))
+    (tmp_path / "map.yaml").write_text("0: a\n1: b\n2: a\n")
+    out = tmp_path / "out"
+    assert (
+        main(["label", str(folder), str(out), *K3, *tiling, "--class-map", str(tmp_path / "map.yaml")]) == 0
+    )
+    png = np.asarray(Image.open(out / "labels" / "as_png.png"))
+    tif = np.asarray(Image.open(out / "labels" / "as_tif.png"))  # a TIFF without CRS: a PNG label
+    assert (png[:, :64] == 255).all() and (png[:, 64:] != 255).any()
+    np.testing.assert_array_equal(png, tif)
+    assert {p.name for p in (out / "vis").iterdir()} >= {"as_png.overlay.png", "as_tif.overlay.png"}

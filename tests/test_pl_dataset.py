@@ -151,7 +151,7 @@ def test_a_killed_paint_job_leaves_no_shard_and_the_rerun_completes(tmp_path):
     masks, features, model = tmp_path / "m.parquet", tmp_path / "f.npz", tmp_path / "km.npz"
     run_masks(items, build_mask_generator("felzenszwalb", {"scale": 100, "min_size": 30}), masks)
     run_features(items, masks, build_encoder("efficientnet-lite0"), features)
-    run_cluster([features], ClusterConfig(k=2, batch_size=64, seed=0, n_init=1), 1.0, model)
+    run_cluster([features], ClusterConfig(k=2, batch_size=64, seed=0), 1.0, model)
     shard = tmp_path / "paint" / "shard_0000"
     process = multiprocessing.get_context("fork").Process(
         target=_paint_then_die, args=(masks, features, model, shard)

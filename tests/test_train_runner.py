@@ -15,6 +15,7 @@ from PIL import Image
 
 from alps.datasets.demo import CLASSES as DEMO_CLASSES
 from alps.datasets.demo import PALETTE as DEMO_PALETTE
+from alps.train.inference import read_plain_config
 from alps.train.runner import RunResult, finetune, foreground_mean, pretrain
 from alps.train.surgery import RUN_MARKER, load_state_dict
 
@@ -96,15 +97,29 @@ class _Record(Hook):
 
 def test_pretrain_writes_checkpoint_config_and_marker(pretrained: RunResult) -> None:
     work = pretrained.work_dir
-    assert pretrained.checkpoint == work / "iter_4.pth" and (work / "iter_2.pth").is_file()
+    # Only the last periodic checkpoint is kept unless asked (no val split here: no best one).
+    assert pretrained.checkpoint == work / "iter_4.pth" and not (work / "iter_2.pth").exists()
+    assert sorted(p.name for p in work.glob("*.pth")) == ["iter_4.pth"]
     assert (work / RUN_MARKER).is_file()
-    text = (work / "config.py").read_bytes()
+    text = (work / "train_config.py").read_bytes()
     assert pretrained.config_hash == hashlib.sha256(text).hexdigest()
     record = json.loads((work / "metrics.json").read_text())
     assert record["evaluated"] is False and record["iter"] == 4 and record["seed"] == 3
     assert record["config_hash"] == pretrained.config_hash and record["checkpoint"] == "iter_4.pth"
     state = load_state_dict(pretrained.checkpoint)  # our own mmengine checkpoint: trusted by its marker
     assert state["decode_head.conv_seg.weight"].shape[0] == 5
+    # Stock torch.load reads it with no allow-list: the message hub holds plain Python data.
+    raw = torch.load(pretrained.checkpoint, weights_only=True)
+    assert raw["meta"]["dataset_meta"]["classes"] == [f"cluster_{i:02d}" for i in range(5)]
+    # config.py is the model for inference in stock mmseg types: plain data, no alps import.
+    inference = read_plain_config(work / "config.py")
+    assert "custom_imports" not in inference and "alps.train" not in (work / "config.py").read_text()
+    assert inference["model"]["decode_head"]["num_classes"] == 5
+    assert [step["type"] for step in inference["test_pipeline"]] == [
+        "LoadImageFromFile",
+        "Resize",
+        "PackSegInputs",
+    ]
 
 
 def test_same_seed_same_weights(pretrained: RunResult, data: dict[str, Path]) -> None:
@@ -138,6 +153,11 @@ def test_finetune_each_init(init: str, pretrained: RunResult, data: dict[str, Pa
     assert list(record["per_class"]["IoU"]) == list(DEMO_CLASSES)
     assert record["config_hash"] == result.config_hash and record["seed"] == 0
     assert record_hook.iters == [0, 1] and record["checkpoint"] == "iter_2.pth"
+    # The last checkpoint and the best by validation mIoU are kept, each readable by stock torch.load.
+    kept = sorted(p.name for p in result.work_dir.glob("*.pth") if not p.name.startswith("init_"))
+    assert kept == ["best_mIoU_iter_2.pth", "iter_2.pth"]
+    for name in kept:
+        torch.load(result.work_dir / name, weights_only=True)
     # mmengine really started from the selected weights: compare with the pre-trained checkpoint.
     source = load_state_dict(pretrained.checkpoint)
     backbone_loaded = torch.equal(record_hook.start[probe[0]], source[probe[0]])
@@ -193,7 +213,7 @@ def test_finetune_drops_only_its_checkpoints_when_asked(data: dict[str, Path], t
     result = finetune(
         data["medical"], work, dataset="medical", model=MODEL, iters=1, keep_checkpoints=False, **TINY
     )
-    assert result.metrics_path.is_file() and (work / "config.py").is_file()
+    assert result.metrics_path.is_file() and (work / "train_config.py").is_file()
     assert not list(work.glob("iter_*.pth")) and not (work / "last_checkpoint").exists()
     assert (work / "notes.pth").is_file()
 

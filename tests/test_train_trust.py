@@ -169,7 +169,7 @@ def test_two_processes_under_torchrun_with_a_backbone_and_the_pl_val_split(
     # The PL dataset's val split (labeled by the same k-means model) is what pre-training validates on.
     assert metrics["evaluated"] is True and metrics["split"] == "val" and metrics["iter"] == 2
     assert metrics["metrics"]["mIoU"] is not None
-    config = (work / "config.py").read_text()
+    config = (work / "train_config.py").read_text()
     assert "launcher = 'pytorch'" in config and "ann_dir/val" in config
 
 

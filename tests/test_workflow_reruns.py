@@ -35,10 +35,10 @@ def tiny_config(tmp_path: Path, raw_dir: Path, **labeling: object) -> Path:
     config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
     config["results_dir"] = str(tmp_path / "results")
     config["datasets"] = {
-        "tiny": {"converter": "folder", "raw_dir": str(raw_dir), "options": {"tile_size": 64}}
+        "tiny": {"converter": "folder", "raw_dir": str(raw_dir), "options": {"tile_size": 64, "overlap": 0}}
     }
     config["labeling"].update({"shard_size": 2, **labeling})
-    config["labeling"]["cluster"].update({"k": 2, "init_sample": 200, "n_init": 1})
+    config["labeling"]["cluster"].update({"k": 2, "init_sample": 200})
     config["pseudo_labels"] = {"tiny-pl": {"dataset": "tiny"}}
     for key in ("training", "tables"):
         config.pop(key, None)

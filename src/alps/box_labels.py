@@ -37,18 +37,22 @@ from segment_anything.modeling import Sam
 
 from alps import __version__
 from alps.boxes import Box, BoxSource
-from alps.io.atomic import atomic_directory, atomic_write_text
+from alps.io.atomic import atomic_write_text
 from alps.io.images import check_rgb_image, read_image
 from alps.io.manifest import read_manifest
+from alps.io.outputs import check_output_folder, output_folder
 from alps.masks.base import MaskSet, encode_masks
 from alps.masks.sam import EmbeddingKeepingPredictor, load_sam, usable_bf16
 from alps.paint import UNLABELED, paint_mask_sets
+from alps.progress import track
 from alps.sharding import images_from_source, select_shard
 
 log = logging.getLogger(__name__)
 
 LABELER_NAME = "samrs-star"
 """The ``labeler`` that SAMRS* shards and the PL datasets built from them record."""
+WRITER = "alps box-labels"
+"""The painted shards' writer (``alps.io.outputs``): a rerun replaces only its own shard."""
 
 DEFAULT_BATCH_SIZE = 64
 """Box prompts decoded at once."""
@@ -346,6 +350,8 @@ def label_box_shard(
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     vocabulary = {name: index for index, name in enumerate(read_classes(classes))}
     source = boxes if isinstance(boxes, BoxSource) else BoxSource(boxes)
+    inputs = [manifest.parent, source.path]
+    check_output_folder(out_dir, WRITER, inputs=inputs)  # before SAM's work, not after it
     items = images_from_source(manifest, split)
     if shard_index is not None:
         items = select_shard(items, shard_index, shard_size)
@@ -354,7 +360,7 @@ def label_box_shard(
     per_image: dict[str, dict[str, Any]] = {}
     mask_sets: list[MaskSet] = []
     label_ids: dict[str, np.ndarray] = {}
-    for item in items:
+    for item in track(items, "box prompts", "img"):
         row = rows[item.image_id]
         height, width = int(row["height"]), int(row["width"])
         window = (int(row["window_x"]), int(row["window_y"]), int(row["window_w"]), int(row["window_h"]))
@@ -386,8 +392,8 @@ def label_box_shard(
         label_ids[item.image_id] = np.asarray(ids, dtype=np.int64)
         per_image[item.image_id] = {"boxes_from": found.matched, "mapping": found.rule, "boxes": len(kept)}
         log.info("%s: %d boxes (%s %s)", item.image_id, len(kept), found.rule, found.matched or "-")
-    # Painted beside out_dir, then the folder is swapped in whole (alps.io.atomic).
-    with atomic_directory(out_dir) as staging:
+    # Painted beside out_dir, then the folder is swapped in whole (alps.io.outputs).
+    with output_folder(out_dir, WRITER, inputs=inputs) as staging:
         stats = paint_mask_sets(
             mask_sets, label_ids, staging, k=len(vocabulary), labeler=LABELER_NAME, classes=list(vocabulary)
         )

@@ -18,6 +18,7 @@ Rules (pinned by tests):
 
 Applying a map never edits a dataset in place: ``apply_class_map_to_dataset`` writes a new PL dataset
 beside the source one, which stays as it was (the unmapped cluster labels remain reproducible from it).
+The labels of an ``alps label`` output (PNG or GeoTIFF) are named by ``alps.named_labels``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import reprlib
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,9 +38,14 @@ import yaml
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_directory, atomic_write_text
+from alps.io.cards import card_int, read_json_object
+from alps.io.images import read_label_array
+from alps.io.outputs import output_folder
+from alps.io.paths import confined
+from alps.io.yamlfile import YamlLimitError, load_yaml_text, read_yaml_bytes
 from alps.paint import UNLABELED, colorize, make_palette
-from alps.pl_dataset import link_or_copy
+from alps.pl_dataset import CLASS_MAP_WRITER, link_or_copy
+from alps.pl_dataset import WRITER as PL_WRITER
 
 IGNORE_NAME = "ignore"
 CLASS_MAP_COPY = "class_map.yaml"
@@ -60,10 +67,10 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if isinstance(key, (list, dict)):
-            raise ClassMapError(f"line {line}: key {key!r} is not a cluster id")
+            raise ClassMapError(f"line {line}: key {_short(key)} is not a cluster id")
         if key in seen:
             raise ClassMapError(
-                f"line {line}: cluster id {key!r} is listed twice (first on line {seen[key]})"
+                f"line {line}: cluster id {_short(key)} is listed twice (first on line {seen[key]})"
             )
         seen[key] = line
     return loader.construct_mapping(node, deep=deep)
@@ -117,6 +124,11 @@ class ClassMap:
         }
 
 
+def _short(value: Any) -> str:
+    """A bounded repr: a value from the file may be a huge structure."""
+    return reprlib.repr(value)
+
+
 def _fail(path: Path, message: str) -> ClassMapError:
     return ClassMapError(f"class map {path}: {message}")
 
@@ -127,9 +139,12 @@ def _parse(path: Path, data: bytes) -> dict[Any, Any]:
     except UnicodeDecodeError as exc:
         raise _fail(path, f"not UTF-8 text ({exc})") from exc
     try:
-        value = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no object tags
+        # A SafeLoader subclass (no object tags), its aliases' expansion bounded (alps.io.yamlfile).
+        value = load_yaml_text(text, path, _UniqueKeyLoader)
     except ClassMapError as exc:
         raise _fail(path, str(exc)) from exc
+    except YamlLimitError as exc:
+        raise ClassMapError(str(exc)) from exc
     except yaml.YAMLError as exc:
         raise _fail(path, f"not valid YAML ({exc})") from exc
     if not isinstance(value, dict) or not value:
@@ -151,18 +166,21 @@ def load_class_map(path: str | os.PathLike[str], k: int | None) -> ClassMap:
     path = Path(path)
     if not path.is_file():
         raise ClassMapError(f"class map {path} does not exist")
-    data = path.read_bytes()
+    try:
+        data = read_yaml_bytes(path)
+    except YamlLimitError as exc:
+        raise ClassMapError(f"class map {exc}") from exc
     value = _parse(path, data)
     names: list[str] = []
     assignment: dict[int, int] = {}
     for key, name in value.items():
         if isinstance(key, bool) or not isinstance(key, int):
-            raise _fail(path, f"key {key!r} is not a cluster id (an integer 0..K-1)")
-        if key < 0 or (k is not None and key >= k):
-            bound = f"0..{k - 1}" if k is not None else "0 or more"
+            raise _fail(path, f"key {_short(key)} is not a cluster id (an integer 0..K-1)")
+        if key < 0 or key >= (k if k is not None else UNLABELED):
+            bound = f"0..{k - 1}" if k is not None else f"0..{UNLABELED - 1}"
             raise _fail(path, f"cluster id {key} does not exist (this labeling's ids are {bound})")
         if not isinstance(name, str) or not name.strip():
-            raise _fail(path, f"cluster {key}: the name must be a non-empty string, got {name!r}")
+            raise _fail(path, f"cluster {key}: the name must be a non-empty string, got {_short(name)}")
         name = name.strip()
         if name.lower() == IGNORE_NAME:
             assignment[key] = UNLABELED
@@ -215,12 +233,15 @@ def _remap_folder(
     if vis_out is not None:
         vis_out.mkdir(parents=True, exist_ok=True)
     palette = make_palette()
-    for label_path in sorted(source.glob("*.png")):
-        label = np.asarray(Image.open(label_path))
+    for label_path in sorted(p for p in source.glob("*.png") if not p.name.startswith(".")):
+        label = read_label_array(label_path)
         if label.dtype != np.uint8 or label.ndim != 2:
             raise ValueError(f"{label_path}: not a single-channel uint8 label ({label.dtype}, {label.shape})")
         mapped = remap_label(label, lut)
         Image.fromarray(mapped).save(labels_out / label_path.name)
+        sidecar = label_path.with_name(f"{label_path.name}.aux.xml")
+        if sidecar.is_file():  # the tile's georeferencing (alps.geo.georef), the same for the new label
+            shutil.copyfile(sidecar, labels_out / sidecar.name)
         if vis_out is not None:
             Image.fromarray(colorize(mapped, palette)).save(vis_out / label_path.name)
         counts += np.bincount(mapped.ravel(), minlength=256)
@@ -231,52 +252,10 @@ def _classes_json(class_map: ClassMap) -> str:
     return json.dumps({"classes": list(class_map.names), "palette": class_map.palette()}, indent=2) + "\n"
 
 
-def apply_class_map_to_label_dir(out_dir: str | os.PathLike[str], class_map: ClassMap) -> dict[str, Any]:
-    """Turn the cluster labels of an ``alps label`` folder into the named classes of ``class_map``.
-
-    ``labels/`` and ``vis/`` are rebuilt beside and swapped in whole; ``classes.json`` and a copy of the map
-    (``class_map.yaml``) are written. The cluster labels are not kept: ``alps paint`` regenerates them
-    from the folder's masks, features and cluster model, and the map turns them into these labels again.
-
-    Returns:
-        The ``class_map`` entry of the label card (the map's summary and the new classes' pixel counts).
-    """
-    out = Path(out_dir)
-    # Both folders built beside their targets and swapped in whole (alps.io.atomic); vis first, labels last.
-    with atomic_directory(out / "labels") as labels, atomic_directory(out / "vis") as vis:
-        counts = _remap_folder(out / "labels", labels, vis, class_map.lut())
-    copy = out / CLASS_MAP_COPY
-    if not (copy.exists() and copy.samefile(class_map.path)):  # a rerun may pass the copy itself
-        shutil.copyfile(class_map.path, copy)
-    atomic_write_text(out / CLASSES_JSON, _classes_json(class_map))
-    total = int(counts.sum())
-    return {
-        **class_map.summary(),
-        "class_pixels": counts[: len(class_map.names)].tolist(),
-        "coverage": float(total - counts[UNLABELED]) / total if total else 0.0,
-    }
-
-
 def clear_class_map(out_dir: str | os.PathLike[str]) -> None:
     """Remove the class-map files an earlier ``alps label --class-map`` run wrote (its labels are gone)."""
     for name in (CLASS_MAP_COPY, CLASSES_JSON):
         (Path(out_dir) / name).unlink(missing_ok=True)
-
-
-def _check_separate(source: Path, out: Path) -> None:
-    src, dst = source.resolve(), out.resolve()
-    if src == dst or src in dst.parents or dst in src.parents:
-        raise ValueError(
-            f"the mapped dataset {out} must be a new folder outside {source} (and not contain it): a class "
-            "map never edits a dataset in place"
-        )
-    if out.exists() and not _is_replaceable_dataset(out):
-        raise ValueError(f"{out} exists and is not a dataset this command wrote; choose a new folder")
-
-
-def _is_replaceable_dataset(folder: Path) -> bool:
-    """An output folder this command may replace: empty, or a dataset (it has a card)."""
-    return not any(folder.iterdir()) or (folder / "dataset_card.json").is_file()
 
 
 def apply_class_map_to_dataset(
@@ -306,29 +285,27 @@ def apply_class_map_to_dataset(
     card_path = source / "dataset_card.json"
     if not card_path.is_file():
         raise FileNotFoundError(f"{card_path} is missing: is {source} a PL dataset (alps pl-dataset)?")
-    card = json.loads(card_path.read_text())
-    declared = int(card.get("num_classes", 0))
+    card = read_json_object(card_path, "dataset card")
+    declared = card_int(card, "num_classes", card_path, 1, UNLABELED)
     if k is not None and k > declared:
         raise ValueError(f"K = {k} but {card_path} declares only {declared} label ids; wrong model?")
     class_map = load_class_map(class_map_path, k if k is not None else declared)
-    _check_separate(source, out)
     lut = class_map.lut()
-    # Built beside and swapped in whole (alps.io.atomic); only an empty folder or a dataset is replaced.
-    with atomic_directory(
-        out,
-        may_replace=_is_replaceable_dataset,
-        refusal=f"{out} exists and is not a dataset this command wrote",
-    ) as tmp:
+    # Built beside and swapped in whole; a class map never edits a dataset in place, and only an earlier
+    # output of this command is replaced (alps.io.outputs).
+    with output_folder(out, CLASS_MAP_WRITER, inputs=[source, class_map.path], replaces=[PL_WRITER]) as tmp:
         counts = np.zeros(256, dtype=np.int64)
-        splits = sorted(p.name for p in (source / "ann_dir").iterdir() if p.is_dir())
+        ann_dir = source / "ann_dir"
+        splits = sorted(p.name for p in ann_dir.iterdir() if p.is_dir()) if ann_dir.is_dir() else []
         if not splits:
             raise ValueError(f"{source}/ann_dir has no split folders: is {source} a PL dataset?")
         for split in splits:
             counts += _remap_folder(
-                source / "ann_dir" / split, tmp / "ann_dir" / split, tmp / "vis" / split, lut
+                ann_dir / split, confined(tmp, "ann_dir", split), confined(tmp, "vis", split), lut
             )
             for image in sorted((source / "img_dir" / split).glob("*")):
-                link_or_copy(image, tmp / "img_dir" / split / image.name)
+                if not image.name.startswith("."):
+                    link_or_copy(image, confined(tmp, "img_dir", split, image.name))
         total = int(counts.sum())
         n = len(class_map.names)
         new_card = {

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alps import __version__
+from alps import __version__, limits
 from alps.config import AREA_THRESHOLD, INIT_MODES
 
 log = logging.getLogger("alps")
@@ -126,9 +126,6 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=4096)
     group.add_argument("--epochs", type=int, default=1, help="Lloyd passes over all vectors")
     group.add_argument("--init-sample", type=int, default=20000)
-    group.add_argument(
-        "--n-init", type=int, default=800, help="k-means restarts whose consensus initialises the fit"
-    )
     group.add_argument("--normalize", choices=["none", "l2"], default="none")
     group.add_argument("--pca-dim", type=int, help="cluster on this many principal components (default: all)")
 
@@ -142,7 +139,6 @@ def _cluster_config(args: argparse.Namespace) -> Any:
         epochs=args.epochs,
         seed=args.seed,
         init_sample=args.init_sample,
-        n_init=args.n_init,
         normalize=args.normalize,
         pca_dim=args.pca_dim,
         k_range=tuple(args.k_range),
@@ -181,6 +177,11 @@ def _items(args: argparse.Namespace) -> Any:
     if getattr(args, "shard_index", None) is not None:
         items = select_shard(items, args.shard_index, args.shard_size)
     return items
+
+
+def _source_folder(source: Path) -> Path:
+    """The folder an image source's files lie in: a manifest's folder (its dataset), or the folder itself."""
+    return source.parent if source.suffix.lower() == ".csv" else source
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -320,9 +321,32 @@ def _add_paint_parser(sub: Any) -> None:
 
 def cmd_pl_dataset(args: argparse.Namespace) -> None:
     from alps.geo.georef import manifest_georefs
+    from alps.named_labels import is_label_output
     from alps.pipeline import images_from_source
     from alps.pl_dataset import assemble_pl_dataset
 
+    if is_label_output(args.source):
+        from alps.label_dataset import label_output_dataset
+
+        card = label_output_dataset(
+            args.source,
+            args.out_dir,
+            tile_size=args.tile_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+        )
+        log.info(
+            "pseudo-labeled dataset %s: %s tiles, %d classes, coverage %.3f",
+            args.out_dir,
+            card["images_per_split"],
+            card["num_classes"],
+            card["coverage"],
+        )
+        return
+    if not args.paint_dirs:
+        raise ValueError(
+            f"{args.source} is not an `alps label` output: pass its painted shards (--paint-dirs)"
+        )
     split = args.split or "train"
     items = {split: images_from_source(args.source, args.split)}
     paint_dirs = {split: args.paint_dirs}
@@ -340,6 +364,7 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
         num_classes=args.num_classes,
         bands=args.bands,
         georefs=georefs,
+        inputs=[_source_folder(args.source)],
     )
     log.info(
         "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]
@@ -347,10 +372,25 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
 
 
 def _add_pl_dataset_parser(sub: Any) -> None:
-    p = sub.add_parser("pl-dataset", help="gather painted shards into an mmseg-layout pseudo-label dataset")
-    p.add_argument("source", type=Path, help="the folder of images or manifest CSV that was labeled")
+    p = sub.add_parser(
+        "pl-dataset",
+        help="an mmseg-layout pseudo-label dataset: of an `alps label` output, or of painted shards",
+    )
+    p.add_argument(
+        "source",
+        type=Path,
+        help="an `alps label` (or `alps apply-class-map`) output, or the folder of images or manifest CSV "
+        "that painted shards labeled",
+    )
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--paint-dirs", type=Path, nargs="+", required=True)
+    p.add_argument("--paint-dirs", type=Path, nargs="+", help="painted shards (a source of images)")
+    p.add_argument(
+        "--tile-size", type=int, default=512, help="an `alps label` output: tile side of the dataset"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.2, help="an `alps label` output: share of tiles in val"
+    )
+    p.add_argument("--seed", type=int, default=0, help="an `alps label` output: keys the train/val split")
     p.add_argument("--split", default="train", help="split of the source to take the images from")
     p.add_argument("--binary", action="store_true", help="use the binary-mask variant as labels")
     p.add_argument(
@@ -436,7 +476,9 @@ def cmd_figures(args: argparse.Namespace) -> None:
         log.info("no ground truth at %s: figures show image and pseudo-label only", gt_dir)
         gt_dir = None
     if gt_dir is not None and args.gt_classes and Path(args.gt_classes).is_file():
-        palette = json.loads(Path(args.gt_classes).read_text()).get("palette")
+        from alps.io.cards import read_json_object
+
+        palette = read_json_object(args.gt_classes, "class list").get("palette")
     paths = write_figures(
         args.pl_dataset,
         args.out_dir,
@@ -473,7 +515,15 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=int, default=2, help="data loader workers")
     group.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     group.add_argument("--val-interval", type=int)
-    group.add_argument("--checkpoint-interval", type=int)
+    group.add_argument(
+        "--checkpoint-interval", type=int, help="default: every max(val interval, min(iters, 1000))"
+    )
+    group.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=1,
+        help="periodic checkpoints kept (-1: all); the final one and the best by val mIoU are kept too",
+    )
     group.add_argument("--log-interval", type=int, default=50)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -493,7 +543,12 @@ def _add_training(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a work dir holding another config is started over instead of refused (the workflow's jobs)",
     )
-    group.add_argument("--from", dest="from_checkpoint", type=Path, help="checkpoint to initialise from")
+    group.add_argument(
+        "--from",
+        dest="from_checkpoint",
+        type=Path,
+        help="checkpoint to initialise from, or the work dir of the run that wrote it (its final checkpoint)",
+    )
 
 
 def _training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -504,6 +559,7 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "launcher": args.launcher,
         "log_interval": args.log_interval,
+        "max_keep_ckpts": args.keep_checkpoints,
     }
     for name in ("batch_size", "val_interval", "checkpoint_interval", "pretrained"):
         if getattr(args, name) is not None:
@@ -615,7 +671,7 @@ def cmd_evaluate_labels(args: argparse.Namespace) -> None:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{args.class_names}: not JSON ({exc})") from exc
         names = value.get("classes") if isinstance(value, dict) else None
-        if not isinstance(names, list):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"{args.class_names}: expected a JSON object with a 'classes' list of names")
     report = evaluate_label_dirs(args.pred_dir, args.gt_dir, args.num_classes, args.ignore, names)
     text = json.dumps(report, indent=2) + "\n"
@@ -638,17 +694,25 @@ def _add_evaluate_labels_parser(sub: Any) -> None:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    from alps.geo.scene import SceneOptions
-    from alps.pipeline import images_from_source, label
+    from alps.geo.scene import WHOLE_IMAGE_TILE, SceneOptions, check_scene_sizes
+    from alps.label_folder import repair_label_output
+    from alps.sharding import images_from_source
 
+    # A publication a killed run left half done is finished first, even if the arguments fail below.
+    repair_label_output(args.out_dir)
     _check_class_map(args)
+    items = images_from_source(args.images)
+    tiling = SceneOptions(WHOLE_IMAGE_TILE if args.backend == "coco" else args.tile_size, args.overlap)
+    check_scene_sizes(items, tiling)  # from the headers, before the models are loaded
+    from alps.pipeline import label  # torch: imported once the inputs are known to be sane
+
     georefs = {}
     if args.images.suffix.lower() == ".csv":
         from alps.geo.georef import manifest_georefs
 
         georefs = manifest_georefs(args.images)
     card = label(
-        images_from_source(args.images),
+        items,
         args.out_dir,
         _generator(args),
         _encoder(args),
@@ -708,10 +772,12 @@ def cmd_tables(args: argparse.Namespace) -> None:
     if published is None:
         log.warning("no published tables (results/paper/ not found, no --published): no paper values shown")
     if args.config is not None:
-        import yaml
+        from alps.io.yamlfile import load_yaml
 
         # The rows of the workflow's study: every run the config plans, at the path the workflow gives it.
-        config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+        config = load_yaml(args.config)
+        if not isinstance(config, dict):
+            raise ValueError(f"{args.config}: a workflow configuration is a mapping of keys")
         if args.results_dir is not None:
             config["results_dir"] = str(args.results_dir)
         rows = study_rows(config, published)
@@ -741,11 +807,12 @@ def _add_tables_parser(sub: Any) -> None:
 
 
 def cmd_placeholders(args: argparse.Namespace) -> None:
-    import yaml
-
+    from alps.io.yamlfile import load_yaml
     from alps.placeholders import write_placeholders
 
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_yaml(args.config)
+    if not isinstance(config, dict):
+        raise ValueError(f"{args.config}: a workflow configuration is a mapping of keys")
     created = write_placeholders(config, args.root)
     log.info("wrote %d placeholder inputs of %s under %s", len(created), args.config, args.root)
 
@@ -786,13 +853,26 @@ def cmd_gallery(args: argparse.Namespace) -> None:
         seed=args.seed,
         tile=args.tile,
         bands=args.bands,
+        image_folders=[_source_folder(args.source)],
     )
     log.info("gallery of %d pseudo-classes: %s", summary["k"], Path(args.out_dir) / "index.html")
 
 
 def cmd_apply_class_map(args: argparse.Namespace) -> None:
     from alps.classmap import apply_class_map_to_dataset
+    from alps.named_labels import apply_class_map_to_label_output, is_label_output
 
+    if is_label_output(args.pl_dataset):
+        card = apply_class_map_to_label_output(args.pl_dataset, args.out_dir, args.class_map)
+        named = card["class_map"]
+        log.info(
+            "%s: %d named classes %s, coverage %.3f",
+            args.out_dir,
+            len(named["classes"]),
+            named["classes"],
+            named["coverage"],
+        )
+        return
     k = None
     if args.model is not None:
         from alps.cluster import ClusterModel
@@ -840,10 +920,16 @@ def _add_class_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_gallery)
 
     p = sub.add_parser(
-        "apply-class-map", help="a NEW pseudo-label dataset whose labels are a class map's named classes"
+        "apply-class-map",
+        help="a NEW labeling or pseudo-label dataset whose labels are a class map's named classes",
     )
-    p.add_argument("pl_dataset", type=Path, help="a pseudo-label dataset (alps pl-dataset); left unchanged")
-    p.add_argument("out_dir", type=Path, help="the new dataset folder")
+    p.add_argument(
+        "pl_dataset",
+        type=Path,
+        metavar="SOURCE",
+        help="an `alps label` output or a pseudo-label dataset (alps pl-dataset); left unchanged",
+    )
+    p.add_argument("out_dir", type=Path, help="the new folder")
     p.add_argument("--class-map", type=Path, required=True, help="YAML: cluster id -> name (docs/classes.md)")
     p.add_argument("--model", type=Path, help="the cluster model: every id 0..K-1 must be mapped")
     p.set_defaults(func=cmd_apply_class_map)
@@ -906,6 +992,72 @@ def _add_geo_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_mosaic)
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from alps.geo.scene import SceneOptions
+    from alps.io.outputs import OutputSet
+    from alps.predict import PREDICT_OUTPUT_SET, predict
+    from alps.sharding import images_from_source
+
+    if Path(args.out_dir).is_dir():  # a publication a killed run left half done is finished first
+        OutputSet(args.out_dir, PREDICT_OUTPUT_SET, "alps predict").repair()
+    _set_threads(args.threads)
+    georefs = {}
+    if args.images.suffix.lower() == ".csv":
+        from alps.geo.georef import manifest_georefs
+
+        georefs = manifest_georefs(args.images)
+    card = predict(
+        args.model,
+        images_from_source(args.images),
+        args.out_dir,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        bands=args.bands,
+        batch_size=args.batch_size,
+        trust_config=args.trust_config,
+        scene_options=SceneOptions(georefs=georefs),
+        on_error=args.on_error,
+    )
+    log.info(
+        "predicted %d images into %s: %d classes %s, coverage %.3f",
+        card["images"],
+        args.out_dir,
+        len(card["classes"]),
+        card["classes"],
+        card["coverage"],
+    )
+
+
+def _add_predict_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict", help="a trained model's labels of images of any size (GeoTIFF in their CRS)"
+    )
+    p.add_argument("model", type=Path, help="a work dir of alps pretrain/finetune, or an mmseg config file")
+    p.add_argument("images", type=Path, help="folder of images (PNG/JPEG/TIFF/GeoTIFF), or a manifest CSV")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument(
+        "--checkpoint", type=Path, help="the weights (default: the work dir's evaluated checkpoint)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tile-size", type=int, help="default: the side the model's test pipeline keeps")
+    p.add_argument("--overlap", type=int, help="default: a quarter of the tile, at most 128 px")
+    p.add_argument("--bands", type=_bands, help="1-based bands used as RGB, as in training, e.g. 4,3,2")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles of a scene labeled together")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--trust-config", action="store_true", help="load a config that runs Python code (not plain data)"
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="an unreadable image: stop and name it (fail), or leave it out and list it in the card (skip)",
+    )
+    p.set_defaults(func=cmd_predict)
+
+
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except ``None`` (no default) and where the help text already says it."""
 
@@ -914,6 +1066,34 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or "default" in text:
             return text
         return super()._get_help_string(action) or text
+
+
+def _add_limit_options(sub: Any) -> None:
+    """Every sub-command takes the input size limits (``alps.limits``), so a workflow can pass them to any."""
+    for parser in sub.choices.values():
+        group = parser.add_argument_group("input limits")
+        group.add_argument(
+            "--max-pixels",
+            type=_positive,
+            help=f"largest image, label or scene read, in pixels (default: from {limits.PIXELS_ENV}, "
+            "else what fits this machine's memory)",
+        )
+        group.add_argument(
+            "--max-tiles",
+            type=_positive,
+            help=f"most tiles of one scene in `alps label` (default: {limits.TILES_ENV}, else "
+            f"{limits.DEFAULT_MAX_TILES})",
+        )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def _show_defaults(sub: Any) -> None:
@@ -947,6 +1127,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tables_parser(sub)
     _add_class_commands(sub)
     _add_geo_commands(sub)
+    _add_predict_parser(sub)
+    _add_limit_options(sub)
     _show_defaults(sub)
     return parser
 
@@ -963,17 +1145,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Logs tell which cluster job wrote them (the Slurm integration test reads this line).
         log.info("running as Slurm job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
     try:
+        limits.configure(args.max_pixels, args.max_tiles)
         args.func(args)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         # Expected failures (bad input, missing files) get one clear line, not a traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"alps {args.command}: error: {message}", file=sys.stderr)
+        print(f"alps {args.command}: error: {_one_line(message)}", file=sys.stderr)
         if args.verbose:
             raise
         return 2
+    except KeyboardInterrupt:
+        # Outputs are published whole or not at all (alps.io.outputs): nothing half-written is left.
+        print(
+            f"alps {args.command}: interrupted; nothing half-written was published (a rerun finishes or "
+            "discards what was begun)",
+            file=sys.stderr,
+        )
+        if args.verbose:
+            raise
+        return 130
+    except MemoryError:
+        print(
+            f"alps {args.command}: error: out of memory; lower --max-pixels (or {limits.PIXELS_ENV}) so that "
+            "oversized inputs are refused up front, or run on a machine with more memory",
+            file=sys.stderr,
+        )
+        if args.verbose:
+            raise
+        return 1
+    except Exception as exc:
+        # A failure nobody foresaw is still one line (and a traceback with -v): it is a bug to report.
+        print(
+            f"alps {args.command}: error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug: rerun "
+            "with -v for the traceback and report it)",
+            file=sys.stderr,
+        )
+        if args.verbose:
+            raise
+        return 1
     finally:
         _leave_process_group()
     return 0
+
+
+def _one_line(message: object) -> str:
+    """A message on one line, at most 2000 characters (an input's value may be long)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= 2000 else text[:1997] + "..."
 
 
 def _leave_process_group() -> None:

@@ -7,10 +7,11 @@ the shards (``alps.features.shards.iter_feature_blocks``), one block in memory a
 1. **Sample.** Every vector gets a key hashed from ``(seed, image id, mask id)``; the ``init_sample``
    vectors with the smallest keys form the sample, sorted by key. The sample is a uniform draw that does
    not depend on how the vectors are split into shards or in which order they arrive.
-2. **Initialise** from the consensus of ``n_init`` k-means++ restarts on the sample: their centres are
-   pooled and clustered into K (``consensus_centers``), then Lloyd's algorithm runs on the sample. Keeping
-   the best of 10 restarts by inertia made the NWPU sample's object mIoU move by 0.15 between seeds; the
-   consensus of 800 keeps every seed within 0.02 of the mean (``docs/clustering.md``).
+2. **Initialise** by Ward's agglomeration of the sample (``alps.ward``): vectors are merged bottom-up,
+   always the pair whose merge raises the squared error least, until K clusters are left; Lloyd's
+   algorithm on the sample then runs from their means until no vector changes cluster. Nothing there is
+   random, so the seed acts only through the sample. It replaced the consensus of 800 k-means++ restarts,
+   which cost minutes and still moved with the seed on data it was not chosen on (``docs/clustering.md``).
 3. **Refine.** ``epochs`` passes of Lloyd's algorithm over every vector: each pass assigns all vectors to
    their nearest centre and moves each centre to the mean of its vectors. The per-centre sums are taken in
    float64 over the shards' float16 values, which is exact, so the result is the same bit for bit whatever
@@ -43,7 +44,9 @@ from sklearn.cluster import KMeans
 
 from alps import __version__
 from alps.io.atomic import atomic_output, atomic_write_text
-from alps.progress import track
+from alps.limits import check_archive
+from alps.progress import Progress, track
+from alps.ward import ANCHORS, lloyd, nearest, ward_centers
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +85,9 @@ class ClusterConfig:
         batch_size: vectors assigned at once in the Lloyd passes (memory only: the result does not
             depend on it).
         epochs: Lloyd passes over all vectors after the initialisation.
-        seed: seeds the sample keys and the k-means++ restarts: the only source of randomness.
+        seed: seeds the sample keys: the only source of randomness (with at most ``init_sample`` vectors,
+            all of them form the sample and the centres are the same for every seed).
         init_sample: size of the sample used to initialise (and to estimate K).
-        n_init: k-means++ restarts on the sample whose pooled centres give the consensus initialisation.
         normalize: ``"none"`` clusters raw PFLs (the paper); ``"l2"`` clusters unit vectors (cosine).
         pca_dim: cluster in the span of this many leading principal components of the sample (``None``:
             the full space).
@@ -96,7 +99,6 @@ class ClusterConfig:
     epochs: int = 1
     seed: int = 0
     init_sample: int = 20000
-    n_init: int = 800
     normalize: str = "none"
     pca_dim: int | None = None
     k_range: tuple[int, int] = (2, 64)
@@ -104,8 +106,8 @@ class ClusterConfig:
     def __post_init__(self) -> None:
         if self.k is not None and not 2 <= self.k <= MAX_K:
             raise ValueError(f"k must be between 2 and {MAX_K} (255 marks unlabeled pixels), got {self.k}")
-        if self.batch_size < 1 or self.epochs < 0 or self.init_sample < 2 or self.n_init < 1:
-            raise ValueError("batch_size and n_init must be >= 1, epochs >= 0 and init_sample >= 2")
+        if self.batch_size < 1 or self.epochs < 0 or self.init_sample < 2:
+            raise ValueError("batch_size must be >= 1, epochs >= 0 and init_sample >= 2")
         if self.normalize not in ("none", "l2"):
             raise ValueError(f"normalize must be 'none' or 'l2', got {self.normalize!r}")
         if self.pca_dim is not None and self.pca_dim < 1:
@@ -168,7 +170,7 @@ class ClusterModel:
                 "come from another encoder than the model's"
             )
         prepared = _normalize(vectors, self.normalize)
-        return _nearest(_project(prepared, self.mean, self.projection), self._projected_centers)[0]
+        return nearest(_project(prepared, self.mean, self.projection), self._projected_centers)[0]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model as one ``.npz`` of plain arrays (+ ``<path>.card.json`` to read), atomically."""
@@ -196,6 +198,7 @@ class ClusterModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"cluster model {path} does not exist; run `alps cluster` first")
+        check_archive(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -253,19 +256,6 @@ def _project(
     return (np.asarray(vectors, dtype=np.float64) - mean) @ projection
 
 
-def _nearest(
-    points: NDArray[np.float64], centers: NDArray[np.float64]
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Index of the nearest centre of every row and the squared distance to it (ties: lowest index)."""
-    distances = (
-        np.einsum("ij,ij->i", points, points)[:, None]
-        - 2.0 * points @ centers.T
-        + np.einsum("ij,ij->i", centers, centers)[None, :]
-    )
-    nearest = distances.argmin(axis=1)
-    return nearest.astype(np.int64), np.maximum(distances[np.arange(len(points)), nearest], 0.0)
-
-
 def _splitmix64(values: NDArray[np.uint64]) -> NDArray[np.uint64]:
     # The finaliser of SplitMix64: a cheap bijective mix whose output bits all depend on every input bit.
     with np.errstate(over="ignore"):
@@ -298,6 +288,16 @@ def _take_smallest(keys: NDArray[np.uint64], size: int) -> NDArray[np.int64]:
     return np.argpartition(keys, size - 1)[:size]
 
 
+def _check_finite(block: FeatureBlock) -> None:
+    finite = np.isfinite(block.vectors).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(
+            f"the feature vector of mask {block.mask_ids[row]} of image {block.image_ids[row]} is not "
+            "finite (NaN or inf): compute that image's features again"
+        )
+
+
 def keyed_sample(
     blocks: Iterable[FeatureBlock], size: int, seed: int, normalize: str = "none"
 ) -> tuple[NDArray[np.float64], int]:
@@ -306,12 +306,13 @@ def keyed_sample(
     Memory: the sample plus one block. The sample does not depend on how the stream is cut into blocks.
 
     Raises:
-        ValueError: blocks of different widths.
+        ValueError: blocks of different widths, or a vector that is not finite.
     """
     sample: NDArray[np.float64] | None = None
     keys = np.zeros(0, dtype=np.uint64)
     seen = 0
     for block in blocks:
+        _check_finite(block)
         vectors = np.asarray(_normalize(block.vectors, normalize), dtype=np.float64)
         if sample is not None and vectors.shape[1] != sample.shape[1]:
             raise ValueError(
@@ -327,6 +328,16 @@ def keyed_sample(
         return np.zeros((0, 0)), 0
     order = np.argsort(keys, kind="stable")
     return sample[order], seen
+
+
+def canonical_order(sample: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The rows sorted by value (first column first; -0.0 made 0.0): an order that only the set decides.
+
+    Every sum of the initialisation then runs in the same order whatever the seed or the sharding, so the
+    same vectors give the same centres bit for bit.
+    """
+    sample = sample + 0.0
+    return sample[np.lexsort(sample.T[::-1])]
 
 
 def _fit_projection(
@@ -352,29 +363,6 @@ def _kmeans(
     if isinstance(init, int):
         return KMeans(init, n_init=n_init, random_state=seed).fit(points)
     return KMeans(len(init), init=init, n_init=1, random_state=seed).fit(points)
-
-
-def consensus_centers(
-    points: NDArray[np.float64], k: int, seed: int, restarts: int, restart_sample: int = 4096
-) -> NDArray[np.float64]:
-    """Centres that many k-means restarts agree on (Bradley & Fayyad's refinement of initial points).
-
-    Each of ``restarts`` k-means++ runs clusters (a seeded subsample of at most ``restart_sample`` of)
-    ``points``; their centres are pooled and clustered into ``k``; Lloyd's algorithm on all ``points``
-    then starts from those. Keeping the restart of lowest inertia instead left the NWPU sample's mIoU
-    depending on the seed by 0.05 even with 500 restarts: several minima of almost equal inertia; their
-    consensus is one of them, the same for (nearly) every seed (``docs/clustering.md``).
-    """
-    rng = np.random.default_rng(seed)
-    pool = []
-    for _ in track(range(restarts), f"k-means restarts (K={k})", "restart"):
-        restart_seed = int(rng.integers(2**31 - 1))
-        subset = points
-        if len(points) > restart_sample:
-            subset = points[np.sort(rng.choice(len(points), restart_sample, replace=False))]
-        pool.append(_kmeans(subset, k, restart_seed).cluster_centers_)
-    pooled = _kmeans(np.concatenate(pool), k, seed, n_init=10).cluster_centers_
-    return _kmeans(points, pooled, seed).cluster_centers_
 
 
 def _bic(points: NDArray[np.float64], labels: NDArray[np.int64], centers: NDArray[np.float64]) -> float:
@@ -445,7 +433,7 @@ def estimate_k(
 
 
 def _lloyd_pass(
-    blocks: Iterable[FeatureBlock], model: ClusterModel, batch_size: int
+    blocks: Iterable[FeatureBlock], model: ClusterModel, batch_size: int, progress: Progress
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """One assignment pass: per-centre sums (exact for float16 input) and counts."""
     sums = np.zeros((model.k, model.feature_dim))
@@ -455,13 +443,14 @@ def _lloyd_pass(
             vectors = np.asarray(
                 _normalize(block.vectors[start : start + batch_size], model.normalize), np.float64
             )
-            nearest, _ = _nearest(_project(vectors, model.mean, model.projection), model._projected_centers)
+            labels, _ = nearest(_project(vectors, model.mean, model.projection), model._projected_centers)
             # A one-hot product sums each centre's vectors; every partial sum of float16 values is exact in
             # float64, so the totals do not depend on the order of the blocks.
             one_hot = np.zeros((len(vectors), model.k))
-            one_hot[np.arange(len(vectors)), nearest] = 1.0
+            one_hot[np.arange(len(vectors)), labels] = 1.0
             sums += one_hot.T @ vectors
-            counts += np.bincount(nearest, minlength=model.k)
+            counts += np.bincount(labels, minlength=model.k)
+            progress.update(len(vectors))
     return sums, counts
 
 
@@ -485,6 +474,9 @@ def fit_kmeans(source: BlockSource, config: ClusterConfig) -> ClusterModel:
             "no feature vector passed the area gate: label more images or raise the area threshold"
         )
     log.info("k-means sample: %d of %d vectors (%d-d)", len(sample), total, sample.shape[1])
+    # Beyond ANCHORS vectors, the first ANCHORS of the sample (a seeded uniform draw) summarise it for Ward.
+    anchors = sample[:ANCHORS] if len(sample) > ANCHORS else None
+    sample = canonical_order(sample)
     mean, projection = _fit_projection(sample, config.pca_dim)
     projected = _project(sample, mean, projection)
     criterion: dict[int, float] = {}
@@ -497,21 +489,24 @@ def fit_kmeans(source: BlockSource, config: ClusterConfig) -> ClusterModel:
             f"only {total} feature vectors passed the area gate, fewer than k={k}: label more images, "
             "lower k, or raise the area threshold"
         )
-    projected_centers = consensus_centers(projected, k, config.seed, config.n_init)
+    if anchors is not None:
+        anchors = _project(anchors, mean, projection)
+    projected_centers = lloyd(projected, ward_centers(projected, k, anchors))
     # Back to the PFL space: the sample mean of each centre's members (a centroid in the projected space is
     # the projection of its members' mean).
-    labels = _nearest(projected, projected_centers)[0]
+    labels = nearest(projected, projected_centers)[0]
     centers = np.stack(
         [sample[labels == c].mean(axis=0) if (labels == c).any() else sample[c] for c in range(k)]
     )
     model = ClusterModel(centers.astype(np.float32), config.normalize, mean, projection)
-    for epoch in range(config.epochs):
-        log.info("Lloyd pass %d of %d over all vectors", epoch + 1, config.epochs)
-        sums, counts = _lloyd_pass(source(), model, config.batch_size)
-        filled = counts > 0
-        # A centre that lost all its vectors stays where it is.
-        centers[filled] = sums[filled] / counts[filled, None]
-        model = ClusterModel(centers.astype(np.float32), config.normalize, mean, projection)
+    desc = f"Lloyd passes over all vectors (K={k}, {config.epochs} pass(es))"
+    with Progress(config.epochs * total, desc, "vector") as progress:
+        for _ in range(config.epochs):
+            sums, counts = _lloyd_pass(source(), model, config.batch_size, progress)
+            filled = counts > 0
+            # A centre that lost all its vectors stays where it is.
+            centers[filled] = sums[filled] / counts[filled, None]
+            model = ClusterModel(centers.astype(np.float32), config.normalize, mean, projection)
     model.card = {
         "k": int(k),
         "k_estimated": config.k is None,
@@ -519,7 +514,7 @@ def fit_kmeans(source: BlockSource, config: ClusterConfig) -> ClusterModel:
         "vectors_per_epoch": int(total),
         "feature_dim": int(sample.shape[1]),
         "init_sample": len(sample),
-        "sample_inertia": float(_nearest(projected, model._projected_centers)[1].sum()),
+        "sample_inertia": float(nearest(projected, model._projected_centers)[1].sum()),
         "config": {**asdict(config), "k_range": list(config.k_range)},
         "format": MODEL_FORMAT,
         "alps_version": __version__,

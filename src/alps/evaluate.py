@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
-from alps.io.images import list_images, read_raster
+from alps.io.images import list_images, open_image, read_raster
+from alps.limits import MAX_CLASSES
 from alps.paint import UNLABELED
 
 
@@ -127,7 +127,7 @@ def _read_index_label(path: Path) -> NDArray[np.integer]:
     """A single-band index label: PNG through PIL (palette PNGs keep their indices), TIFF through the
     project's raster reader (``alps.io.images.read_raster``: GeoTIFF, 1-bit, 16-bit)."""
     if path.suffix.lower() == ".png":
-        with Image.open(path) as im:
+        with open_image(path, "label") as im:
             if im.mode not in ("L", "P", "I;16", "I", "1"):
                 raise ValueError(f"{path}: expected a single-channel index label, got mode {im.mode}")
             return np.asarray(im)
@@ -214,9 +214,19 @@ def evaluate_label_dirs(
         pairs.append((pred, gt, gt_path))
     labeled = [p[p != UNLABELED] for p, _, _ in pairs]
     num_clusters = int(max((int(x.max()) for x in labeled if x.size), default=0)) + 1
+    if num_clusters > UNLABELED:
+        raise ValueError(
+            f"{pred_dir}: pseudo-labels hold ids up to {num_clusters - 1}; cluster ids are 0..254 "
+            "(255 unlabeled)"
+        )
     if num_classes is None:
         kept = [g[~np.isin(g, list(ignore_values))] for _, g, _ in pairs]
         num_classes = int(max((int(x.max()) for x in kept if x.size), default=0)) + 1
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise ValueError(
+            f"{gt_dir}: {num_classes} classes (the largest ground-truth value + 1, or --num-classes); at "
+            f"most {MAX_CLASSES} are scored: pass --ignore for values that are not classes (e.g. 65535)"
+        )
     confusion = np.zeros((num_clusters + 1, num_classes), dtype=np.int64)
     for pred, gt, gt_path in pairs:
         try:

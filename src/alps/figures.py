@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import atomic_output
+from alps.io.cards import card_int, read_json_object
+from alps.io.images import open_image, read_label_array, write_png
+from alps.io.outputs import output_folder
+from alps.io.paths import confined
 from alps.paint import colorize, legend_entries, make_palette, overlay
 
 log = logging.getLogger(__name__)
+
+WRITER = "alps figures"
+"""The figures folder's writer (``alps.io.outputs``): only earlier figures are replaced."""
 
 _GAP = 4  # white pixels between panels
 _NO_GT_GREY = 200  # the ground-truth panel of an image without ground truth
@@ -56,11 +61,12 @@ def legend_panel(
     rows = max(min(len(entries), 3), (height - 4) // _ROW)
     shown = list(entries)
     if len(shown) > rows:
-        # Keep "unlabeled" (last) and the largest clusters; the rest become one row.
-        clusters = sorted(shown[:-1], key=lambda e: -e[2])
-        kept = sorted(clusters[: rows - 2], key=lambda e: int(e[0].split()[-1]))
-        rest = sum(e[2] for e in clusters[rows - 2 :])
-        shown = [*kept, (f"{len(clusters) - len(kept)} more", (255, 255, 255), rest), shown[-1]]
+        # Keep "unlabeled" (last) and the largest ids, in id order; the rest become one row.
+        ids = shown[:-1]
+        top = set(sorted(range(len(ids)), key=lambda i: -ids[i][2])[: rows - 2])
+        kept = [entry for i, entry in enumerate(ids) if i in top]
+        rest = sum(entry[2] for i, entry in enumerate(ids) if i not in top)
+        shown = [*kept, (f"{len(ids) - len(kept)} more", (255, 255, 255), rest), shown[-1]]
     panel = Image.new("RGB", (_LEGEND_WIDTH, max(height, len(shown) * _ROW + 4)), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     for row, (name, colour, share) in enumerate(shown):
@@ -71,11 +77,17 @@ def legend_panel(
 
 
 def overlay_with_legend(
-    image: NDArray[np.uint8], label: NDArray[np.uint8], counts: NDArray[np.integer], k: int
+    image: NDArray[np.uint8],
+    label: NDArray[np.uint8],
+    counts: NDArray[np.integer],
+    k: int,
+    names: Sequence[str] | None = None,
+    palette: NDArray[np.uint8] | None = None,
 ) -> NDArray[np.uint8]:
-    """The label over the image, beside a legend of cluster colours and pixel shares (``counts``)."""
-    blended = overlay(image, label)
-    legend = legend_panel(legend_entries(counts, k), blended.shape[0])
+    """The label over the image, beside a legend of colours, names (default ``cluster <id>``) and pixel
+    shares (``counts``); ``palette`` (``alps.paint.palette_array``) colours a class map's or model's ids."""
+    blended = overlay(image, label, palette=palette)
+    legend = legend_panel(legend_entries(counts, k, names, palette), blended.shape[0])
     return side_by_side(_pad_to_tallest([blended, legend]))
 
 
@@ -120,7 +132,7 @@ def write_figures(
         legend: add a legend panel: each painted cluster's colour and pixel share, and ``unlabeled``.
 
     Returns:
-        The written figure paths.
+        The written figure paths (``out_dir`` holds exactly these, built beside it and swapped in whole).
     """
     root = Path(pl_dataset)
     labels = sorted((root / "ann_dir" / split).glob("*.png"))[:count]
@@ -129,24 +141,53 @@ def write_figures(
     palette = None if gt_palette is None else np.asarray(gt_palette, dtype=np.uint8)
     written = []
     card_path = root / "dataset_card.json"
-    k = int(json.loads(card_path.read_text()).get("num_classes", 255)) if card_path.is_file() else 255
-    for label_path in labels:
-        image = np.asarray(Image.open(root / "img_dir" / split / label_path.name).convert("RGB"))
-        pseudo = np.asarray(Image.open(label_path))
-        panels = [image, colorize(pseudo)]
-        if gt_dir is not None:
-            gt_path = Path(gt_dir) / label_path.name
-            if gt_path.is_file():
-                panels.append(_ground_truth_colours(np.asarray(Image.open(gt_path)), palette))
-            else:
-                log.warning("no ground truth %s for %s: its panel is left grey", gt_path, label_path)
-                panels.append(no_ground_truth_panel(*pseudo.shape[:2]))
-        if legend:
-            counts = np.bincount(pseudo.ravel(), minlength=256)
-            panels.append(legend_panel(legend_entries(counts, k), pseudo.shape[0]))
-            panels = _pad_to_tallest(panels)
-        target = Path(out_dir) / label_path.name
-        with atomic_output(target) as tmp:
-            Image.fromarray(side_by_side(panels)).save(tmp, format="PNG")
-        written.append(target)
+    k = (
+        card_int(read_json_object(card_path), "num_classes", card_path, 1, 255)
+        if card_path.is_file()
+        else 255
+    )
+    # One folder of figures, built beside and swapped in whole; only earlier figures are replaced.
+    inputs = [root, *([gt_dir] if gt_dir is not None else [])]
+    with output_folder(out_dir, WRITER, inputs=inputs) as built:
+        for label_path in labels:
+            with open_image(root / "img_dir" / split / label_path.name) as im:
+                image = np.asarray(im.convert("RGB"))
+            pseudo = read_label_array(label_path)
+            panels = [image, colorize(pseudo)]
+            if gt_dir is not None:
+                gt_path = Path(gt_dir) / label_path.name
+                if gt_path.is_file():
+                    panels.append(_ground_truth_colours(read_label_array(gt_path, "ground truth"), palette))
+                else:
+                    log.warning("no ground truth %s for %s: its panel is left grey", gt_path, label_path)
+                    panels.append(no_ground_truth_panel(*pseudo.shape[:2]))
+            if legend:
+                counts = np.bincount(pseudo.ravel(), minlength=256)
+                panels.append(legend_panel(legend_entries(counts, k), pseudo.shape[0]))
+                panels = _pad_to_tallest(panels)
+            Image.fromarray(side_by_side(panels)).save(confined(built, label_path.name), format="PNG")
+            written.append(Path(out_dir) / label_path.name)
     return written
+
+
+def write_label_views(
+    vis_dir: Path,
+    stem: str,
+    label: NDArray[np.uint8],
+    counts: NDArray[np.integer],
+    names: Sequence[str],
+    palette: NDArray[np.uint8],
+    preview: Callable[[], NDArray[np.uint8]] | None,
+) -> None:
+    """``vis/<stem>.png`` (the label's colour map) and, where the image is at hand (``preview`` returns its
+    RGB pixels, resized to the label's size here), ``vis/<stem>.overlay.png`` with a legend of ``names``."""
+    write_png(vis_dir / f"{stem}.png", colorize(label, palette))
+    if preview is None:
+        return
+    image = preview()
+    if image.shape[:2] != label.shape:
+        image = np.asarray(Image.fromarray(image).resize(label.shape[::-1]))
+    write_png(
+        vis_dir / f"{stem}.overlay.png",
+        overlay_with_legend(image, label, counts, len(names), names, palette),
+    )

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from pycocotools import mask as mask_utils
 
 from alps.io.atomic import atomic_directory
 from alps.io.images import read_image
+from alps.io.outputs import check_output_folder, output_folder
+from alps.limits import MAX_GALLERY_TILE
 from alps.masks.base import MaskSet
 from alps.paint import make_palette, paint_labels
 from alps.progress import track
@@ -48,6 +51,10 @@ DEFAULT_TILE = 128
 CONTEXT = 0.35
 """Context around a mask's box, as a share of the box's longer side on each side."""
 COLUMNS = 6
+WRITER = "alps gallery"
+"""The gallery folder's writer (``alps.io.outputs``): only an earlier gallery is replaced."""
+EXAMPLE_BYTES = 1 << 31
+"""The example tiles held in memory at most (k x examples x tile^2 x 3 bytes)."""
 HEADER = 22
 GAP = 4
 
@@ -197,6 +204,8 @@ def write_gallery(
     class_pixels: Sequence[int] | None = None,
     names: Mapping[int, str] | None = None,
     title: str = "Pseudo-class gallery",
+    own: bool = True,
+    total_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Write the gallery of a labeling (see the module docstring); returns its ``gallery.json`` content.
 
@@ -212,16 +221,27 @@ def write_gallery(
         class_pixels: painted pixels per cluster (``paint_stats.json``); default: painted here.
         names: a name per cluster (a class map's), shown beside the id.
         title: the page title.
+        own: the folder is ``alps gallery``'s own output (recorded; only an earlier gallery is replaced,
+            ``alps.io.outputs``); False inside another command's output (``alps label``'s).
+        total_pixels: the pixels the shares are of; default the masks' images' pixels. The tiles of a
+            large scene overlap, so ``alps label`` passes its scenes' pixels.
 
     Raises:
         ValueError: a mask's image is not in ``image_paths``, or ids and masks do not line up.
     """
-    if examples < 1 or tile < 16:
-        raise ValueError(f"need examples >= 1 and tile >= 16, got {examples} and {tile}")
+    if examples < 1 or not 16 <= tile <= MAX_GALLERY_TILE:
+        raise ValueError(
+            f"need examples >= 1 and 16 <= tile <= {MAX_GALLERY_TILE}, got {examples} and {tile}"
+        )
+    if k * examples * tile * tile * 3 > EXAMPLE_BYTES:
+        raise ValueError(
+            f"{k} clusters x {examples} examples of {tile} px would hold more than "
+            f"{EXAMPLE_BYTES >> 30} GiB of tiles; pass a smaller --tile or --examples"
+        )
     clusters = [_Cluster() for _ in range(k)]
     palette = make_palette()
     painted = np.zeros(k, dtype=np.int64)
-    total_pixels = 0
+    image_pixels = 0
     for part in parts:
         ids = np.asarray(part.cluster_ids)
         expected = sum(len(m) for m in part.mask_sets)
@@ -234,7 +254,7 @@ def write_gallery(
             image_ids = ids[start : start + len(mask_set)]
             start += len(mask_set)
             pixels = mask_set.height * mask_set.width
-            total_pixels += pixels
+            image_pixels += pixels
             if class_pixels is None:
                 painted += np.bincount(paint_labels(mask_set, image_ids).ravel(), minlength=256)[:k]
             _add_image(
@@ -244,7 +264,9 @@ def write_gallery(
         if len(class_pixels) < k:
             raise ValueError(f"{len(class_pixels)} pixel counts for k = {k} clusters")
         painted = np.asarray(class_pixels[:k], dtype=np.int64)
-    return _write(out_dir, clusters, painted, total_pixels, palette, names or {}, title, seed, tile)
+    total = image_pixels if total_pixels is None else total_pixels
+    folder = output_folder(out_dir, WRITER) if own else atomic_directory(out_dir)
+    return _write(folder, clusters, painted, total, palette, names or {}, title, seed, tile)
 
 
 def _add_image(
@@ -290,7 +312,7 @@ def _add_image(
 
 
 def _write(
-    out_dir: str | os.PathLike[str],
+    folder: AbstractContextManager[Path],
     clusters: list[_Cluster],
     painted: NDArray[np.int64],
     total_pixels: int,
@@ -300,8 +322,8 @@ def _write(
     seed: int,
     tile: int,
 ) -> dict[str, Any]:
-    # Built beside and swapped in whole (alps.io.atomic): a reader sees the old gallery or the new one.
-    with atomic_directory(out_dir) as tmp:
+    # Built beside and swapped in whole: a reader sees the old gallery or the new one.
+    with folder as tmp:
         rows = []
         for cluster_id, cluster in enumerate(clusters):
             chosen = sorted(cluster.heap, key=lambda entry: -entry[0])  # smallest key first
@@ -367,29 +389,33 @@ def gallery_from_shards(
     area_threshold: float | None = None,
     paint_dirs: Sequence[str | os.PathLike[str]] | None = None,
     class_map_path: str | os.PathLike[str] | None = None,
+    image_folders: Sequence[str | os.PathLike[str]] = (),
     **options: Any,
 ) -> dict[str, Any]:
     """The gallery of a sharded labeling: mask shards, their feature shards (same order), the cluster model.
 
     Cluster ids are predicted by the model with the filtering gate ``area_threshold`` (default: the one
-    the model was fitted with, from its card); ``options`` go to ``write_gallery``.
+    the model was fitted with, from its card); ``options`` go to ``write_gallery``. ``out_dir`` must not
+    overlap an input (``image_folders``: the folder of the images, or of their manifest).
     """
     from alps.cluster import ClusterModel
     from alps.features.shards import read_feature_shard
     from alps.masks.shards import read_mask_shard
-    from alps.pipeline import assign_clusters
+    from alps.pipeline import assign_clusters, model_area_threshold
 
     if len(mask_shards) != len(feature_shards):
         raise ValueError(
             f"{len(mask_shards)} mask shards but {len(feature_shards)} feature shards; pair them"
         )
+    inputs = [*mask_shards, *feature_shards, model_path, *(paint_dirs or []), *image_folders]
+    check_output_folder(out_dir, WRITER, inputs=[*inputs, *([class_map_path] if class_map_path else [])])
     model = ClusterModel.load(model_path)
     threshold = area_threshold
     if threshold is None:
         card = getattr(model, "card", None) or {}
         if "area_threshold" not in card:
             raise ValueError(f"{model_path} does not say its filtering gate; pass --area-threshold")
-        threshold = float(card["area_threshold"])
+        threshold = model_area_threshold(model, None, model_path)
     names = None
     if class_map_path is not None:
         from alps.classmap import load_class_map
@@ -436,16 +462,22 @@ def finish_label_dir(
     bands: Sequence[int] | None,
     class_map: str | os.PathLike[str] | None,
     gallery: bool,
+    total_pixels: int | None = None,
+    previews: Mapping[str, Callable[[], NDArray[np.uint8]]] | None = None,
 ) -> dict[str, Any]:
     """The end of ``alps label``: the gallery of its clusters, then the class map over its labels.
 
     The gallery shows clusters (named by the map, when one is given), since it is what a map is written
     from. Outputs of an earlier run that this run does not make (gallery, map files) are removed.
 
+    Arguments:
+        total_pixels: the scenes' pixels, which pixel shares are of (tiles of a scene overlap).
+        previews: per scene, its image's preview (for the overlays of named labels).
+
     Returns:
         Entries for the label card: ``gallery`` (its index) and ``class_map`` (the map's summary).
     """
-    from alps import classmap
+    from alps import classmap, named_labels
 
     entries: dict[str, Any] = {}
     parsed = classmap.load_class_map(class_map, k) if class_map is not None else None
@@ -459,12 +491,14 @@ def finish_label_dir(
             bands=bands,
             class_pixels=class_pixels,
             names={c: parsed.name_of(c) for c in range(k)} if parsed else None,
+            own=False,
+            total_pixels=total_pixels,
         )
         entries["gallery"] = "gallery/index.html"
     elif (out_dir / "gallery" / "gallery.json").is_file():
         shutil.rmtree(out_dir / "gallery")
     if parsed is not None:
-        entries["class_map"] = classmap.apply_class_map_to_label_dir(out_dir, parsed)
+        entries["class_map"] = named_labels.name_label_dir(out_dir, parsed, previews)
     else:
         classmap.clear_class_map(out_dir)
     return entries

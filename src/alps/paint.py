@@ -22,7 +22,9 @@ from numpy.typing import NDArray
 from pycocotools import mask as mask_utils
 
 from alps.io.images import write_png
+from alps.io.paths import confined, safe_name
 from alps.masks.base import MaskSet
+from alps.progress import track
 
 UNLABELED = 255
 UNLABELED_COLOUR = (0, 0, 0)
@@ -85,13 +87,27 @@ def make_palette(n: int = 256) -> NDArray[np.uint8]:
     return palette
 
 
+def palette_array(colours: Sequence[Sequence[int]] | None = None) -> NDArray[np.uint8]:
+    """A 256-entry palette: ``colours`` for label ids 0.. (a class palette), the fixed palette after them,
+    ``UNLABELED_COLOUR`` for 255."""
+    palette = make_palette()
+    for i, colour in enumerate((colours or [])[:UNLABELED]):
+        palette[i] = [int(c) for c in colour[:3]]
+    return palette
+
+
 def colorize(label: NDArray[np.uint8], palette: NDArray[np.uint8] | None = None) -> NDArray[np.uint8]:
     """Map an ``(H, W)`` uint8 label to an ``(H, W, 3)`` colour image with ``palette``."""
     palette = make_palette() if palette is None else palette
     return palette[label]
 
 
-def overlay(image: NDArray[np.uint8], label: NDArray[np.uint8], alpha: float = 0.5) -> NDArray[np.uint8]:
+def overlay(
+    image: NDArray[np.uint8],
+    label: NDArray[np.uint8],
+    alpha: float = 0.5,
+    palette: NDArray[np.uint8] | None = None,
+) -> NDArray[np.uint8]:
     """Blend the colourised label over the image.
 
     Unlabeled pixels are blended with ``UNLABELED_COLOUR`` like any cluster (they show darkened), so an
@@ -99,23 +115,34 @@ def overlay(image: NDArray[np.uint8], label: NDArray[np.uint8], alpha: float = 0
     """
     if image.shape[:2] != label.shape:
         raise ValueError(f"image {image.shape[:2]} and label {label.shape} differ in size")
-    colours = colorize(label).astype(np.float32)
+    colours = colorize(label, palette).astype(np.float32)
     blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
     return np.round(blended).astype(np.uint8)
 
 
-def legend_entries(counts: NDArray[np.integer], k: int) -> list[tuple[str, tuple[int, int, int], float]]:
-    """``(name, colour, pixel share)`` of every painted cluster (id order), then of ``unlabeled``.
+def legend_entries(
+    counts: NDArray[np.integer],
+    k: int,
+    names: Sequence[str] | None = None,
+    palette: NDArray[np.uint8] | None = None,
+) -> list[tuple[str, tuple[int, int, int], float]]:
+    """``(name, colour, pixel share)`` of every painted label id (id order), then of ``unlabeled``.
 
     Arguments:
         counts: pixels per label value (length 256, as ``np.bincount(label, minlength=256)``).
-        k: the number of cluster ids.
+        k: the number of label ids (clusters, or named classes).
+        names: the names of ids 0..k-1 (a class map's or a model's); default ``cluster <id>``.
+        palette: their colours (``palette_array``); default the cluster palette.
     """
     counts = np.asarray(counts, dtype=np.int64)
     total = int(counts.sum()) or 1
-    palette = make_palette()
+    palette = make_palette() if palette is None else palette
     entries = [
-        (f"cluster {i}", tuple(int(c) for c in palette[i]), int(counts[i]) / total)
+        (
+            names[i] if names is not None and i < len(names) else f"cluster {i}",
+            tuple(int(c) for c in palette[i]),
+            int(counts[i]) / total,
+        )
         for i in range(min(k, UNLABELED))
         if counts[i] > 0
     ]
@@ -157,14 +184,15 @@ def paint_mask_sets(
     out = Path(out_dir)
     histogram = np.zeros(k, dtype=np.int64)
     covered = total = 0
-    for mask_set in mask_sets:
+    for mask_set in track(mask_sets, "painting", "img"):
         ids = cluster_ids[mask_set.image_id]
         label = paint_labels(mask_set, ids)
-        write_png(out / "labels" / f"{mask_set.image_id}.png", label)
-        write_png(out / "vis" / f"{mask_set.image_id}.png", colorize(label))
+        name = f"{safe_name(mask_set.image_id, 'mask shard', 'image id')}.png"
+        write_png(confined(out, "labels", name), label)
+        write_png(confined(out, "vis", name), colorize(label))
         if binary_dir is not None:
             binary = paint_binary(mask_set, ids >= 0)
-            write_png(Path(binary_dir) / f"{mask_set.image_id}.png", binary)
+            write_png(confined(binary_dir, name), binary)
         counts = np.bincount(label.ravel(), minlength=256)
         histogram += counts[:k]
         covered += int(label.size - counts[UNLABELED])

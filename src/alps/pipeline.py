@@ -35,9 +35,10 @@ from alps.geo.scene import (
     paint_scenes,
     run_parameters,
 )
-from alps.io.atomic import atomic_directory, atomic_write_text
+from alps.io.atomic import atomic_write_text
 from alps.io.images import ImageReadError, read_image, read_image_with_valid
-from alps.io.outputs import OutputSet
+from alps.io.outputs import output_folder
+from alps.label_folder import label_output_set, repair_label_output
 from alps.masks.base import MaskGenerator, MaskSet, encode_masks
 from alps.masks.registry import MASK_BACKENDS, build_mask_generator
 from alps.masks.shards import read_mask_shard, write_mask_shard
@@ -275,9 +276,17 @@ def assign_clusters(
 
 def model_area_threshold(model: ClusterModel, requested: float | None, model_path: Any) -> float:
     """The gate to paint with: the one the model was fitted behind; a different ``requested`` is an error."""
-    recorded = model.area_threshold
+    try:
+        recorded = model.area_threshold
+    except (TypeError, ValueError):
+        recorded = float("nan")
     if recorded is None:
         raise ValueError(f"{model_path} does not record its area threshold; fit it again with `alps cluster`")
+    if not 0 < recorded <= 1:  # NaN too: it would drop every mask and paint everything unlabeled
+        raise ValueError(
+            f"{model_path}: its card's area_threshold {recorded} is not a fraction in (0, 1]; the model "
+            "file is damaged: fit it again with `alps cluster`"
+        )
     if requested is not None and not np.isclose(requested, recorded, rtol=0, atol=1e-9):
         raise ValueError(
             f"--area-threshold {requested} differs from the {recorded} that {model_path} was fitted with; "
@@ -340,22 +349,21 @@ def run_paint(
     are matched to masks by image and mask id. Writes ``labels/``, ``vis/`` (and with ``binary``,
     ``binary/``) and ``paint_stats.json`` in ``out_dir``.
     """
-    model = ClusterModel.load(model_path)
-    mask_sets = read_mask_shard(mask_shard)
-    features = read_feature_shard(feature_shard)
-    threshold = model_area_threshold(model, area_threshold, model_path)
-    per_image = cluster_ids_by_mask(model, features, mask_sets, threshold, feature_shard)
     # Built beside out_dir and swapped in whole: a killed job leaves no half-painted shard that a rerun
-    # (or Snakemake, which sees the folder) would take for a finished one.
-    with atomic_directory(out_dir) as built:
+    # (or Snakemake, which sees the folder) would take for a finished one; only an earlier painted shard
+    # is replaced (alps.io.outputs).
+    inputs = [mask_shard, feature_shard, model_path]
+    with output_folder(out_dir, "alps paint", inputs=inputs) as built:
+        model = ClusterModel.load(model_path)
+        mask_sets = read_mask_shard(mask_shard)
+        features = read_feature_shard(feature_shard)
+        threshold = model_area_threshold(model, area_threshold, model_path)
+        per_image = cluster_ids_by_mask(model, features, mask_sets, threshold, feature_shard)
         binary_dir = built / "binary" if binary else None
         stats = paint_mask_sets(mask_sets, per_image, built, k=model.k, binary_dir=binary_dir)
         atomic_write_text(built / "paint_stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
 
-
-LABEL_OUTPUT_SET = "alps-label"
-"""Names ``alps label``'s lock, record and build folder in OUT (``alps.io.outputs``)."""
 
 MASKS_FILE = "masks.parquet"
 FEATURES_FILE = "features.npz"
@@ -416,7 +424,7 @@ def label(
     """
     if on_error not in ON_ERROR_CHOICES:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
-    with OutputSet(out_dir, LABEL_OUTPUT_SET, "alps label") as outputs:
+    with label_output_set(out_dir) as outputs:
         # Refused before the long work, not after it.
         dirs = LABEL_DIRS if binary else tuple(d for d in LABEL_DIRS if d != "binary")
         extra = (["gallery"] if gallery else []) + ([CLASSES_JSON, CLASS_MAP_COPY] if class_map else [])
@@ -520,6 +528,8 @@ def _label_into(
             bands=bands,
             class_map=class_map,
             gallery=gallery,
+            total_pixels=sum(scene.height * scene.width for scene in scenes),
+            previews={scene.image_id: functools.partial(scene.preview, bands) for scene in scenes},
         )
     )
     atomic_write_text(out / LABEL_CARD_FILE, json.dumps(card, indent=2) + "\n")
@@ -536,6 +546,7 @@ __all__ = [
     "images_from_source",
     "label",
     "paint_mask_sets",
+    "repair_label_output",
     "run_cluster",
     "run_features",
     "run_masks",

@@ -3,7 +3,8 @@
 The dataset holds exactly the labeled images: every image of each labeled split must have its painted
 label in the shards (a missing one is an error naming it, never a smaller dataset), labels of images
 outside the splits are refused, and hidden files (an interrupted writer's temporaries) are never read as
-data. The folder is built beside its target and swapped in whole (``alps.io.atomic.atomic_directory``).
+data. The folder is built beside its target and swapped in whole, replacing only an earlier PL dataset
+(``alps.io.outputs.output_folder``).
 """
 
 from __future__ import annotations
@@ -21,18 +22,43 @@ from PIL import Image
 
 from alps import __version__
 from alps.geo.georef import Georef, write_georef_sidecars
-from alps.io.atomic import atomic_directory
-from alps.io.images import read_image
+from alps.io.cards import card_int, card_strings, read_json_object
+from alps.io.images import read_image, read_label_array
+from alps.io.outputs import output_folder
+from alps.io.paths import confined, safe_name
 from alps.paint import CLUSTER_LABELER, UNLABELED, colorize
+from alps.progress import track
 from alps.sharding import ImageItem
 
 log = logging.getLogger(__name__)
 
 PAINT_STATS = "paint_stats.json"
+WRITER = "alps pl-dataset"
+"""The PL dataset folder's writer (``alps.io.outputs``): only an earlier PL dataset is replaced."""
+CLASS_MAP_WRITER = "alps apply-class-map"
+"""The writer of a PL dataset with a class map's named classes (``alps.classmap``)."""
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` at ``target`` (no second copy of the bytes), or copy it across filesystems."""
+def link_or_copy(source: Path, target: Path, *, follow_links: bool = False) -> None:
+    """Hard-link ``source`` at ``target`` (no second copy of the bytes), or copy it across filesystems.
+
+    Arguments:
+        source: a file.
+        target: where it goes (its folder is created).
+        follow_links: take what a symbolic link ``source`` points to (the user's own images); otherwise a
+            link is refused, so that a planted link in a dataset or painted shard never brings a file from
+            elsewhere into an output.
+
+    Raises:
+        ValueError: ``source`` is a symbolic link (without ``follow_links``) or not a file.
+    """
+    if source.is_symlink() and not follow_links:
+        raise ValueError(
+            f"{source} is a symbolic link; datasets and painted shards hold files, and what a link points "
+            "to is never copied into an output: replace it by the file"
+        )
+    if not source.is_file():
+        raise ValueError(f"{source} is not a file")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
@@ -40,13 +66,14 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _shard_vocabulary(stats: dict[str, Any], binary: bool) -> tuple[int, str, list[str] | None]:
+def _shard_vocabulary(
+    stats: dict[str, Any], binary: bool, path: object = PAINT_STATS
+) -> tuple[int, str, list[str] | None]:
     """``(k, labeler, class names)`` a painted shard declares; the binary variant has 2 unnamed ids."""
     labeler = str(stats.get("labeler", CLUSTER_LABELER))
     if binary:
         return 2, labeler, None
-    classes = stats.get("classes")
-    return int(stats["k"]), labeler, list(classes) if classes is not None else None
+    return card_int(stats, "k", path, 1, UNLABELED), labeler, card_strings(stats, "classes", path)
 
 
 def _painted_labels(paint_dir: Path, binary: bool) -> dict[str, Path]:
@@ -57,14 +84,14 @@ def _painted_labels(paint_dir: Path, binary: bool) -> dict[str, Path]:
     return {
         p.stem: p
         for p in sorted(label_dir.iterdir())
-        if p.suffix == ".png" and not p.name.startswith(".") and p.is_file()
+        if p.suffix == ".png" and not p.name.startswith(".") and (p.is_file() or p.is_symlink())
     }
 
 
 def _copy_image(source: Path, target: Path, bands: Sequence[int] | None) -> None:
     """The image as it was labeled: linked when it is a PNG read as is, else re-encoded with ``bands``."""
     if source.suffix.lower() == ".png" and not bands:
-        link_or_copy(source, target)
+        link_or_copy(source, target, follow_links=True)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(read_image(source, bands=bands)).save(target)
@@ -86,7 +113,7 @@ def _one_vocabulary(paint_dirs: Sequence[Path], binary: bool) -> tuple[int, str,
         stats_path = paint_dir / PAINT_STATS
         if not stats_path.is_file():
             raise ValueError(f"{paint_dir}: no {PAINT_STATS}; the shard is incomplete: paint it again")
-        shard_vocabulary = _shard_vocabulary(json.loads(stats_path.read_text()), binary)
+        shard_vocabulary = _shard_vocabulary(read_json_object(stats_path, "paint card"), binary, stats_path)
         if vocabulary is None:
             vocabulary = shard_vocabulary
         elif shard_vocabulary != vocabulary:
@@ -119,9 +146,9 @@ def _split_labels(
 
 def _copy_label(label_path: Path, paint_dir: Path, out: Path, split: str, binary: bool) -> np.ndarray:
     """Link the label and its colour view into ``out``; returns its pixel histogram (256 bins)."""
-    link_or_copy(label_path, out / "ann_dir" / split / label_path.name)
-    label = np.asarray(Image.open(label_path))
-    vis_target = out / "vis" / split / label_path.name
+    link_or_copy(label_path, confined(out, "ann_dir", split, label_path.name))
+    label = read_label_array(label_path)
+    vis_target = confined(out, "vis", split, label_path.name)
     if binary:
         vis_target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(colorize(label)).save(vis_target)
@@ -140,6 +167,7 @@ def assemble_pl_dataset(
     num_classes: int | None = None,
     bands: Sequence[int] | None = None,
     georefs: Mapping[str, Georef] | None = None,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
     """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
 
@@ -167,6 +195,8 @@ def assemble_pl_dataset(
             written with the same bands so that ``img_dir`` holds what was labeled.
         georefs: per image id, the tile's CRS and transform (``alps.geo.georef.manifest_georefs``): its
             image and label PNGs get a ``.aux.xml`` sidecar that places them in GIS tools.
+        inputs: more inputs ``out_dir`` must stay out of (the images' folder or their manifest's), besides
+            the painted shards.
 
     Returns:
         The dataset card.
@@ -193,12 +223,15 @@ def assemble_pl_dataset(
     vocabulary = _one_vocabulary([p for dirs in splits_dirs.values() for p in dirs], binary)
     counts_total = np.zeros(256, dtype=np.int64)
     per_split: dict[str, int] = {}
-    with atomic_directory(out_dir) as tmp:
+    shards = [p for dirs in splits_dirs.values() for p in dirs]
+    # A set's PL dataset comes from alps apply-class-map when it has a class map: either replaces the other.
+    with output_folder(out_dir, WRITER, inputs=[*shards, *inputs], replaces=[CLASS_MAP_WRITER]) as tmp:
         for split_name, split_items in splits_items.items():
+            safe_name(split_name, "the split", "split name")
             labels = _split_labels(split_name, split_items, splits_dirs[split_name], binary)
             by_id = {item.image_id: item for item in split_items}
-            for image_id, (label_path, paint_dir) in sorted(labels.items()):
-                image_target = tmp / "img_dir" / split_name / f"{image_id}.png"
+            for image_id, (label_path, paint_dir) in track(sorted(labels.items()), f"PL {split_name}", "img"):
+                image_target = confined(tmp, "img_dir", split_name, f"{image_id}.png", source=label_path)
                 _copy_image(by_id[image_id].path, image_target, bands)
                 counts_total += _copy_label(label_path, paint_dir, tmp, split_name, binary)
                 if georefs and image_id in georefs:

@@ -14,9 +14,13 @@ from alps.classmap import load_class_map
 from alps.config import check_config
 from alps.datasets import converter_options
 from alps.io.manifest import read_manifest
+from alps.io.yamlfile import check_config_files
 from alps.sharding import images_from_source, shard_count
 from alps.study import DATASET_KINDS, SCRATCH, FinetuneRun, PretrainRun, plan_study
 
+# Configuration files within the size limits (alps.io.yamlfile) before anything walks them: an alias
+# bomb would make the schema validation below run for ever.
+check_config_files(workflow.configfiles)
 # Table ids are the paper's ("1", "3a"); YAML reads an unquoted 1 as a number, which would fail the schema.
 if isinstance(config.get("tables"), dict):
     config["tables"] = {str(k): v for k, v in config["tables"].items()}
@@ -216,8 +220,6 @@ def cluster_options(wildcards):
         cluster["epochs"],
         "--init-sample",
         cluster["init_sample"],
-        "--n-init",
-        cluster["n_init"],
         "--normalize",
         cluster["normalize"],
     ]

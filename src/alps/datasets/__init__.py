@@ -30,6 +30,7 @@ from alps.datasets.folder import prepare_folder
 from alps.datasets.isaid import prepare_isaid
 from alps.datasets.potsdam import prepare_potsdam
 from alps.datasets.samrs import prepare_samrs
+from alps.io.outputs import check_separate
 
 
 def _prepare_demo(
@@ -111,6 +112,8 @@ def prepare_dataset(
         raise ValueError(f"dataset {name!r} takes no option(s) {unknown}; its options: {', '.join(accepted)}")
     if name != "demo" and raw_dir is None:
         raise ValueError(f"dataset {name!r} needs raw_dir, the folder of the downloaded files")
+    if raw_dir is not None:
+        check_separate(out_dir, [raw_dir], f"alps prepare {name}")  # the raw files are never written to
     return converter(raw_dir, out_dir, **options)
 
 

@@ -2,8 +2,8 @@
 
 Every converter builds its dataset in a hidden sibling of ``out_dir`` and renames it into place at the end
 (``building``), so ``out_dir`` is always absent, the previous complete dataset, or the new complete dataset.
-A folder is only ever replaced when it is empty or carries a ``dataset_card.json`` naming the same dataset,
-so a mistaken ``out_dir`` (a home folder, the raw data) is never deleted.
+A folder is only ever replaced when it is empty or holds only a dataset the same converter recorded as its
+own (``alps.io.outputs``), so a mistaken ``out_dir`` (a home folder, the raw data) is never deleted.
 
 Raw inputs are read where they lie, never extracted next to the user's download and never written to:
 ``RawSource`` lists files on disk and the members of the ``.zip`` archives it meets, and reads either kind
@@ -30,10 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from alps.io.atomic import (
-    atomic_directory,
-    atomic_write_text,
-)
+from alps.io.atomic import atomic_write_text
+from alps.io.outputs import OWNED_RECORD, OutputSetError, folder_problems, output_folder
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -414,28 +412,31 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------- build and swap
 
 
+def dataset_writer(dataset: str) -> str:
+    """The writer a converter's dataset records (``alps.io.outputs``): only the same converter replaces it."""
+    return f"alps prepare {dataset}"
+
+
 def is_replaceable(folder: Path, dataset: str) -> bool:
-    """True if ``folder`` is empty or a dataset whose card (written last) names ``dataset``."""
-    if not folder.is_dir() or folder.is_symlink():
-        return False
-    if not any(folder.iterdir()):
-        return True
-    card = folder / CARD_NAME
-    # The card alone decides: Snakemake deletes the declared output (manifest.csv) before it reruns
-    # `prepare` (after a raw file or an option changed), and the dataset must still be replaceable then.
-    if not card.is_file():
-        return False
-    try:
-        return json.loads(card.read_text(encoding="utf-8")).get("dataset") == dataset
-    except (OSError, ValueError, AttributeError):
-        return False
+    """True if ``folder`` is absent, empty, or a dataset the converter of ``dataset`` recorded as its own.
+
+    The record (``alps.io.outputs.OWNED_RECORD``, with every file's SHA-256) decides, not the card: a file
+    added by hand, an edited one, or a dataset of another converter is never replaced. A recorded file that
+    is gone is fine: Snakemake deletes the declared output (manifest.csv) before it reruns ``prepare``.
+    """
+    return not folder_problems(folder, dataset_writer(dataset), deep=False)
 
 
-def refuse_message(out_dir: Path, dataset: str, writer: str) -> str:
-    return (
-        f"{out_dir} exists and is not a dataset written by {writer} (no {CARD_NAME} naming {dataset!r}); "
-        "refusing to replace it: remove it or choose another out_dir"
-    )
+def check_replaceable(out_dir: Path, dataset: str, writer: str) -> None:
+    """Refuse, before any work, an ``out_dir`` that ``building`` would not replace (FileExistsError)."""
+    problems = folder_problems(out_dir, dataset_writer(dataset), deep=False)
+    if problems:
+        raise FileExistsError(refuse_message(out_dir, dataset, writer, "; ".join(problems[:5])))
+
+
+def refuse_message(out_dir: Path, dataset: str, writer: str, detail: str = "") -> str:
+    reason = detail or f"no {OWNED_RECORD} of {dataset_writer(dataset)}; remove it or choose another out_dir"
+    return f"{out_dir} is not a dataset written by {writer}, refusing to replace it: {reason}"
 
 
 @contextlib.contextmanager
@@ -447,22 +448,25 @@ def building(
 ) -> Iterator[Path]:
     """Yield an empty hidden sibling of ``out_dir`` to build in; on success rename it onto ``out_dir``.
 
-    ``out_dir`` is checked before any work (a mistaken folder fails fast) and again at the swap. On any
-    exception, KeyboardInterrupt included, the partial build is removed and ``out_dir`` is untouched.
+    The one output rule (``alps.io.outputs.output_folder``): ``out_dir`` is checked before any work (a
+    mistaken folder fails fast) and again by content at the swap. On any exception, KeyboardInterrupt
+    included, the partial build is removed and ``out_dir`` is untouched.
 
     Arguments:
         out_dir: the dataset folder to create or replace.
-        dataset: the name written in the card (``"dataset"``); only folders carrying it are replaced.
+        dataset: the converter's dataset name; only a dataset this converter recorded is replaced.
         writer: the converter's name, for messages.
+        exchange: the atomic swap (``alps.io.atomic.rename_exchange`` by default; tests replace it).
 
     Returns:
         A context manager yielding the build folder.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds something other than this converter's dataset.
     """
     final = Path(out_dir).absolute()
-    with atomic_directory(
-        final,
-        may_replace=lambda folder: is_replaceable(folder, dataset),
-        refusal=refuse_message(final, dataset, writer),
-        exchange=exchange,
-    ) as built:
-        yield built
+    try:
+        with output_folder(final, dataset_writer(dataset), exchange=exchange) as built:
+            yield built
+    except OutputSetError as exc:
+        raise FileExistsError(refuse_message(final, dataset, writer, str(exc))) from exc

@@ -62,6 +62,7 @@ from alps.datasets._layout import (
 )
 from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
+from alps.progress import track
 
 DATASET_NAME = "alps-atlas"
 """Written into ``dataset_card.json``; ``prepare_atlas`` only ever replaces folders that carry it."""
@@ -241,7 +242,7 @@ def prepare_atlas(
         splits = patient_split(list(volumes), test_fraction, seed)
         rows: list[dict[str, Any]] = []
         patients: dict[str, dict[str, Any]] = {}
-        for patient in sorted(volumes):
+        for patient in track(sorted(volumes), "ATLAS volumes", "volume"):
             image_file, label_file = volumes[patient]
             split = splits[patient]
             try:

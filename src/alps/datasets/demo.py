@@ -73,7 +73,7 @@ from alps.datasets._layout import (
     CARD_NAME,
     CLASSES_NAME,
     building,
-    is_replaceable,
+    check_replaceable,
     write_json,
 )
 from alps.io.atomic import rename_exchange as _rename_exchange
@@ -311,11 +311,6 @@ def _format_transform(transform: Affine) -> str:
     return ",".join(repr(float(v)) for v in tuple(transform)[:6])
 
 
-def _is_replaceable(folder: Path) -> bool:
-    """True if ``folder`` is empty or a complete dataset written by ``prepare_demo``."""
-    return is_replaceable(folder, DATASET_NAME)
-
-
 def _class_fractions(counts: NDArray[np.int64]) -> dict[str, float]:
     total = int(counts.sum())
     return {name: round(int(c) / total, 6) if total else 0.0 for name, c in zip(CLASSES, counts, strict=True)}
@@ -355,11 +350,8 @@ def prepare_demo(
     if tile_size < 1:
         raise ValueError(f"tile_size must be >= 1, got {tile_size}")
     out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not _is_replaceable(out_dir):
-        # Checked before the work so that a mistaken out_dir fails fast; checked again at the swap.
-        raise FileExistsError(
-            f"{out_dir} exists and is not a dataset written by prepare_demo; refusing to replace it"
-        )
+    # Checked before the work so that a mistaken out_dir fails fast; checked again at the swap.
+    check_replaceable(out_dir, DATASET_NAME, "prepare_demo")
     scene = read_scene(source_dir)
     height, width = scene.shape
     n_rows, n_cols = height // tile_size, width // tile_size
@@ -467,6 +459,6 @@ def prepare_demo(
                 ],
             },
         }
-        # Written last: its presence marks a complete dataset (see _is_replaceable).
+        # Written last among the files (the record of all of them, alps.io.outputs, follows at the swap).
         write_json(built / CARD_NAME, card)
     return out_dir / MANIFEST_NAME

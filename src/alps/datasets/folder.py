@@ -2,11 +2,15 @@
 
 Every image in ``raw_dir`` (``recursive=True``: also in its sub-folders) becomes RGB uint8 by
 ``alps.io.images`` rules: ``bands`` picks three bands (1-based; one band is repeated), uint8 data is kept
-as is, other dtypes are stretched per band between the ``percentiles`` of the **whole image** (so all tiles
-of an image share one radiometry).
+as is, other dtypes are stretched per band between the ``percentiles`` of the **whole image**'s valid
+pixels (so all tiles of an image share one radiometry). Declared no-data (a GeoTIFF's nodata value, mask
+or alpha band; a PNG's alpha) becomes the alpha channel of the tiles it falls in (RGBA PNG, alpha 0 =
+no-data), so that labeling them leaves it unlabeled (255), as ``alps label`` leaves a scene's.
 
 Tiling: an image whose sides are both <= ``tile_size`` is kept whole (``image_id`` = its file stem). A larger
-image is cut into ``tile_size`` windows every ``tile_size - overlap`` pixels, the last window of a row or
+image is cut into ``tile_size`` windows every ``tile_size - overlap`` pixels (default: ``alps label``'s
+1024 and 128, so that ``alps mosaic``'s nearest-tile-centre cells stay 64 px away from every tile's cut
+edge), the last window of a row or
 column shifted back to end at the border (``alps.datasets._layout.sliding_starts``, the iSAID/mmseg rule);
 a side shorter than ``tile_size`` is not padded, its windows are just that short. Tiles are named
 ``<stem>_<y0>_<y1>_<x0>_<x1>`` (end exclusive). With ``recursive=True`` the stem is the path below
@@ -40,14 +44,16 @@ from alps.datasets._layout import (
     window_transform_text,
     write_json,
 )
-from alps.io.images import IMAGE_SUFFIXES, ImageReadError, read_raster, to_rgb_uint8, write_png
+from alps.io.images import IMAGE_SUFFIXES, ImageReadError, raster_to_rgb, read_raster_with_valid, write_png
 from alps.io.manifest import MANIFEST_COLUMNS, SPLITS, write_manifest
+from alps.progress import track
 
 DATASET_NAME = "alps-folder"
 """Written into ``dataset_card.json``; ``prepare_folder`` only ever replaces folders that carry it."""
 
 TILE_SIZE = 1024
-OVERLAP = 0
+OVERLAP = 128
+"""As ``alps label`` (``alps.geo.scene.OVERLAP``): with 0, ``alps mosaic`` joins tiles at their cut edges."""
 PERCENTILES: tuple[float, float] = (2.0, 98.0)
 
 
@@ -84,6 +90,16 @@ def tile_windows(height: int, width: int, tile_size: int, overlap: int) -> list[
     ys = sliding_starts(height, tile_size, stride)
     xs = sliding_starts(width, tile_size, stride)
     return [(x, y, min(tile_size, width), min(tile_size, height)) for y in ys for x in xs]
+
+
+def _tile_pixels(rgb: np.ndarray, valid: np.ndarray | None, window: tuple[int, int, int, int]) -> np.ndarray:
+    """A tile's RGB pixels, or RGBA with alpha 0 on its no-data pixels where it has some."""
+    x, y, w, h = window
+    tile = rgb[y : y + h, x : x + w]
+    part = None if valid is None else valid[y : y + h, x : x + w]
+    if part is None or part.all():
+        return tile
+    return np.dstack([tile, np.where(part, 255, 0).astype(np.uint8)])
 
 
 def _list_images(raw: Path, recursive: bool) -> list[tuple[str, Path]]:
@@ -153,12 +169,12 @@ def prepare_folder(
     rows: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
     with building(out_dir, DATASET_NAME, "prepare_folder") as built:
-        for stem, path in images:
+        for stem, path in track(images, "images", "img"):
             try:
-                raster = read_raster(path)
+                raster, valid = read_raster_with_valid(path)
                 if raster.ndim != 3 or raster.shape[1] == 0 or raster.shape[2] == 0:
                     raise ImageReadError(f"{path}: empty image (shape {raster.shape})")
-                rgb = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=str(path))
+                rgb, valid_rgb = raster_to_rgb(raster, valid, bands, percentiles, str(path))
                 crs, transform = _georeferencing(path)
             except (ImageReadError, OSError) as exc:
                 skip.fail(str(path), exc)
@@ -168,7 +184,7 @@ def prepare_folder(
             for x, y, w, h in windows:
                 image_id = stem if len(windows) == 1 else f"{stem}_{y}_{y + h}_{x}_{x + w}"
                 image_rel = f"{IMAGE_DIR}/{split}/{image_id}.png"
-                write_png(built / image_rel, rgb[y : y + h, x : x + w])
+                write_png(built / image_rel, _tile_pixels(rgb, valid_rgb, (x, y, w, h)))
                 tile_transform = "" if transform is None else window_transform_text(transform, x, y, w, h)
                 rows.append(
                     {
@@ -211,6 +227,7 @@ def prepare_folder(
                 "bands": list(bands) if bands is not None else None,
                 "percentiles": list(percentiles),
                 "stretch": "per band, whole image, non-uint8 only",
+                "nodata": "alpha 0 in the tiles it falls in (RGBA PNG)",
             },
             "tiles": {
                 "tile_size": tile_size,

@@ -70,6 +70,7 @@ from alps.datasets._layout import (
 )
 from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
+from alps.progress import track
 
 DATASET_NAME = "alps-isaid"
 """Written into ``dataset_card.json``; ``prepare_isaid`` only ever replaces folders that carry it."""
@@ -243,7 +244,7 @@ def prepare_isaid(
             labeled = split in _LABELED_SPLITS
             counts = np.zeros(256, dtype=np.int64)
             n_images = n_patches = 0
-            for image_id in sorted(images):
+            for image_id in track(sorted(images), f"iSAID {split} images", "img"):
                 image_file = images[image_id]
                 try:
                     image = decode_image(source.read(image_file), image_file.origin, mode="RGB").array

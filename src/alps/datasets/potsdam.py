@@ -61,6 +61,7 @@ from alps.datasets._layout import (
 )
 from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
+from alps.progress import track
 
 DATASET_NAME = "alps-potsdam"
 """Written into ``dataset_card.json``; ``prepare_potsdam`` only ever replaces folders that carry it."""
@@ -226,7 +227,8 @@ def prepare_potsdam(
                 f"{raw}: no top_potsdam_<i>_<j>_RGB.tif found, in 2_Ortho_RGB.zip or extracted; "
                 "see docs/datasets.md"
             )
-        for tile in sorted(images, key=lambda t: tuple(int(v) for v in t.split("_"))):
+        ordered = sorted(images, key=lambda t: tuple(int(v) for v in t.split("_")))
+        for tile in track(ordered, "Potsdam tiles", "tile"):
             image_file = images[tile]
             try:
                 if tile not in label_files:

@@ -53,6 +53,7 @@ from alps.datasets._layout import (
 from alps.io.atomic import atomic_write_bytes
 from alps.io.images import write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
+from alps.progress import track
 
 DATASET_NAME = "alps-samrs"
 """Written into ``dataset_card.json``; ``prepare_samrs`` only ever replaces folders that carry it."""
@@ -170,7 +171,7 @@ def prepare_samrs(
         order = np.random.default_rng(seed).permutation(len(ids))
         val_ids = {ids[i] for i in order[:n_val].tolist()}
         rows: list[dict[str, Any]] = []
-        for image_id in ids:
+        for image_id in track(ids, "SAMRS images", "img"):
             subset, image_file, label_file = pool[image_id]
             split = "val" if image_id in val_ids else "train"
             try:

@@ -74,7 +74,7 @@ def pl_job(layout: EffectLayout, pool_dir: Path, backend: str) -> dict[str, Any]
     model_path = root / "kmeans.npz"
     root.mkdir(parents=True, exist_ok=True)
     if not model_path.is_file():
-        config = ClusterConfig(k=settings.k, seed=settings.label_seed, n_init=settings.cluster_restarts)
+        config = ClusterConfig(k=settings.k, seed=settings.label_seed)
         run_cluster([s / "features.npz" for s in shards], config, settings.area_threshold, model_path)
     paint_dirs = []
     for index, shard in enumerate(shards):

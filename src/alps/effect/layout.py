@@ -29,7 +29,7 @@ from alps.effect.settings import EffectSettings
 DATA_FIELDS = ("val_fraction", "split_seed", "label_fraction", "holdout")
 MASK_FIELDS = ("encoder", "encoder_max_side", "pool_images", "labeling_shard")
 """What a backend's masks and features depend on (besides the backend and its ``mask_params``)."""
-PL_FIELDS = (*MASK_FIELDS, "k", "area_threshold", "cluster_restarts", "label_seed")
+PL_FIELDS = (*MASK_FIELDS, "k", "area_threshold", "label_seed")
 PRETRAIN_FIELDS = (
     *PL_FIELDS,
     *("model", "imagenet", "lr", "crop", "scale", "batch_size", "pretrain_iters", "device"),

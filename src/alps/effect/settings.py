@@ -49,7 +49,6 @@ class EffectSettings:
         encoder_max_side: shrink images to this longest side before encoding (None: native size).
         k: pseudo-classes (k-means clusters).
         area_threshold: the labeling gate (masks over this share of their image are not clustered).
-        cluster_restarts: k-means++ restarts of the consensus initialisation.
         label_seed: the labeling's seed (one labeling per backend, shared by every training seed).
         pool_images: use only the first N pool images (None: all 370).
         labeling_shard: pool images per labeling job.
@@ -82,7 +81,6 @@ class EffectSettings:
     encoder_max_side: int | None = None
     k: int = 10
     area_threshold: float = 0.3
-    cluster_restarts: int = 800
     label_seed: int = 0
     pool_images: int | None = None
     labeling_shard: int = 47
@@ -150,7 +148,6 @@ SIZES: dict[str, EffectSettings] = {
         finetune_iters=2,
         curve_points=1,
         k=3,
-        cluster_restarts=4,
         pool_images=6,
         labeling_shard=3,
         encoder_max_side=128,

@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from alps.cluster import FeatureBlock
 from alps.io.atomic import atomic_output
+from alps.limits import check_archive
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _ARRAYS = ("vectors", "image_ids", "mask_ids", "area_fraction", "encoder", "feature_dim")
@@ -152,6 +153,7 @@ def read_feature_shard(path: str | os.PathLike[str]) -> FeatureShard:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such feature shard")
+    check_archive(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
@@ -185,6 +187,13 @@ def read_feature_shard(path: str | os.PathLike[str]) -> FeatureShard:
         if not ok_dtype or arr.shape != (n,):
             want = "unicode" if isinstance(kind, str) else kind
             raise fail(f"{name} must be {want} of shape ({n},), got {arr.dtype} {arr.shape}")
+    if not np.isfinite(vectors).all():
+        # NaN rows would all be assigned cluster 0 (every distance NaN): refused, never clustered.
+        rows = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        raise fail(f"{len(rows)} vector(s) hold NaN or infinity, the first in row {int(rows[0])}")
+    area = data["area_fraction"]
+    if n and not (np.isfinite(area).all() and area.min() >= 0 and area.max() <= 1):
+        raise fail("area_fraction must lie in [0, 1]")
     return FeatureShard(
         vectors=vectors,
         image_ids=data["image_ids"],

@@ -6,6 +6,11 @@
 - A PNG keeps its georeferencing in a GDAL PAM sidecar ``<name>.png.aux.xml`` (``<SRS>`` WKT and
   ``<GeoTransform>``): GDAL, and so rasterio and QGIS, read both from it. A world file (``.pgw``) would carry
   only the transform, not the CRS.
+- A label of named classes (a class map's, a model's) names them in the same kind of sidecar
+  (``<name>.tif.aux.xml`` / ``<name>.png.aux.xml``), as GDAL stores them for any format: band 1's
+  ``<CategoryNames>`` (GDAL's category names, the labels QGIS gives the colour table's entries) and a
+  thematic raster attribute table (value, class name, colour; QGIS 3.30+ shows it as is). GeoTIFF has no
+  tag of its own for either: GDAL itself writes them to this sidecar.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from affine import Affine
 
 from alps.io.atomic import atomic_output
+from alps.limits import check_pixels
 from alps.paint import UNLABELED, make_palette
 
 BLOCK = 256
@@ -96,19 +102,29 @@ def manifest_georefs(manifest: str | os.PathLike[str]) -> dict[str, Georef]:
     return georefs
 
 
-def colormap(k: int | None = None) -> dict[int, tuple[int, int, int, int]]:
-    """The cluster palette as a GDAL colour table (ids 0..254 coloured, 255 unlabeled: transparent)."""
-    palette = make_palette()
-    table = {i: (int(r), int(g), int(b), 255) for i, (r, g, b) in enumerate(palette)}
+def colormap(palette: Sequence[Sequence[int]] | None = None) -> dict[int, tuple[int, int, int, int]]:
+    """A GDAL colour table: ``palette`` (default: the cluster palette) over ids 0.., 255 transparent."""
+    colours = make_palette().tolist()
+    for i, colour in enumerate((palette or [])[:UNLABELED]):
+        colours[i] = list(colour)
+    table = {i: (int(r), int(g), int(b), 255) for i, (r, g, b) in enumerate(colours)}
     table[UNLABELED] = (0, 0, 0, 0)
     return table
 
 
 @contextmanager
 def label_geotiff(
-    path: str | os.PathLike[str], height: int, width: int, georef: Georef, *, nodata: int | None = UNLABELED
+    path: str | os.PathLike[str],
+    height: int,
+    width: int,
+    georef: Georef,
+    *,
+    nodata: int | None = UNLABELED,
+    palette: Sequence[Sequence[int]] | None = None,
 ) -> Iterator[Any]:
     """Open a label GeoTIFF for windowed writing; it appears at ``path`` whole, only if the block succeeds.
+
+    ``palette`` colours label ids 0.. in its colour table (default: the cluster palette).
 
     Yields:
         The open rasterio dataset (write windows with ``dst.write(array, 1, window=...)``).
@@ -125,33 +141,109 @@ def label_geotiff(
         profile.pop("blockxsize")
         profile.pop("blockysize")
     with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write_colormap(1, colormap())
+        dst.write_colormap(1, colormap(palette))
         yield dst
 
 
-def pam_xml(georef: Georef) -> str:
-    """A GDAL PAM sidecar (``.aux.xml``) text that gives a PNG its CRS and geotransform."""
-    from rasterio.crs import CRS
-
-    wkt = CRS.from_user_input(georef.crs).to_wkt()
-    t = georef.transform
-    # GDAL's geotransform order: (c, a, b, f, d, e).
-    geotransform = ", ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
-    return (
-        "<PAMDataset>\n"
-        f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(wkt)}</SRS>\n'
-        f"  <GeoTransform>{geotransform}</GeoTransform>\n"
-        "</PAMDataset>\n"
-    )
+# GDAL's raster attribute table codes (gdal.h: GDALRATFieldType, GDALRATFieldUsage).
+_RAT_INTEGER, _RAT_STRING = 0, 2
+_RAT_MINMAX, _RAT_NAME, _RAT_RED, _RAT_GREEN, _RAT_BLUE = 5, 2, 6, 7, 8
 
 
-def write_pam_sidecar(png: str | os.PathLike[str], georef: Georef) -> Path:
-    """Write ``<png>.aux.xml`` so that GDAL/QGIS place the PNG; returns the sidecar's path."""
+def _class_band_xml(names: Sequence[str], palette: Sequence[Sequence[int]]) -> list[str]:
+    """Band 1's category names and thematic attribute table (value, class, red, green, blue)."""
+    fields = [("Value", _RAT_INTEGER, _RAT_MINMAX), ("Class", _RAT_STRING, _RAT_NAME)]
+    fields += [(name, _RAT_INTEGER, usage) for name, usage in (("Red", _RAT_RED), ("Green", _RAT_GREEN))]
+    fields.append(("Blue", _RAT_INTEGER, _RAT_BLUE))
+    lines = ['  <PAMRasterBand band="1">', "    <CategoryNames>"]
+    lines += [f"      <Category>{escape(name)}</Category>" for name in names]
+    lines += ["    </CategoryNames>", '    <GDALRasterAttributeTable tableType="thematic">']
+    lines += [
+        f'      <FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type>'
+        f"<Usage>{usage}</Usage></FieldDefn>"
+        for i, (name, kind, usage) in enumerate(fields)
+    ]
+    for value, (name, colour) in enumerate(zip(names, palette, strict=True)):
+        cells = [str(value), escape(name), *(str(int(c)) for c in colour[:3])]
+        lines.append(f'      <Row index="{value}">' + "".join(f"<F>{c}</F>" for c in cells) + "</Row>")
+    lines += ["    </GDALRasterAttributeTable>", "  </PAMRasterBand>"]
+    return lines
+
+
+def pam_xml(
+    georef: Georef | None,
+    names: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+) -> str:
+    """A GDAL PAM sidecar (``.aux.xml``) text: a PNG's CRS and geotransform, and/or class names.
+
+    Arguments:
+        georef: the raster's georeferencing (only for a format that cannot hold it: PNG), or None.
+        names: the names of label values 0..N-1, or None.
+        palette: their colours (default: the cluster palette).
+    """
+    lines = ["<PAMDataset>"]
+    if georef is not None:
+        from rasterio.crs import CRS
+
+        wkt = CRS.from_user_input(georef.crs).to_wkt()
+        t = georef.transform
+        # GDAL's geotransform order: (c, a, b, f, d, e).
+        geotransform = ", ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+        lines.append(f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(wkt)}</SRS>')
+        lines.append(f"  <GeoTransform>{geotransform}</GeoTransform>")
+    if names is not None:
+        colours = list(palette) if palette is not None else make_palette(max(len(names), 1)).tolist()
+        lines += _class_band_xml(names, colours[: len(names)])
+    lines.append("</PAMDataset>")
+    return "\n".join(lines) + "\n"
+
+
+def write_pam_sidecar(
+    raster: str | os.PathLike[str],
+    georef: Georef | None,
+    names: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+) -> Path:
+    """Write ``<raster>.aux.xml`` (``pam_xml``): GDAL/QGIS then place a PNG and/or name its label values.
+
+    A GeoTIFF carries its own georeferencing: pass ``georef=None`` for it (GDAL would prefer the sidecar's).
+
+    Returns:
+        The sidecar's path.
+    """
     from alps.io.atomic import atomic_write_text
 
-    sidecar = Path(f"{png}.aux.xml")
-    atomic_write_text(sidecar, pam_xml(georef))
+    sidecar = Path(f"{raster}.aux.xml")
+    atomic_write_text(sidecar, pam_xml(georef, names, palette))
     return sidecar
+
+
+SIDECAR_LIMIT = 4 << 20
+"""The largest ``.aux.xml`` read back (bytes): class names of 254 values take a few kB."""
+
+
+def read_class_names(raster: str | os.PathLike[str]) -> list[str] | None:
+    """The category names of band 1 in ``<raster>.aux.xml`` (``write_pam_sidecar``), or None if it has none.
+
+    Raises:
+        ValueError: the sidecar is larger than ``SIDECAR_LIMIT`` or is not XML.
+    """
+    from xml.etree import ElementTree
+
+    sidecar = Path(f"{raster}.aux.xml")
+    if not sidecar.is_file():
+        return None
+    if sidecar.stat().st_size > SIDECAR_LIMIT:
+        raise ValueError(f"{sidecar}: larger than {SIDECAR_LIMIT} bytes; not a label's sidecar")
+    try:
+        root = ElementTree.fromstring(sidecar.read_bytes())
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"{sidecar}: not a GDAL sidecar ({exc})") from exc
+    band = root.find("PAMRasterBand[@band='1']/CategoryNames")
+    if band is None:
+        return None
+    return [category.text or "" for category in band.findall("Category")]
 
 
 def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Georef | None]:
@@ -170,6 +262,7 @@ def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, Georef | None]
     with src:
         if src.count != 1:
             raise ValueError(f"{path}: a label raster has one band, this one has {src.count}")
+        check_pixels(src.height, src.width, path, "label raster")
         array = src.read(1)
         georef = Georef(_crs_text(src.crs), src.transform) if src.crs is not None else None
     return array, georef

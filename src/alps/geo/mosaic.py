@@ -22,7 +22,15 @@ from PIL import Image
 from alps.geo.georef import Georef, parse_transform
 from alps.geo.scene import Scene, SceneWriter, label_suffix
 from alps.io.atomic import atomic_write_text
+from alps.io.images import open_image
+from alps.io.outputs import output_folder
+from alps.io.paths import confined, safe_name
+from alps.limits import check_pixels
 from alps.paint import colorize
+from alps.progress import Progress
+
+WRITER = "alps mosaic"
+"""The mosaic folder's writer (``alps.io.outputs``): only an earlier mosaic is replaced."""
 
 
 def _scene_name(source: str) -> str:
@@ -61,8 +69,15 @@ def mosaic_dataset(
         raise ValueError(
             f"{manifest}: rows without a 'source'; mosaic needs the tiles of `alps prepare folder`"
         )
-    labels, out = Path(labels_dir), Path(out_dir)
+    labels = Path(labels_dir)
+    with output_folder(out_dir, WRITER, inputs=[Path(manifest).parent, labels]) as out:
+        return _mosaic_into(out, df, Path(manifest), labels)
+
+
+def _mosaic_into(out: Path, df: Any, manifest: Path, labels: Path) -> dict[str, Any]:
+    """``mosaic_dataset``'s work, written into the (empty) folder ``out``."""
     scenes = []
+    progress = Progress(len(df), "mosaic", "tile")
     for source, rows in df.groupby("source", sort=True):
         windows = [
             (int(r.window_x), int(r.window_y), int(r.window_w), int(r.window_h)) for r in rows.itertuples()
@@ -74,25 +89,29 @@ def mosaic_dataset(
         if first["crs"] and first["transform"]:
             tile = Georef(first["crs"], parse_transform(first["transform"]))
             georef = tile.origin_of(int(first["window_x"]), int(first["window_y"]))
-        name = _scene_name(str(source))
+        name = safe_name(_scene_name(str(source)), manifest, "scene name (its 'source')")
+        check_pixels(height, width, manifest, f"scene {name!r}")
         scene = Scene(name, Path(str(source)), height, width, 0, "", [], windows, georef)
-        writer = SceneWriter(scene, out / f"{name}{label_suffix(scene)}")
+        writer = SceneWriter(scene, confined(out, f"{name}{label_suffix(scene)}"))
         try:
             for row, window in zip(rows.itertuples(), windows, strict=True):
-                path = labels / f"{row.image_id}.png"
+                path = confined(labels, f"{row.image_id}.png", source=manifest)
                 if not path.is_file():
                     raise ValueError(f"{path}: the label of tile {row.image_id!r} is missing")
-                label = np.asarray(Image.open(path))
-                if label.shape != (window[3], window[2]):
-                    raise ValueError(
-                        f"{path}: label of size {label.shape} for a {window[3]}x{window[2]} tile window"
-                    )
+                with open_image(path, "label") as im:
+                    if (im.height, im.width) != (window[3], window[2]):
+                        raise ValueError(
+                            f"{path}: label of size {(im.height, im.width)} for a {window[3]}x{window[2]} "
+                            "tile window"
+                        )
+                    label = np.asarray(im)
                 writer.put(window, label)
+                progress.update()
         except BaseException as exc:
             writer.close(exc)
             raise
         writer.close()
-        vis = out / "vis" / f"{name}.png"
+        vis = confined(out, "vis", f"{name}.png")
         vis.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(colorize(writer.preview())).save(vis)
         scenes.append(
@@ -106,6 +125,7 @@ def mosaic_dataset(
                 "crs": georef.crs if georef else None,
             }
         )
+    progress.close()
     card = {"manifest": str(manifest), "labels": str(labels), "rule": "nearest tile centre", "scenes": scenes}
     atomic_write_text(out / "mosaic_card.json", json.dumps(card, indent=2) + "\n")
     return card

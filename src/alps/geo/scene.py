@@ -36,7 +36,16 @@ from PIL import Image
 
 from alps.geo.georef import Georef, label_geotiff, raster_georef, write_pam_sidecar
 from alps.io.atomic import atomic_output
-from alps.io.images import ImageReadError, read_image, read_image_with_valid, to_rgb_uint8, write_png
+from alps.io.images import (
+    ImageReadError,
+    open_header,
+    read_image,
+    read_image_with_valid,
+    to_rgb_uint8,
+    write_png,
+)
+from alps.io.paths import confined, safe_name
+from alps.limits import check_pixels, check_tiles
 from alps.masks.base import MaskSet
 from alps.paint import UNLABELED, colorize, paint_binary, paint_labels
 from alps.progress import Progress
@@ -172,8 +181,10 @@ class Scene:
             return read_image_with_valid(self.path, bands=bands)
         x, y, w, h = window
         if self.decoded_whole:
-            pixels = _decode_whole(self.path, tuple(bands) if bands is not None else None)
-            return np.ascontiguousarray(pixels[y : y + h, x : x + w]), None
+            pixels, whole_valid = _decode_whole(self.path, tuple(bands) if bands is not None else None)
+            part = None if whole_valid is None else whole_valid[y : y + h, x : x + w]
+            tile_valid = None if part is None or part.all() else np.ascontiguousarray(part)
+            return np.ascontiguousarray(pixels[y : y + h, x : x + w]), tile_valid
         import rasterio
         from rasterio.windows import Window as RioWindow
 
@@ -184,7 +195,11 @@ class Scene:
             if self.has_nodata:
                 masks = src.read_masks(unique, window=RioWindow(x, y, w, h)) > 0
         valid = None if masks is None else np.logical_and.reduce(list(masks))
-        return self._to_rgb(planes), None if valid is None or valid.all() else valid
+        rgb = self._to_rgb(planes)
+        if valid is None or valid.all():
+            return rgb, None
+        rgb[~valid] = 0  # as alps.io.images.read_image gives no-data: the encoder sees the same pixels
+        return rgb, valid
 
     def _to_rgb(self, planes: Mapping[int, NDArray[np.generic]]) -> NDArray[np.uint8]:
         if self.stretch is None:
@@ -198,7 +213,7 @@ class Scene:
         if not self.tiled:
             image = read_image(self.path, bands=bands)
         elif self.decoded_whole:
-            image = _decode_whole(self.path, tuple(bands) if bands is not None else None)
+            image = _decode_whole(self.path, tuple(bands) if bands is not None else None)[0]
         else:
             import rasterio
 
@@ -227,9 +242,11 @@ class Scene:
 
 
 @functools.lru_cache(maxsize=1)
-def _decode_whole(path: Path, bands: tuple[int, ...] | None) -> NDArray[np.uint8]:
-    """A PNG/JPEG scene's RGB pixels; only the last scene stays cached, so memory holds one scene at most."""
-    return read_image(path, bands=bands)
+def _decode_whole(
+    path: Path, bands: tuple[int, ...] | None
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
+    """A PNG/JPEG scene's RGB pixels and valid pixels (alpha); only the last scene stays cached."""
+    return read_image_with_valid(path, bands=bands)
 
 
 def preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
@@ -276,30 +293,34 @@ def open_scene(
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
-    georef = raster_georef(path) or options.georefs.get(image_id)
     if path.suffix.lower() in _RASTERIO_SUFFIXES:
         import rasterio
         from rasterio.enums import MaskFlags
 
         try:
+            # The georeference is read inside the same guard: an unreadable file is skipped whole.
+            georef = raster_georef(path) or options.georefs.get(image_id)
             with _quiet(), rasterio.open(path) as src:
                 height, width, count, dtype = src.height, src.width, src.count, src.dtypes[0]
+                check_pixels(height, width, path, "scene")
                 shape = preview_shape(height, width, STATS_SIDE)
                 sample = src.read(out_shape=(count, *shape))
                 has_nodata = not all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums)
                 sample_valid = src.read_masks(out_shape=(count, *shape)) > 0 if has_nodata else None
-        except rasterio.errors.RasterioError as exc:
+        except (rasterio.errors.RasterioError, OSError) as exc:
             raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
         to_rgb_uint8(sample, bands=bands, source=str(path))  # validates `bands` with the usual messages
     else:
+        georef = options.georefs.get(image_id)
         # PNG/JPEG/BMP cannot be read by windows: decoded whole when its tiles are read (one scene at a time).
-        rgb = _decode_whole(path, tuple(bands) if bands is not None else None)
+        rgb = _decode_whole(path, tuple(bands) if bands is not None else None)[0]
         height, width = rgb.shape[:2]
         with Image.open(path) as im:
             count, dtype, sample = len(im.getbands()), str(rgb.dtype), None
         has_nodata, sample_valid = False, None
     _warn_bands(path, count, bands)
     windows = tile_windows(height, width, options.tile_size, options.overlap)
+    check_tiles(len(windows), path)
     chosen = _chosen_bands(count, bands)
     stretch = None
     if len(windows) > 1 and sample is not None and sample.dtype != np.uint8:
@@ -321,6 +342,40 @@ def open_scene(
         decoded_whole=sample is None and len(windows) > 1,
         has_nodata=has_nodata,
     )
+
+
+def check_scene_sizes(items: Sequence[Any], options: SceneOptions | None = None) -> None:
+    """Refuse, from the files' headers alone, a scene over the pixel or tile limit (``alps.limits``).
+
+    ``alps label`` calls it before any model is loaded, so a small file claiming a huge raster is refused
+    in a second with little memory. Unreadable files are left to ``open_scenes`` (and ``--on-error``).
+
+    Raises:
+        alps.limits.LimitError: naming the file, its size and the option.
+    """
+    from alps.datasets.folder import tile_windows
+
+    options = options or SceneOptions()
+    for item in items:
+        size = _header_size(Path(item.path))
+        if size is None:
+            continue
+        check_pixels(*size, item.path, "scene")
+        check_tiles(len(tile_windows(*size, options.tile_size, options.overlap)), item.path)
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from a raster's header, or None where it cannot be read."""
+    try:
+        if path.suffix.lower() in _RASTERIO_SUFFIXES:
+            import rasterio
+
+            with _quiet(), rasterio.open(path) as src:
+                return src.height, src.width
+        with open_header(path) as im:  # the header only; the size is checked against our own limit
+            return im.height, im.width
+    except Exception:  # unreadable here means unreadable later, where --on-error decides
+        return None
 
 
 def nearest_centre_cells(starts: Sequence[int], sizes: Sequence[int], length: int) -> list[tuple[int, int]]:
@@ -383,16 +438,28 @@ class SceneWriter:
     written by windows; non-georeferenced scenes are PNG/JPEG/plain TIFF users label at moderate sizes).
     """
 
-    def __init__(self, scene: Scene, path: Path, *, nodata: int | None = UNLABELED) -> None:
+    def __init__(
+        self,
+        scene: Scene,
+        path: Path,
+        *,
+        nodata: int | None = UNLABELED,
+        names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         self.scene = scene
         self.path = path
+        self.names = names
+        self.palette = palette
         self.counts = np.zeros(256, dtype=np.int64)
         self._cells = mosaic_cells(scene.windows, scene.height, scene.width)
         self._array: NDArray[np.uint8] | None = None
         self._context: Any = None
         self._dst: Any = None
         if scene.georef is not None:
-            self._context = label_geotiff(path, scene.height, scene.width, scene.georef, nodata=nodata)
+            self._context = label_geotiff(
+                path, scene.height, scene.width, scene.georef, nodata=nodata, palette=palette
+            )
             self._dst = self._context.__enter__()
         else:
             self._array = np.full((scene.height, scene.width), UNLABELED, dtype=np.uint8)
@@ -412,16 +479,17 @@ class SceneWriter:
             self._array[cy : cy + ch, cx : cx + cw] = part
 
     def close(self, error: BaseException | None = None) -> None:
-        """Finish the file (or, after an error, leave nothing behind)."""
+        """Finish the file (or, after an error, leave nothing behind); name its classes where given."""
         if self._context is not None:
-            if error is None:
-                self._context.__exit__(None, None, None)
-            else:
+            if error is not None:
                 self._context.__exit__(type(error), error, error.__traceback__)
-            return
-        if error is None and self._array is not None:
+                return
+            self._context.__exit__(None, None, None)
+        elif error is None and self._array is not None:
             with atomic_output(self.path) as tmp:
                 Image.fromarray(self._array).save(tmp, format="PNG")
+        if error is None and self.names is not None:
+            write_pam_sidecar(self.path, None, self.names, self.palette)
 
     def preview(self, max_side: int = PREVIEW_SIDE) -> NDArray[np.uint8]:
         """The written label at most ``max_side`` a side (nearest neighbour)."""
@@ -473,10 +541,11 @@ def paint_scenes(
     files = []
     for scene in scenes:
         suffix = label_suffix(scene)
-        writer = SceneWriter(scene, out / "labels" / f"{scene.image_id}{suffix}")
+        name = f"{safe_name(scene.image_id, scene.path, 'image id')}{suffix}"
+        writer = SceneWriter(scene, confined(out, "labels", name))
         binary = None
         if binary_dir is not None:
-            binary = SceneWriter(scene, Path(binary_dir) / f"{scene.image_id}{suffix}", nodata=None)
+            binary = SceneWriter(scene, confined(binary_dir, name), nodata=None)
         try:
             for window in scene.windows:
                 tile_id = scene.tile_id(window)
@@ -495,13 +564,13 @@ def paint_scenes(
             binary.close()
         files.append(writer.path.name)
         label_preview = writer.preview()
-        write_png(out / "vis" / f"{scene.image_id}.png", colorize(label_preview))
+        write_png(confined(out, "vis", f"{scene.image_id}.png"), colorize(label_preview))
         if legend:
             image = scene.preview(bands)
             if image.shape[:2] != label_preview.shape:
                 image = np.asarray(Image.fromarray(image).resize(label_preview.shape[::-1]))
             write_png(
-                out / "vis" / f"{scene.image_id}.overlay.png",
+                confined(out, "vis", f"{scene.image_id}.overlay.png"),
                 overlay_with_legend(image, label_preview, writer.counts, k),
             )
         counts = writer.counts

@@ -1,14 +1,15 @@
 """``alps vectorize``: a label raster to polygons (GeoPackage or GeoJSON), one per connected region.
 
 Regions are 4-connected runs of one label value (``rasterio.features.shapes``); unlabeled pixels (255, the
-GeoTIFF's nodata) make no polygon. Each polygon carries ``cluster_id``, ``area`` (in CRS units squared, or
-pixels for a label without georeferencing) and, where the labels' vocabulary names its ids, ``class_name``.
+GeoTIFF's nodata) make no polygon. Each polygon carries its label value, ``area`` (in CRS units squared, or
+pixels for a label without georeferencing) and, where the labels' vocabulary names its values,
+``class_name``. The value's field is ``class_id`` where names are known (a class map's labels, a model's
+prediction, ``--classes``), else ``cluster_id`` (k-means clusters).
 Polygons are in the labels' CRS; the file is written by pyogrio (GDAL), atomically.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -18,15 +19,20 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from alps.geo.georef import read_class_names as raster_class_names
 from alps.geo.georef import read_label
-from alps.io.atomic import atomic_output
+from alps.io.cards import card_strings, read_json_object
+from alps.io.outputs import check_separate, file_problem, output_file
 from alps.paint import UNLABELED
+from alps.progress import track
 
 log = logging.getLogger(__name__)
 
 DRIVERS = {"gpkg": "GPKG", "geojson": "GeoJSON"}
 """``--format`` choices and their GDAL drivers."""
 LAYER = "labels"
+WRITER = "alps vectorize"
+"""The vector file's writer (``alps.io.outputs``): only its own earlier file is replaced."""
 
 
 def read_class_names(path: str | os.PathLike[str]) -> list[str]:
@@ -35,21 +41,20 @@ def read_class_names(path: str | os.PathLike[str]) -> list[str]:
     Raises:
         ValueError: the file has no ``classes`` list of strings.
     """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    names = data.get("classes") if isinstance(data, dict) else None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    names = card_strings(read_json_object(path, "class list"), "classes", path)
+    if names is None:
         raise ValueError(f"{path}: expected a JSON object with a 'classes' list of names")
     return names
 
 
 def _default_class_names(labels: Path) -> list[str] | None:
-    """The ``classes`` of the ``label_card.json`` beside ``labels/``, where the labeling named its ids."""
-    card = labels.parent.parent / "label_card.json"
-    if card.is_file():
-        names = json.loads(card.read_text(encoding="utf-8")).get("classes")
-        if isinstance(names, list):
-            return [str(n) for n in names]
-    return None
+    """The names the label raster's own sidecar gives its values (``alps.geo.georef.write_pam_sidecar``:
+    named labels of a class map or a model), else the ``classes.json`` beside ``labels/``."""
+    names = raster_class_names(labels)
+    if names is not None:
+        return names
+    classes = labels.parent.parent / "classes.json"
+    return read_class_names(classes) if classes.is_file() else None
 
 
 def vectorize(
@@ -72,8 +77,8 @@ def vectorize(
         simplify: Douglas-Peucker tolerance in CRS units (topology-preserving per polygon); 0 keeps the
             pixel outlines.
         min_area: drop polygons smaller than this (CRS units squared; pixels without georeferencing).
-        classes: names of label ids 0..n-1 (default: the ``classes`` of ``label_card.json`` beside
-            ``labels/``, where there is one).
+        classes: names of label ids 0..n-1 (default: the label's class-name sidecar, else the
+            ``classes.json`` beside ``labels/``, where there is one).
         layer: the layer name.
 
     Returns:
@@ -95,6 +100,10 @@ def vectorize(
         raise ValueError(f"--simplify and --min-area must be >= 0, got {simplify} and {min_area}")
     if not labels.is_file():
         raise FileNotFoundError(f"{labels}: no such label raster")
+    check_separate(out, [labels], WRITER)
+    problem = file_problem(out, WRITER)  # before the work, not after it
+    if problem is not None:
+        raise ValueError(f"{WRITER} will not replace {problem}; move it away or choose another output")
     array, georef = read_label(labels)
     if array.dtype != np.uint8:
         raise ValueError(f"{labels}: expected a uint8 label raster (255 = unlabeled), got {array.dtype}")
@@ -103,7 +112,8 @@ def vectorize(
     transform = georef.transform if georef is not None else Affine.identity()
     names = list(classes) if classes is not None else _default_class_names(labels)
     polygons, values = [], []
-    for geometry, value in shapes(array, mask=array != UNLABELED, connectivity=4, transform=transform):
+    regions = shapes(array, mask=array != UNLABELED, connectivity=4, transform=transform)
+    for geometry, value in track(regions, "polygons", "polygon"):
         polygons.append(shapely.geometry.shape(geometry))
         values.append(int(value))
     geoms = np.asarray(polygons, dtype=object)
@@ -113,7 +123,7 @@ def vectorize(
     areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
     keep = (areas >= min_area) & ~shapely.is_empty(geoms) if len(geoms) else np.zeros(0, bool)
     geoms, ids, areas = geoms[keep], ids[keep], areas[keep]
-    fields = ["cluster_id", "area"]
+    fields = ["class_id" if names is not None else "cluster_id", "area"]
     field_data: list[np.ndarray] = [ids, np.asarray(areas, dtype=np.float64)]
     if names is not None:
         fields.append("class_name")
@@ -123,7 +133,7 @@ def vectorize(
         from rasterio.crs import CRS
 
         crs = CRS.from_user_input(georef.crs).to_wkt()
-    with atomic_output(out) as tmp:
+    with output_file(out, WRITER, inputs=[labels]) as tmp:
         tmp.unlink()  # GDAL creates the file itself; an empty file is not a GeoPackage
         write_vector(
             tmp,

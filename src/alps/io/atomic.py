@@ -218,9 +218,32 @@ def building_sibling(target: Path) -> Path:
     pid = os.getpid()
     built = target.with_name(f".{target.name}.tmp-{pid}-{secrets.token_hex(4)}")
     built.mkdir()
-    owner = {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
-    (built / BUILD_OWNER).write_text(json.dumps(owner) + "\n", encoding="utf-8")
+    _mark_owner(built)
     return built
+
+
+def _mark_owner(folder: Path) -> None:
+    pid = os.getpid()
+    owner = {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
+    (folder / BUILD_OWNER).write_text(json.dumps(owner) + "\n", encoding="utf-8")
+
+
+def remove_build(folder: Path) -> None:
+    """Remove a build folder of ``building_sibling``, its owner marker last.
+
+    Killed midway, what is left still carries the marker, so the next build of the same target sweeps it
+    (``sweep_stale_builds``).
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if child.name == BUILD_OWNER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def replace_directory(
@@ -257,7 +280,10 @@ def replace_directory(
     if may_replace is not None and not may_replace(target):
         raise FileExistsError(refusal or f"{target} exists; refusing to replace it")
     if swap(built, target):
-        shutil.rmtree(built, ignore_errors=True)  # now holds the previous folder
+        # `built` now holds the previous folder: marked as ours first, so that a kill while it is being
+        # removed leaves something the next build sweeps.
+        _mark_owner(built)
+        remove_build(built)
         return
     # Fallback without an atomic swap (non-Linux, or a filesystem without RENAME_EXCHANGE): for a moment
     # target is absent, but it is never half-written, and a failure puts the old folder back.
@@ -306,5 +332,5 @@ def atomic_directory(
         yield built
         replace_directory(built, final, may_replace=may_replace, refusal=refusal, exchange=exchange)
     except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
+        remove_build(built)
         raise

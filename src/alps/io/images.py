@@ -6,7 +6,8 @@ feature encoders, the painter) wants 3-band uint8, so the conversion rules live 
 - uint8 data is kept as is; any other dtype is stretched per band between the ``percentiles`` of its
   valid pixels, so that a 16-bit scene with a few hot pixels still uses the full 0..255 range.
 - valid pixels: where a raster declares no-data (a GeoTIFF's ``nodata`` value, an internal mask or an
-  alpha band, as GDAL's masks say), exactly the pixels GDAL marks valid in every chosen band; the rest is
+  alpha band, as GDAL's masks say; a PNG's alpha channel by the same rule: alpha 0 is no-data), exactly
+  the pixels GDAL marks valid in every chosen band; the rest is
   0 in the image and ``read_image_with_valid`` returns where it is, so that the labeling leaves it
   unlabeled. Without such a declaration every pixel is valid, and only the stretch leaves out zeros
   (the no-data of most satellite products that do not declare it).
@@ -14,14 +15,17 @@ feature encoders, the painter) wants 3-band uint8, so the conversion rules live 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+
+from alps.limits import LimitError, check_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2")
 _RASTERIO_SUFFIXES = (".tif", ".tiff", ".jp2")
@@ -54,6 +58,45 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
     )
 
 
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike[str], what: str = "image") -> Iterator[Image.Image]:
+    """Open an image with PIL, refusing it before it is decoded if it claims more pixels than the limit.
+
+    Arguments:
+        path: the file.
+        what: what it is, for the message (``image``, ``label``).
+
+    Raises:
+        alps.limits.LimitError: its header claims more pixels than ``alps.limits`` allows.
+    """
+    with open_header(path) as im:
+        check_pixels(im.height, im.width, path, what)
+        yield im
+
+
+@contextlib.contextmanager
+def open_header(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
+    """``PIL.Image.open`` without PIL's own bomb check, for a caller that checks the size itself.
+
+    PIL refuses more than twice ``Image.MAX_IMAGE_PIXELS`` with an error that names neither our option nor
+    the file; the check is suspended for the opening only (which reads the header), not for other readers.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with im:
+        yield im
+
+
+def read_label_array(path: str | os.PathLike[str], what: str = "label") -> NDArray[np.generic]:
+    """A PNG label (or any PIL image) as an array of its own mode, its size checked before decoding."""
+    with open_image(path, what) as im:
+        return np.asarray(im)
+
+
 def read_raster(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     """Read every band of an image, unscaled, as a (bands, H, W) array of its own dtype."""
     return read_raster_with_valid(path)[0]
@@ -77,18 +120,27 @@ def read_raster_with_valid(
     try:
         if path.suffix.lower() in _RASTERIO_SUFFIXES:
             return _read_rasterio(path)
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
+            if im.mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")  # a palette image's transparent entry is its alpha
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LA"):
                 im = im.convert("RGBA" if "A" in im.mode else "RGB")
             array = np.asarray(im)
-    except ImageReadError:
+            alpha = im.mode == "RGBA"
+    except (ImageReadError, LimitError):
         raise
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if array.ndim == 2:
         return array[None], None
-    return np.moveaxis(array, -1, 0), None
+    raster = np.moveaxis(array, -1, 0)
+    if not alpha:
+        return raster, None
+    # As GDAL masks an RGBA TIFF: the colour bands are valid where alpha > 0, the alpha band everywhere.
+    valid = np.ones(raster.shape, dtype=bool)
+    valid[:-1] = raster[-1] > 0
+    return raster, valid
 
 
 def _read_rasterio(path: Path) -> tuple[NDArray[np.generic], NDArray[np.bool_] | None]:
@@ -99,6 +151,7 @@ def _read_rasterio(path: Path) -> tuple[NDArray[np.generic], NDArray[np.bool_] |
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as src:
+            check_pixels(src.height, src.width, path)
             raster = src.read()
             if all(flags == [MaskFlags.all_valid] for flags in src.mask_flag_enums):
                 return raster, None
@@ -222,10 +275,22 @@ def read_image_with_valid(
     raster, valid = read_raster_with_valid(path)
     if raster.ndim != 3 or raster.shape[1] == 0 or raster.shape[2] == 0:
         raise ImageReadError(f"{path}: empty image (shape {raster.shape})")
-    image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=str(path), valid=valid)
+    return raster_to_rgb(raster, valid, bands, percentiles, str(path))
+
+
+def raster_to_rgb(
+    raster: NDArray[np.generic],
+    valid: NDArray[np.bool_] | None,
+    bands: Sequence[int] | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+    source: str = "image",
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_] | None]:
+    """``to_rgb_uint8`` of a raster read with its valid pixels (``read_raster_with_valid``), and the (H, W)
+    pixels valid in every chosen band (None: all of them)."""
+    image = to_rgb_uint8(raster, bands=bands, percentiles=percentiles, source=source, valid=valid)
     if valid is None:
         return image, None
-    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, str(path)))
+    pixels = valid_pixels(valid, _chosen_bands(raster.shape[0], bands, source))
     return image, None if pixels.all() else pixels
 
 

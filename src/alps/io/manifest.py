@@ -9,7 +9,8 @@ Columns (``MANIFEST_COLUMNS``, in this order on disk):
 =============  ======  =====================================================================================
 column         type    meaning
 =============  ======  =====================================================================================
-image_id       str     unique, non-empty, no path separators (used as a file stem by later stages)
+image_id       str     unique, a file name (``alps.io.paths``: no separators, not hidden, no control
+                       characters; later stages use it as a file stem)
 split          str     one of ``train``, ``val``, ``test``
 image_path     str     the image file, relative to the manifest's folder (POSIX separators), non-empty
 height         int     image height in pixels, > 0
@@ -44,6 +45,7 @@ from typing import Any
 import pandas as pd
 
 from alps.io.atomic import atomic_output
+from alps.io.paths import name_problem
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -171,8 +173,9 @@ def _normalize(df: pd.DataFrame, where: str) -> pd.DataFrame:
     seen: dict[str, int] = {}
     for row in range(len(records)):
         image_id = out["image_id"][row]
-        if "/" in image_id or "\\" in image_id:
-            raise _fail(where, f"{image_id!r} contains a path separator", row, "image_id")
+        problem = name_problem(image_id)  # ids name output files (alps.io.paths)
+        if problem is not None:
+            raise _fail(where, f"{image_id!r} {problem}", row, "image_id")
         if image_id in seen:
             raise _fail(where, f"{image_id!r} duplicates row {seen[image_id]}", row, "image_id")
         seen[image_id] = row

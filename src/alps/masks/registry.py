@@ -6,6 +6,7 @@ Each backend is imported only when asked for (SAM pulls in torch and segment_any
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -67,9 +68,28 @@ def build_mask_generator(
 
 
 def _known_params(cls: Any, params: dict[str, Any], backend: str) -> dict[str, Any]:
-    """``params`` if they are all fields of the dataclass ``cls``, else a ValueError naming the valid ones."""
-    valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
-    unknown = sorted(set(params) - set(valid))
+    """``params`` if they are all fields of the dataclass ``cls`` with values of their type, else a
+    ValueError naming the parameter (and the valid ones)."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "name"}
+    unknown = sorted(set(params) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {backend} mask parameter(s) {unknown}; valid: {', '.join(valid)}")
+        raise ValueError(f"unknown {backend} mask parameter(s) {unknown}; valid: {', '.join(fields)}")
+    for name, value in params.items():
+        wanted = type(fields[name].default)
+        if not _fits(value, wanted):
+            kind = "a whole number" if wanted is int else f"a finite {wanted.__name__}"
+            raise ValueError(f"{backend} mask parameter {name!r} must be {kind}, got {value!r}")
     return params
+
+
+def _fits(value: Any, wanted: type) -> bool:
+    """Whether a JSON value can stand for a default of type ``wanted`` (a number is not a bool)."""
+    if wanted is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if wanted is int:
+        return isinstance(value, int)
+    if wanted is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, wanted)

@@ -19,7 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alps.io.atomic import atomic_output
+from alps.io.paths import safe_name
+from alps.limits import MAX_ARRAY_BYTES, MAX_SHARD_ROWS, LimitError, check_pixels
 from alps.masks.base import MaskSet
+from alps.masks.rle import check_rle_batch
 
 SCHEMA_VERSION = 1
 _METADATA_KEY = b"alps.images"
@@ -76,7 +79,10 @@ def read_mask_shard(path: str | os.PathLike[str]) -> list[MaskSet]:
     """
     path = Path(path)
     try:
+        _check_size(path, pq.ParquetFile(path).metadata)
         table = pq.read_table(path)
+    except LimitError:
+        raise
     except Exception as exc:
         raise ValueError(f"{path}: not a readable Parquet mask shard ({exc}); delete it and rerun") from exc
     metadata = table.schema.metadata or {}
@@ -85,23 +91,74 @@ def read_mask_shard(path: str | os.PathLike[str]) -> list[MaskSet]:
     if not set(MASK_SHARD_SCHEMA.names) <= set(table.column_names):
         missing = sorted(set(MASK_SHARD_SCHEMA.names) - set(table.column_names))
         raise ValueError(f"{path}: mask shard lacks columns {missing}")
-    images = json.loads(metadata[_METADATA_KEY])["images"]
+    images = _shard_images(path, metadata[_METADATA_KEY])
+    table = table.select(list(MASK_SHARD_SCHEMA.names))
+    if not table.schema.equals(MASK_SHARD_SCHEMA, check_metadata=False) or any(
+        column.null_count for column in table.columns
+    ):
+        raise ValueError(f"{path}: mask shard columns are not of the mask shard schema (or hold nulls)")
     data = table.to_pydict()
     rows_by_image: dict[str, list[int]] = {}
     for row, image_id in enumerate(data["image_id"]):
         rows_by_image.setdefault(image_id, []).append(row)
+    unknown = sorted(set(rows_by_image) - {image_id for image_id, _, _ in images}, key=str)
+    if unknown:
+        raise ValueError(f"{path}: masks of image(s) {unknown[:5]} that `alps.images` does not list")
+    # Every RLE is checked before pycocotools parses it (alps.masks.rle), all of the shard's at once.
+    sizes = {image_id: (height, width) for image_id, height, width in images}
+    owners = [sizes[image_id] for image_id in data["image_id"]]
+    check_rle_batch(
+        data["rle"],
+        [h for h, _ in owners],
+        [w for _, w in owners],
+        lambda r: f"{path}: image {data['image_id'][r]!r}, mask {data['mask_id'][r]}",
+    )
     mask_sets = []
-    for image in images:
-        rows = sorted(rows_by_image.get(image["image_id"], []), key=lambda r: data["mask_id"][r])
-        size = [int(image["height"]), int(image["width"])]
+    for image_id, height, width in images:
+        rows = sorted(rows_by_image.get(image_id, []), key=lambda r: data["mask_id"][r])
+        rles = [{"size": [height, width], "counts": data["rle"][r]} for r in rows]
         mask_sets.append(
             MaskSet(
-                image["image_id"],
-                size[0],
-                size[1],
-                [{"size": size, "counts": data["rle"][r]} for r in rows],
+                image_id,
+                height,
+                width,
+                rles,
                 np.asarray([data["predicted_iou"][r] for r in rows], np.float32),
                 np.asarray([data["stability_score"][r] for r in rows], np.float32),
             )
         )
     return mask_sets
+
+
+def _check_size(path: Path, metadata: pq.FileMetaData) -> None:
+    """Refuse, from the footer alone, a shard of too many rows or bytes (a small file may claim many)."""
+    unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if metadata.num_rows > MAX_SHARD_ROWS or unpacked > MAX_ARRAY_BYTES:
+        raise LimitError(
+            f"{path}: {metadata.num_rows:,} masks in {unpacked:,} bytes, over the limit of "
+            f"{MAX_SHARD_ROWS:,} masks or {MAX_ARRAY_BYTES:,} bytes for one mask shard"
+        )
+
+
+def _shard_images(path: Path, text: bytes) -> list[tuple[str, int, int]]:
+    """The ``alps.images`` metadata: ``(image id, height, width)``, each id a file name, each size bounded."""
+    try:
+        images = json.loads(text)["images"]
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise ValueError(
+            f"{path}: damaged `alps.images` metadata ({exc}); delete the shard and rerun"
+        ) from exc
+    if not isinstance(images, list):
+        raise ValueError(f"{path}: `alps.images` must list the shard's images")
+    out, seen = [], set()
+    for image in images:
+        if not isinstance(image, dict):
+            raise ValueError(f"{path}: an entry of `alps.images` is not an object")
+        image_id = safe_name(image.get("image_id"), path, "image id")
+        if image_id in seen:
+            raise ValueError(f"{path}: image {image_id!r} is listed twice in `alps.images`")
+        seen.add(image_id)
+        height, width = image.get("height"), image.get("width")
+        check_pixels(height, width, f"{path}: image {image_id!r}", "mask image")
+        out.append((image_id, height, width))
+    return out

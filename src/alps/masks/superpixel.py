@@ -80,6 +80,13 @@ class FelzenszwalbMaskGenerator:
     min_size: int = 50
     name: str = "felzenszwalb"
 
+    def __post_init__(self) -> None:
+        if not self.scale > 0 or not self.sigma >= 0 or self.min_size < 0:
+            raise ValueError(
+                f"felzenszwalb needs scale > 0, sigma >= 0 and min_size >= 0, got {self.scale}, "
+                f"{self.sigma} and {self.min_size}"
+            )
+
     def generate(self, image: NDArray[np.uint8], image_id: str) -> MaskSet:
         """Segment ``image`` (``(H, W, 3)`` uint8) into non-overlapping masks covering it."""
         labels = felzenszwalb(image, scale=self.scale, sigma=self.sigma, min_size=self.min_size)
@@ -100,6 +107,13 @@ class SlicMaskGenerator:
     compactness: float = 10.0
     sigma: float = 1.0
     name: str = "slic"
+
+    def __post_init__(self) -> None:
+        if self.n_segments < 1 or not self.compactness > 0 or not self.sigma >= 0:
+            raise ValueError(
+                f"slic needs n_segments >= 1, compactness > 0 and sigma >= 0, got {self.n_segments}, "
+                f"{self.compactness} and {self.sigma}"
+            )
 
     def generate(self, image: NDArray[np.uint8], image_id: str) -> MaskSet:
         """Segment ``image`` (``(H, W, 3)`` uint8) into non-overlapping superpixels covering it."""

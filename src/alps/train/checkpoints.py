@@ -1,14 +1,17 @@
-"""Checkpoints read with ``torch.load(weights_only=True)`` only: nothing a user receives runs code.
+"""Checkpoints read with ``torch.load(weights_only=True)`` only, and written so that it needs no allow-list.
 
 torch's ``weights_only`` unpickler rebuilds tensors and plain containers and refuses every other global.
-mmengine's checkpoints hold two kinds of objects beyond that:
+mmengine's checkpoints hold two kinds of objects beyond that, both in the message hub:
 
-* numpy arrays and scalars (``runtime_info``, the message hub's history): harmless data types, allowed by
-  ``SAFE_GLOBALS`` (``torch.serialization.safe_globals``) and nothing else;
 * ``mmengine.logging.HistoryBuffer`` (the logged loss/lr history), whose pickle calls ``getattr`` to
-  restore bound methods: never allowed. ``PlainHistoryHook`` (in every config's ``custom_hooks``) stores
-  each buffer as a plain dict of arrays when a checkpoint is saved, and rebuilds the buffers when one is
-  loaded (resume).
+  restore bound methods;
+* numpy arrays and scalars (the buffers' arrays, ``runtime_info``'s ETA).
+
+``PlainHistoryHook`` (in every training config's ``custom_hooks``) turns both into plain Python data (lists,
+floats, ints) when a checkpoint is saved, and rebuilds the buffers when one is loaded (resume): every
+checkpoint we write loads with stock ``torch.load(path, weights_only=True)`` and no allow-list, so stock
+mmsegmentation (``mmseg.apis.init_model``) and any torch tool read it as it is. Reading still allows numpy
+data (``SAFE_GLOBALS``, by name), for checkpoints of earlier versions and of other tools.
 
 A file that still needs another global (a foreign pickle, a checkpoint written by plain mmseg tools) fails
 with ``UntrustedCheckpointError``, which names the file and the refused global: it is never unpickled.
@@ -88,15 +91,24 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
         ) from None
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """``value`` with every ``HistoryBuffer`` as a marked dict of lists and every numpy value as Python's."""
     if isinstance(value, HistoryBuffer):
         return {
             _BUFFER_KEY: {
-                "log_history": np.asarray(value._log_history),
-                "count_history": np.asarray(value._count_history),
+                "log_history": np.asarray(value._log_history).tolist(),
+                "count_history": np.asarray(value._count_history).tolist(),
                 "max_length": int(value.max_length),
             }
         }
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return type(value)((key, plain_data(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_data(item) for item in value)
     return value
 
 
@@ -111,15 +123,14 @@ def _buffer(value: Any) -> Any:
 
 @HOOKS.register_module(force=True)
 class PlainHistoryHook(Hook):
-    """Saves the message hub's ``HistoryBuffer`` objects as plain arrays, and rebuilds them on load."""
+    """Saves the message hub and meta data as plain Python data, and rebuilds the history buffers on load."""
 
     priority = "VERY_HIGH"
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        scalars = checkpoint.get("message_hub", {}).get("log_scalars")
-        if isinstance(scalars, dict):
-            for key in list(scalars):
-                scalars[key] = _plain(scalars[key])
+        for key in ("message_hub", "meta"):
+            if key in checkpoint:
+                checkpoint[key] = plain_data(checkpoint[key])
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         scalars = checkpoint.get("message_hub", {}).get("log_scalars")

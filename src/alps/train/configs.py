@@ -2,9 +2,13 @@
 
 ``build_config`` returns an mmengine ``Config`` that ``mmengine.runner.Runner.from_cfg`` runs as is;
 ``write_config`` dumps it to a ``.py`` file that the plain mmseg tools run too
-(``python tools/train.py config.py``, ``tools/dist_train.sh config.py 2``). The dumped file imports this
-module through ``custom_imports``, which registers ``ALPSIoUMetric`` and, under ``mmcv-lite``, installs the
-``mmcv.ops`` substitute (``alps.train.mmcv_compat``) before mmseg builds a model.
+(``python tools/train.py train_config.py``, ``tools/dist_train.sh train_config.py 2``). The dumped file
+imports this module through ``custom_imports``, which registers ``ALPSIoUMetric`` and, under ``mmcv-lite``,
+installs the ``mmcv.ops`` substitute (``alps.train.mmcv_compat``) before mmseg builds a model.
+
+``inference_config`` is the same model as a config of stock mmseg types only (no ``custom_imports``, a
+top-level ``test_pipeline``, BN for SyncBN): what ``mmseg.apis.init_model`` + ``inference_model`` and
+``alps predict`` take, with or without the ``alps`` package installed.
 
 Every model (the paper's eight, the demo's two small ones, the medical UNet) is built from mmseg 1.2.2's
 own config file named in ``ModelSpec.reference``, read from the configs shipped in its wheel
@@ -32,8 +36,8 @@ images are padded to one.
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -45,6 +49,7 @@ import numpy as np
 
 from alps.datasets import atlas, isaid, potsdam
 from alps.datasets._layout import CARD_NAME, CLASSES_NAME
+from alps.io.cards import card_int, card_strings, read_json_object
 from alps.train.mmcv_compat import ensure_mmcv_ops
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
@@ -62,6 +67,14 @@ IGNORE_INDEX = 255
 SCHEDULES: dict[str, int] = {"2k": 2000, "40k": 40000, "80k": 80000, "160k": 160000, "320k": 320000}
 """Named schedules (iterations): the paper's 80k (CNNs), 160k (transformers), 320k (Table 4), mmseg's 40k
 of its medical UNet configs, and a short ``2k`` for the demo."""
+
+CHECKPOINT_EVERY = 1000
+"""Periodic checkpoints of a run default to every ``max(val_interval, min(max_iters, CHECKPOINT_EVERY))``
+iterations: a checkpoint exists to resume a killed run, and a short run is cheaper to redo than to save
+(SegFormer-B0 writes 45 MB, the paper's models up to 1 GB, each time); the last iteration is always saved."""
+
+KEEP_CHECKPOINTS = 1
+"""Periodic checkpoints kept by default: the last one (besides the best by validation mIoU, kept apart)."""
 
 _MIN_WARMUP = 10
 """Shortest linear warm-up (iterations) worth running; shorter schedules train without one."""
@@ -237,10 +250,10 @@ def _pl_names(
     the named ones (``--num-classes`` padding) are called ``unused_NN``."""
     info = card
     if "classes" not in info and (root / CLASSES_NAME).is_file():
-        info = json.loads((root / CLASSES_NAME).read_text())
+        info = read_json_object(root / CLASSES_NAME, "class list")
     if "classes" not in info:
         return tuple(f"cluster_{i:02d}" for i in range(k)), _palette(k)
-    names = [str(c) for c in info["classes"]]
+    names = [str(c) for c in card_strings(info, "classes", root) or []]
     if len(names) > k:
         raise ValueError(f"{root}: {len(names)} class names for num_classes {k}")
     names += [f"unused_{i:02d}" for i in range(len(names), k)]
@@ -333,12 +346,15 @@ def dataset_spec(
         )
     if kind == "pl":
         card_path = root / CARD_NAME
-        card = json.loads(card_path.read_text())
+        if not card_path.is_file() and (root / "label_card.json").is_file():
+            raise ValueError(
+                f"{root} is an `alps label` output, not a PL dataset: make one of it first, "
+                f"`alps pl-dataset {root} PL_DIR` (tiles of its scenes and labels, train and val)"
+            )
+        card = read_json_object(card_path, "dataset card")
         if "num_classes" not in card:
             raise ValueError(f"{card_path} has no num_classes; is {root} a PL dataset?")
-        k = int(card["num_classes"])
-        if k < 1 or k > IGNORE_INDEX:
-            raise ValueError(f"{card_path}: num_classes {k} must be in 1..{IGNORE_INDEX}")
+        k = card_int(card, "num_classes", card_path, 1, IGNORE_INDEX)
         crop = _pair(crop_size or 512)
         classes, palette = _pl_names(root, card, k)
         return DatasetSpec(
@@ -355,7 +371,7 @@ def dataset_spec(
     if kind in ("folder", "medical"):
         classes_path = root / CLASSES_NAME
         if classes_path.is_file():
-            info = json.loads(classes_path.read_text())
+            info = read_json_object(classes_path, "class list")
             if "classes" not in info:
                 raise ValueError(f"{classes_path} has no 'classes' list")
             classes = tuple(str(c) for c in info["classes"])
@@ -404,7 +420,7 @@ def detect_dataset(
     """
     root = Path(data_root)
     card_path = root / CARD_NAME
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    card = read_json_object(card_path, "dataset card") if card_path.is_file() else {}
     # The ATLAS converter also writes a classes.json; its card tells it apart from a plain folder dataset.
     if isinstance(card, dict) and card.get("dataset") in MEDICAL_DATASETS:
         return dataset_spec("medical", root, crop_size, scale, eval_split)
@@ -668,7 +684,7 @@ def build_config(
     amp: bool = False,
     val_interval: int | None = None,
     checkpoint_interval: int | None = None,
-    max_keep_ckpts: int = 3,
+    max_keep_ckpts: int = KEEP_CHECKPOINTS,
     log_interval: int = 50,
     seed: int = 0,
     deterministic: bool | None = None,
@@ -691,9 +707,10 @@ def build_config(
         amp: mixed precision through mmengine's ``AmpOptimWrapper`` (CUDA only).
         val_interval: validate every this many iterations; default ``max_iters // 10`` (8000 at 80k, as
             mmseg). Ignored without an eval split.
-        checkpoint_interval: save every this many iterations; default ``val_interval``. The last iteration
-            is always saved.
-        max_keep_ckpts: periodic checkpoints kept (older ones are deleted; -1 keeps all).
+        checkpoint_interval: save every this many iterations; default ``CHECKPOINT_EVERY``'s rule. The
+            last iteration is always saved.
+        max_keep_ckpts: periodic checkpoints kept (older ones are deleted; -1 keeps all). With an eval
+            split, the best checkpoint by validation mIoU (``best_mIoU_iter_<n>.pth``) is kept too.
         log_interval: log every this many iterations.
         seed: the mmengine randomness seed.
         deterministic: ``torch.use_deterministic_algorithms``; default: on for CPU, off for CUDA (several
@@ -741,7 +758,9 @@ def build_config(
     if deterministic is None:
         deterministic = not on_cuda
     val_every = int(val_interval) if val_interval else max(1, iters // 10)
-    ckpt_every = int(checkpoint_interval) if checkpoint_interval else val_every
+    ckpt_every = (
+        int(checkpoint_interval) if checkpoint_interval else max(val_every, min(iters, CHECKPOINT_EVERY))
+    )
 
     train_pipeline, test_pipeline = _pipelines(dataset)
     model_dict = model_cfg(
@@ -774,10 +793,13 @@ def build_config(
             "model": model,
             "dataset_kind": dataset.kind,
             "classes": list(dataset.classes),
+            "palette": [list(colour) for colour in dataset.palette],
             "schedule": schedule if max_iters is None else None,
         },
         "crop_size": dataset.crop_size,
         "model": model_dict,
+        # At the top level, as in mmseg's own configs: mmseg.apis.inference_model reads it there.
+        "test_pipeline": test_pipeline,
         "train_dataloader": {
             "batch_size": batch_size,
             "num_workers": num_workers,
@@ -848,11 +870,47 @@ def build_config(
             val_cfg={"type": "ValLoop"},
             test_cfg={"type": "TestLoop"},
         )
+        # The best validation mIoU's checkpoint, kept apart from the periodic ones (best_mIoU_iter_<n>.pth).
+        cfg["default_hooks"]["checkpoint"].update(save_best="mIoU", rule="greater")
     else:
         # A PL dataset with only a train split: train without validation.
         cfg.update(val_dataloader=None, val_evaluator=None, val_cfg=None)
         cfg["train_cfg"]["val_interval"] = iters + 1
     return Config(cfg)
+
+
+def inference_config(cfg: Config) -> Config:
+    """The model of a training config as stock mmsegmentation runs it for inference (no ``alps`` needed).
+
+    Stock types only: the model (BN for SyncBN, which a single process cannot run; the same weights), its
+    ``test_cfg``, and the top-level ``test_pipeline`` that ``mmseg.apis.inference_model`` reads (without
+    ``LoadAnnotations``); the classes and palette as ``metainfo`` (checkpoints carry them too, as
+    ``meta.dataset_meta``). No ``custom_imports``, no hooks, no metric: ``mmseg.apis.init_model(path,
+    checkpoint)`` reads it where ``alps`` is not installed (with full mmcv; mmcv-lite needs the ``mmcv.ops``
+    stand-in of ``alps.train.mmcv_compat``, imported before mmseg).
+
+    Arguments:
+        cfg: a config of ``build_config``.
+
+    Returns:
+        The inference config.
+    """
+    model = _replace_sync_bn(copy.deepcopy(cfg.model.to_dict()))
+    model.pop("pretrained", None)
+    model["backbone"].pop("init_cfg", None)
+    model.pop("train_cfg", None)
+    pipeline = [dict(step) for step in cfg.test_pipeline if step["type"] != "LoadAnnotations"]
+    metainfo = {"classes": list(cfg.alps.classes), "palette": [list(c) for c in cfg.alps.palette]}
+    return Config(
+        {
+            "default_scope": "mmseg",
+            "crop_size": cfg.crop_size,
+            "model": model,
+            "test_pipeline": pipeline,
+            "metainfo": metainfo,
+            "alps": {**cfg.alps.to_dict(), "train_config": "train_config.py"},
+        }
+    )
 
 
 def _resolve_device(device: str) -> str:

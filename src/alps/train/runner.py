@@ -4,9 +4,11 @@
 labeled dataset, initialised from a pre-trained checkpoint by ``alps.train.surgery`` (``init`` = none,
 overall, backbone or head). Both go through ``train_segmentation``:
 
-1. build the config (``alps.train.configs``) and dump it to ``WORK_DIR/config.py``; its sha256 is the
-   run's ``config_hash``. A work dir that already holds a different config is refused (no silent mix of two
-   runs' checkpoints).
+1. build the config (``alps.train.configs``) and dump it to ``WORK_DIR/train_config.py``; its sha256 is
+   the run's ``config_hash``. A work dir that already holds a different config is refused (no silent mix of
+   two runs' checkpoints). ``WORK_DIR/config.py`` is the same model for inference, in stock mmseg types
+   only (``configs.inference_config``): ``mmseg.apis.init_model(config.py, checkpoint)`` and ``alps
+   predict`` take it without the ``alps`` package;
 2. mark the work dir with ``alps_run.json`` (what wrote it; it grants no trust); fetch and check the
    ImageNet backbone checkpoint (``pretrained``: a URL or a local file) before anything trains;
 3. for ``init != none``: select the weights (``surgery.write_init_checkpoint``) into
@@ -47,11 +49,14 @@ from alps import __version__
 from alps.io.atomic import atomic_write_text
 from alps.train import configs
 from alps.train.checkpoints import fetch_pretrained, load_checkpoint, numpy_safe_globals
-from alps.train.configs import DatasetSpec, build_config, config_hash, config_text
+from alps.train.configs import DatasetSpec, build_config, config_hash, config_text, inference_config
 from alps.train.mmcv_compat import import_mmseg
 from alps.train.surgery import INIT_MODES, RUN_MARKER, write_init_checkpoint
 
+TRAIN_CONFIG_NAME = "train_config.py"
+"""The training config (imports ``alps`` for its metric and checkpoint hook); its sha256 is the run's hash."""
 CONFIG_NAME = "config.py"
+"""The inference config: stock mmseg types only (``configs.inference_config``)."""
 METRICS_NAME = "metrics.json"
 INIT_REPORT_NAME = "init_report.json"
 
@@ -64,7 +69,7 @@ class RunResult:
 
     Attributes:
         work_dir: the work dir.
-        config_path: the dumped config (``WORK_DIR/config.py``).
+        config_path: the dumped training config (``WORK_DIR/train_config.py``).
         config_hash: sha256 of its text.
         checkpoint: the final checkpoint (``WORK_DIR/iter_<max_iters>.pth``).
         metrics_path: ``WORK_DIR/metrics.json``.
@@ -115,6 +120,39 @@ def _last_checkpoint(work_dir: Path) -> Path | None:
             f"only from its own checkpoints. Delete {pointer} to start over, or use another work dir."
         )
     return resolved if resolved.is_file() else None
+
+
+def run_checkpoint(work_dir: str | os.PathLike[str]) -> Path:
+    """The checkpoint a finished run left: the one its ``metrics.json`` evaluated, else its last one.
+
+    Raises:
+        FileNotFoundError: the folder holds no finished or started run of ``train_segmentation``.
+        ValueError: ``metrics.json`` names a file outside the work dir.
+    """
+    work = Path(work_dir)
+    metrics = work / METRICS_NAME
+    if metrics.is_file():
+        name = json.loads(metrics.read_text(encoding="utf-8")).get("checkpoint")
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"{metrics} names the checkpoint {name!r}, which is not a file of {work}")
+        if (work / name).is_file():
+            return work / name
+    last = _last_checkpoint(work) if work.is_dir() else None
+    if last is None:
+        raise FileNotFoundError(
+            f"{work} holds no checkpoint of a training run (no {METRICS_NAME} naming one, no last_checkpoint)"
+        )
+    return last
+
+
+def _previous_config(work: Path) -> Path | None:
+    """The training config a work dir already holds (``config.py`` in runs of earlier versions)."""
+    if (work / TRAIN_CONFIG_NAME).is_file():
+        return work / TRAIN_CONFIG_NAME
+    legacy = work / CONFIG_NAME
+    if legacy.is_file() and "train_cfg" in legacy.read_text(encoding="utf-8"):
+        return legacy
+    return None
 
 
 def _pos_grids(cfg: Any) -> dict[str, tuple[int, int]]:
@@ -220,10 +258,11 @@ def train_segmentation(
 
     Arguments:
         dataset: the dataset (``configs.dataset_spec`` / ``configs.detect_dataset``).
-        work_dir: checkpoints, logs, ``config.py``, ``metrics.json`` (created).
+        work_dir: checkpoints, logs, ``train_config.py``, ``config.py``, ``metrics.json`` (created).
         model: a ``configs.MODELS`` key.
         init: ``none``, ``overall``, ``backbone`` or ``head`` (``alps.train.surgery``).
-        from_checkpoint: the pre-trained checkpoint (required unless ``init`` is ``none``).
+        from_checkpoint: the pre-trained checkpoint, or the work dir of the run that wrote it (its
+            ``run_checkpoint``); required unless ``init`` is ``none``.
         resume: resume from ``WORK_DIR/last_checkpoint`` when it exists (False: start over).
         hooks: extra mmengine ``Hook`` objects registered on the runner (progress reporting, tests); they
             are not part of the config.
@@ -250,23 +289,27 @@ def train_segmentation(
         raise ValueError("from_checkpoint was given with init none; choose overall, backbone or head")
     if "load_from" in options or "work_dir" in options:
         raise TypeError("load_from and work_dir are set by train_segmentation itself")
+    if from_checkpoint is not None and Path(from_checkpoint).is_dir():
+        from_checkpoint = run_checkpoint(from_checkpoint)
     work = Path(work_dir).absolute()
     work.mkdir(parents=True, exist_ok=True)
     init_path = work / f"init_{init}.pth" if init != "none" else None
     cfg = build_config(model, dataset, work_dir=work, load_from=init_path, **options)
     text = config_text(cfg)
     digest = config_hash(cfg)
-    config_path = work / CONFIG_NAME
-    if config_path.is_file() and config_path.read_text(encoding="utf-8") != text:
+    config_path = work / TRAIN_CONFIG_NAME
+    previous = _previous_config(work)
+    if previous is not None and previous.read_text(encoding="utf-8") != text:
         if resume and not restart_on_config_change:
             raise ValueError(
-                f"{work} holds a run with a different config ({config_path}); use another work dir, or "
+                f"{work} holds a run with a different config ({previous}); use another work dir, or "
                 "resume=False to start over in this one"
             )
         # The earlier run is stale (e.g. the workflow reruns a job whose settings changed): never resume it.
         log.warning("%s held a run with another config: starting over", work)
         (work / "last_checkpoint").unlink(missing_ok=True)
     atomic_write_text(config_path, text)
+    atomic_write_text(work / CONFIG_NAME, config_text(inference_config(cfg)))
     marker = {"written_by": "alps.train.runner", "alps_version": __version__, "role": role}
     atomic_write_text(work / RUN_MARKER, json.dumps(marker, indent=2) + "\n")
 
@@ -322,7 +365,8 @@ def train_segmentation(
         runner.register_hook(final_val)
         for hook in hooks:
             runner.register_hook(hook)
-        # mmengine's own torch.load (weights_only=True by default) may rebuild numpy data, nothing more.
+        # mmengine's own torch.load (weights_only=True by default) may rebuild numpy data, nothing more
+        # (checkpoints of earlier versions hold some; ours hold none).
         with numpy_safe_globals():
             runner.train()
         final = _last_checkpoint(work)
@@ -363,7 +407,8 @@ def train_segmentation(
         "split": dataset.eval_split,
         "checkpoint": final.name,
         "iter": int(iteration),
-        "config": CONFIG_NAME,
+        "config": TRAIN_CONFIG_NAME,
+        "inference_config": CONFIG_NAME,
         "config_hash": digest,
         "seed": int(cfg.randomness.seed),
         "deterministic": bool(cfg.randomness.deterministic),
@@ -476,8 +521,8 @@ def finetune(
         resume: resume a killed attempt.
         hooks: extra mmengine hooks.
         keep_checkpoints: False: once ``metrics.json`` is written, delete the checkpoints this run wrote
-            (``iter_*.pth``, ``init_*.pth``, ``last_checkpoint``): nothing downstream reads a fine-tuned
-            model, and a study of many runs would otherwise keep tens of GB of them.
+            (``iter_*.pth``, ``best_*.pth``, ``init_*.pth``, ``last_checkpoint``): nothing downstream reads
+            a fine-tuned model, and a study of many runs would otherwise keep tens of GB of them.
         **options: further ``configs.build_config`` options.
 
     Returns:
@@ -509,7 +554,12 @@ def finetune(
 def drop_checkpoints(work_dir: str | os.PathLike[str]) -> list[Path]:
     """Delete the checkpoints ``train_segmentation`` wrote in ``work_dir`` (those names only); list them."""
     work = Path(work_dir)
-    files = [*work.glob("iter_*.pth"), *work.glob("init_*.pth"), work / "last_checkpoint"]
+    files = [
+        *work.glob("iter_*.pth"),
+        *work.glob("best_*.pth"),
+        *work.glob("init_*.pth"),
+        work / "last_checkpoint",
+    ]
     dropped = [f for f in files if f.is_file() and not f.is_symlink()]
     for path in dropped:
         path.unlink()
