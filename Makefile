@@ -34,9 +34,10 @@ test-slurm: $(STAMP)
 # The executed miniature of the whole study (.test/config.yaml: config/paper.yaml's shape at toy size, on the
 # real converters, the tiny SAM and two of the paper's models): its inputs are built from ../shared/data
 # into TEST_STUDY_WORK (kept; rerunning resumes), the DAG runs to the end, and every planned table cell
-# must hold a reproduced value. Needs about 55 GB of free disk while it runs: its 63 training runs leave
-# that much in checkpoints (SegFormer-B5 with its AdamW state is 1.3 GB a run), deleted once the tables
-# are checked (a rerun finds every metrics.json and does nothing).
+# must hold a reproduced value (Table 1 over its two seeds, with a verdict per row). Needs about 55 GB of
+# free disk while it runs: its 81 training runs leave that much in checkpoints (SegFormer-B5 with its AdamW
+# state is 1.3 GB a run), deleted once the tables are checked (a rerun finds every metrics.json and does
+# nothing).
 TEST_STUDY_WORK ?= .test/work
 test-study: $(STAMP)
 	python scripts/test-study-inputs.py $(TEST_STUDY_WORK)

@@ -7,9 +7,13 @@ official per-GPU batch from mmseg's own config (``configs.official_batch_size``)
 sets one; ``--models paper`` runs the paper's eight methods. Prints one line per model and
 precision and the AMP speed-up measured in the same run. On a GPU this is what the model's schedule
 (80k or 160k) costs; on the CPU only fp32 runs (AMP is CUDA only). Random data: the timing, not the
-accuracy, is the point.
+accuracy, is the point. ``--determinism both`` times each model with mmengine's deterministic mode off
+and on (``training.deterministic``, docs/training.md) and prints the cost of the deterministic mode as the
+ratio of the two, measured in the same run.
 
     python benchmarks/training_speed.py --device cuda --models paper --precisions fp32 --iters 30
+    python benchmarks/training_speed.py --device cpu --models segformer-b0 upernet-r18 --crop 128 \
+        --precisions fp32 --determinism both --iters 12 --warmup 4 --workers 0
 """
 
 from __future__ import annotations
@@ -59,7 +63,13 @@ def synthetic_dataset(root: Path, size: int, images: int, seed: int = 0) -> Path
 
 
 def seconds_per_iter(
-    model: str, dataset: Path, work_dir: Path, args: argparse.Namespace, amp: bool, batch_size: int
+    model: str,
+    dataset: Path,
+    work_dir: Path,
+    args: argparse.Namespace,
+    amp: bool,
+    batch_size: int,
+    deterministic: bool | None = None,
 ) -> float:
     timer = IterationTimer()
     finetune(
@@ -76,6 +86,7 @@ def seconds_per_iter(
         val_interval=args.iters * 10,  # no validation inside the timed loop
         resume=False,
         hooks=[timer],
+        **({} if deterministic is None else {"deterministic": deterministic}),
     )
     intervals = np.diff(timer.stamps)[args.warmup :]
     return float(statistics.median(intervals))
@@ -93,7 +104,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "amp"], default=["fp32", "amp"],
                         help="amp runs on CUDA only")  # fmt: skip
+    parser.add_argument("--determinism", choices=["default", "both"], default="default",
+                        help="both: time deterministic off and on (fp32)")  # fmt: skip
     args = parser.parse_args()
+    if args.determinism == "both":
+        determinism(args)
+        return
     models = [name for model in args.models for name in (PAPER_MODELS if model == "paper" else [model])]
     precisions = [p == "amp" for p in args.precisions if p == "fp32" or args.device.startswith("cuda")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,6 +133,30 @@ def main() -> None:
                     torch.cuda.reset_peak_memory_stats()
             if "amp" in timings:
                 print(f"{model:20s} AMP speed-up x{timings['fp32'] / timings['amp']:.2f}")
+
+
+def determinism(args: argparse.Namespace) -> None:
+    """Seconds per iteration with the deterministic mode off, on, off, on (interleaved, so that a change of
+    the machine's load hits both), and the ratio of the medians."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = synthetic_dataset(Path(tmp) / "data", args.crop, images=8)
+        print(
+            f"device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, crop "
+            f"{args.crop}, median of iterations {args.warmup + 1}..{args.iters}, runs off/on/off/on"
+        )
+        for model in [m for name in args.models for m in (PAPER_MODELS if name == "paper" else [name])]:
+            batch = args.batch_size or official_batch_size(model)
+            timings: dict[bool, list[float]] = {False: [], True: []}
+            for index, mode in enumerate((False, True, False, True)):
+                work_dir = Path(tmp) / f"{model}-{index}"
+                timings[mode].append(seconds_per_iter(model, dataset, work_dir, args, False, batch, mode))
+            off, on = (statistics.median(timings[m]) for m in (False, True))
+            runs = {m: ", ".join(f"{t:.3f}" for t in timings[m]) for m in (False, True)}
+            print(
+                f"{model:20s} batch {batch} deterministic off {off:.3f} s/iter ({runs[False]}), "
+                f"on {on:.3f} s/iter ({runs[True]}): on/off x{on / off:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 
 Reads the configuration's plan (``alps.study.plan_study``) and the long tables ``tables/table<id>.csv`` that
 the workflow's ``tables`` rule wrote, in WORK (the Snakemake working directory the configuration's paths
-are relative to). Every row that the configuration runs must have been run, and its summary values (mIoU
-and mAcc; Table 6: mean DSC and mIoU) must be numbers; per-class values may be absent (a class that neither
-prediction nor label holds). Prints a line per table; exits 1 naming each missing cell.
+are relative to). Every row that the configuration runs must have been run with every planned seed, its
+summary values (mIoU and mAcc; Table 6: mean DSC and mIoU) must be means over all those seeds (``n``), and
+the table must have its verdict column with a verdict for every planned row; per-class values may be
+absent (a class that neither prediction nor label holds). Prints a line per table with its verdict counts;
+exits 1 naming each missing cell.
 Usage: check-study-tables.py CONFIG WORK [--tables DIR]
 """
 
@@ -22,6 +24,7 @@ from snakemake.utils import validate
 
 from alps.study import iter_table_rows, plan_study
 from alps.tables import NOT_CONFIGURED, STATUS_COMPARED, STATUS_NO_PUBLISHED, STATUS_NOT_RUN
+from alps.verdicts import ROW_VERDICTS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -36,42 +39,61 @@ def check(config_path: Path, work: Path, tables_dir: Path | None = None) -> tupl
     validate(config, str(SCHEMA))  # the schema's defaults, as the workflow fills them before planning
     os.chdir(work)  # the configuration's paths are relative to the working directory
     study = plan_study(config)
-    planned: dict[str, list[str]] = {}
-    for row, metrics_path in iter_table_rows(study):
-        if metrics_path is not None:
-            planned.setdefault(row.table, []).append(metrics_path)
+    planned: dict[str, list[dict[int, str]]] = {}
+    for row, paths in iter_table_rows(study):
+        if paths:
+            planned.setdefault(row.table, []).append(paths)
     report, problems = [], []
     for table in config["tables"]:
         csv = (tables_dir or Path(study.tables_dir())) / f"table{table}.csv"
         if not csv.is_file():
             problems.append(f"table {table}: {csv} was not written")
             continue
-        frame = pd.read_csv(csv, keep_default_na=False, dtype={"table": str})
-        paths = planned.get(table, [])
-        if not paths:
+        frame = pd.read_csv(csv, keep_default_na=False, dtype={"table": str, "n": str, "verdict": str})
+        rows = planned.get(table, [])
+        if not rows:
             problems.append(f"table {table}: the configuration plans no run for it")
+        if "verdict" not in frame.columns or "n" not in frame.columns:
+            problems.append(f"table {table}: {csv} has no n or verdict column")
+            continue
         filled = compared = rows_run = 0
-        for path in paths:
-            lines = frame[frame["metrics_path"] == path]
+        seeds: set[int] = set()
+        for paths in rows:
+            label = ";".join(paths.values())  # the long CSV lists a row's files in seed order
+            lines = frame[frame["metrics_path"] == label]
             if lines.empty:
-                problems.append(f"table {table}: no row for the planned run {path}")
+                problems.append(f"table {table}: no row for the planned runs {label}")
                 continue
             if (lines["status"] == STATUS_NOT_RUN).any():
-                problems.append(f"table {table}: {path} is 'not run'")
+                problems.append(f"table {table}: {label} is 'not run'")
                 continue
             summary = lines[lines["column"].isin(SUMMARY)]
             numbers = summary[summary["status"].isin([STATUS_COMPARED, STATUS_NO_PUBLISHED])]
             if summary.empty or len(numbers) != len(summary):
                 missing = sorted(set(summary["column"]) - set(numbers["column"])) or list(SUMMARY)
-                problems.append(f"table {table}: {path} has no reproduced {', '.join(missing)}")
+                problems.append(f"table {table}: {label} has no reproduced {', '.join(missing)}")
+                continue
+            short = numbers[numbers["n"] != str(len(paths))]
+            if not short.empty:
+                problems.append(
+                    f"table {table}: {label}: {', '.join(short['column'])} over n = "
+                    f"{', '.join(short['n'])} seeds, not the {len(paths)} planned"
+                )
+                continue
+            if not set(lines["verdict"]) & set(ROW_VERDICTS):
+                problems.append(f"table {table}: {label} has no verdict")
                 continue
             rows_run += 1
+            seeds |= set(paths)
             filled += len(lines[lines["status"].isin([STATUS_COMPARED, STATUS_NO_PUBLISHED])])
             compared += int((lines["status"] == STATUS_COMPARED).sum())
         rows_paper_only = frame[frame["metrics_path"] == str(NOT_CONFIGURED)]["row"].nunique()
+        verdicts = frame[frame["verdict"] != ""].groupby("verdict")["row"].nunique()
         report.append(
-            f"table {table}: {rows_run} of {len(paths)} planned rows run, {filled} values reproduced "
-            f"({compared} beside a published value); {rows_paper_only} paper rows not in this configuration"
+            f"table {table}: {rows_run} of {len(rows)} planned rows run with seeds "
+            f"{', '.join(map(str, sorted(seeds))) or '-'}, {filled} values reproduced ({compared} beside a "
+            f"published value); {rows_paper_only} paper rows not in this configuration; verdicts: "
+            + (", ".join(f"{n} {v}" for v, n in verdicts.items()) or "none")
         )
     return report, problems
 

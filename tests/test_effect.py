@@ -15,8 +15,9 @@ from PIL import Image
 from alps.effect import load_settings, run_effect
 from alps.effect.jobs import Job, JobError, job_records, run_jobs
 from alps.effect.layout import EffectLayout
-from alps.effect.report import BETTER, NOISE, TOO_FEW, WORSE, build_report, effect_of
+from alps.effect.report import BETTER, NOISE, TOO_FEW, WORSE, build_report, effect_of, write_report
 from alps.effect.settings import SIZES
+from alps.io.outputs import OutputSetError
 from alps.stats import paired_delta, summarize
 
 from conftest import shared_data
@@ -70,16 +71,23 @@ def _write_run(work: Path, miou: float, per_class: dict[str, float | None]) -> N
     )
 
 
-def test_the_report_statistics_are_computed_from_its_per_seed_numbers(tmp_path: Path) -> None:
-    settings = dataclasses.replace(SIZES["toy"], seeds=(0, 1, 2))
-    layout = EffectLayout(tmp_path, settings)
-    values = {"scratch": [20.0, 22.0, 21.0], "coco": [23.0, 25.0, 24.5], "felzenszwalb": [19.0, 23.0, 20.0]}
-    for arm, per_seed in values.items():
-        for seed, miou in zip(settings.seeds, per_seed, strict=True):
+VALUES = {"scratch": [20.0, 22.0, 21.0], "coco": [23.0, 25.0, 24.5], "felzenszwalb": [19.0, 23.0, 20.0]}
+
+
+def _hand_made_report(tmp_path: Path) -> tuple[EffectLayout, dict[str, Any]]:
+    """The report of three arms whose per-seed mIoUs are ``VALUES``."""
+    layout = EffectLayout(tmp_path, dataclasses.replace(SIZES["toy"], seeds=(0, 1, 2)))
+    for arm, per_seed in VALUES.items():
+        for seed, miou in zip(layout.settings.seeds, per_seed, strict=True):
             _write_run(
                 layout.finetune(arm, seed), miou, {"background": 97.0, "airplane": miou - 10, "ship": None}
             )
-    report = json.loads(json.dumps(build_report(layout, {"chance_mIoU": 12.0})))
+    return layout, json.loads(json.dumps(build_report(layout, {"chance_mIoU": 12.0})))
+
+
+def test_the_report_statistics_are_computed_from_its_per_seed_numbers(tmp_path: Path) -> None:
+    layout, report = _hand_made_report(tmp_path)
+    settings, values = layout.settings, VALUES
     assert set(report["arms"]) == {"scratch", "coco", "felzenszwalb"}
     base = {int(s): r["mIoU"] for s, r in report["arms"]["scratch"]["seeds"].items()}
     for arm in ("coco", "felzenszwalb"):
@@ -98,6 +106,20 @@ def test_the_report_statistics_are_computed_from_its_per_seed_numbers(tmp_path: 
     assert report["arms"]["coco"]["effect"] == BETTER and report["arms"]["felzenszwalb"]["effect"] == NOISE
     assert report["arms"]["scratch"]["curve_mean"] == [[4, 20.0], [8, 21.0]]
     assert not any("does not appear" in line for line in report["reading"])
+
+
+def test_the_report_replaces_its_own_files_and_refuses_a_foreign_one(tmp_path: Path) -> None:
+    _, report = _hand_made_report(tmp_path)
+    paths = write_report(report, tmp_path)
+    assert json.loads(paths[0].read_text())["arms"].keys() == VALUES.keys()
+    assert Image.open(paths[2]).format == "PNG"
+    write_report({**report, "reading": ["a second run"]}, tmp_path)  # its own earlier report: replaced
+    assert json.loads(paths[0].read_text())["reading"] == ["a second run"]
+    paths[1].write_text("my notes\n")  # edited by hand: no longer the experiment's
+    before = paths[0].read_bytes()
+    with pytest.raises(OutputSetError, match="report.md"):
+        write_report(report, tmp_path)
+    assert paths[0].read_bytes() == before and paths[1].read_text() == "my notes\n"
 
 
 def _step(out: Path, name: str) -> dict[str, Any]:

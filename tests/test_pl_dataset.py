@@ -164,3 +164,27 @@ def test_a_killed_paint_job_leaves_no_shard_and_the_rerun_completes(tmp_path):
     assert not shard.exists()
     run_paint(masks, features, model, shard)
     assert assemble_pl_dataset(items, [shard], tmp_path / "pl")["images"] == 3
+
+
+def test_a_pl_dataset_records_the_dataset_it_labels_and_pretrains_at_its_scale(tmp_path):
+    """`alps prepare folder` -> `alps pl-dataset` from its manifest: the card names the source dataset,
+    so that pre-training takes that dataset's crop and scale (alps.train.configs.pl_source_kind)."""
+    from alps.datasets import folder
+    from alps.io.manifest import read_manifest
+    from alps.train.configs import dataset_spec
+    from alps.train.scales import DEFAULT_CROPS
+
+    images(tmp_path / "raw", ["scene_a", "scene_b"])
+    assert main(["prepare", "folder", str(tmp_path / "raw"), str(tmp_path / "ds")]) == 0
+    manifest = tmp_path / "ds" / "manifest.csv"
+    ids = sorted(read_manifest(manifest)["image_id"])
+    shard = painted_shard(tmp_path / "shard", ids)
+    split = str(read_manifest(manifest)["split"].iloc[0])
+    arguments = ["pl-dataset", str(manifest), str(tmp_path / "pl"), "--paint-dirs", str(shard)]
+    assert main([*arguments, "--split", split]) == 0
+    card = json.loads((tmp_path / "pl" / "dataset_card.json").read_text())
+    assert card["source_dataset"] == folder.DATASET_NAME
+    assert dataset_spec("pl", tmp_path / "pl").crop_size == (DEFAULT_CROPS["folder"],) * 2
+    # A folder of images has no card: no source, the PL default.
+    assert main(["pl-dataset", str(tmp_path / "raw"), str(tmp_path / "pl2"), "--paint-dirs", str(shard)]) == 0
+    assert "source_dataset" not in json.loads((tmp_path / "pl2" / "dataset_card.json").read_text())

@@ -64,3 +64,11 @@ def test_delta_is_paired_by_seed_over_shared_seeds() -> None:
 def test_verdict_rules(values: list[float], published: float | None, expected: str) -> None:
     delta = paired_delta(dict(enumerate(values)), dict.fromkeys(range(len(values)), 0.0))
     assert verdict(delta, published) == expected
+
+
+def test_rounded_differences_keep_an_exact_delta_inside_its_interval() -> None:
+    # Three seeds whose every difference is -1.47 in decimal, but 45.25 - 46.72 = -1.4699999999999989.
+    treated, baseline = {0: 45.25, 1: 80.9, 2: 76.72}, {0: 46.72, 1: 82.37, 2: 78.19}
+    assert verdict(paired_delta(treated, baseline), -1.47) == NOT_REPRODUCED  # float noise decides
+    exact = paired_delta(treated, baseline, decimals=2)
+    assert (exact.mean, exact.std) == (-1.47, 0.0) and verdict(exact, -1.47) == REPRODUCED

@@ -35,23 +35,25 @@ def paper() -> dict:
 
 def test_demo_plan_has_the_tables_1_3b_5_analogues(demo):
     study = plan_study(demo, PUBLISHED)
+    # One seed (the demo's `seed`, no training.seeds): every run once, in a seed0 folder.
     assert [r.key for r in study.pretrain_runs] == [
-        "segformer-b0/demo-pl/demo",
-        "segformer-b0/demo-binary/demo",
-        "segformer-b0/demo-pl-area0.1/demo",
-        "segformer-b0/demo-pl-area1.0/demo",
+        "segformer-b0/demo-pl/demo/seed0",
+        "segformer-b0/demo-binary/demo/seed0",
+        "segformer-b0/demo-pl-area0.1/demo/seed0",
+        "segformer-b0/demo-pl-area1.0/demo/seed0",
     ]
     # The backbone fine-tuning from demo-pl fills a row of Tables 1, 3b and 5 and runs once.
     assert len(study.finetune_runs) == 7
     assert Counter(r.table for r in study.rows) == {"1": 4, "3b": 2, "5": 3}
-    shared = [r for r in study.rows if r.run and r.run.key == "demo/segformer-b0/demo-pl/demo/backbone"]
+    key = "demo/segformer-b0/demo-pl/demo/backbone/seed0"
+    shared = [r for r in study.rows if [run.key for run in r.runs] == [key]]
     assert [r.table for r in shared] == ["1", "3b", "5"]
     # The demo fine-tunes on its own dataset: no published iSAID/Potsdam row is listed as "not run".
-    assert all(r.run is not None for r in study.rows)
+    assert all(r.seeds == (0,) for r in study.rows)
     table5 = [dict(r.keys) for r in study.rows if r.table == "5"]
     assert [k["area_threshold"] for k in table5] == ["0.1", "0.3", "1.0"]
     baseline = study.rows[0]
-    assert baseline.run.pretraining == SCRATCH and baseline.run.init == "none"
+    assert baseline.runs[0].pretraining == SCRATCH and baseline.runs[0].init == "none"
     assert dict(baseline.keys) == {
         "finetune_dataset": "demo",
         "method": "SegFormer-B0",
@@ -65,15 +67,22 @@ def test_paper_plan_runs_every_cell_of_the_paper_once(paper):
     study = plan_study(paper, PUBLISHED)
     # Tables 1 and 2: 8 methods x (baseline + 3 inits x 2 PL sets) on each dataset = 112 fine-tunings;
     # 3a adds SAMRS* (2 methods x 2 inits), 3b binary and Mixed-PL (2 x 2), 4 the 320k runs (8 x 2),
-    # 5 four area thresholds, 6 UNet baseline and ATLAS-PL.
-    assert len(study.finetune_runs) == 112 + 4 + 4 + 16 + 4 + 2
+    # 5 four area thresholds, 6 UNet baseline and ATLAS-PL; each for the three seeds.
+    assert paper["training"]["seeds"] == [0, 1, 2]
+    assert len(study.finetune_runs) == (112 + 4 + 4 + 16 + 4 + 2) * 3
     # 8 x iSAID-PL, 8 x SAMRS-PL, 8 x SAMRS-PL 320k, SAMRS* 2, binary 2, Mixed-PL 2, areas 4, ATLAS-PL 1.
-    assert len(study.pretrain_runs) == 35
+    assert len(study.pretrain_runs) == 35 * 3
     keys = {r.key for r in study.pretrain_runs}
-    # Mixed-PL continues from iSAID-PL's run of the same model and schedule, which is planned too.
-    mixed = next(r for r in study.pretrain_runs if r.pretraining == "mixed-pl" and r.model == "upernet-r50")
-    assert study.parent_run(mixed).key == "upernet-r50/isaid-pl/80k" and "upernet-r50/isaid-pl/80k" in keys
-    assert "segformer-b5/samrs-pl/320k" in keys
+    # Mixed-PL continues from iSAID-PL's run of the same model, schedule and seed, which is planned too.
+    mixed = next(
+        r for r in study.pretrain_runs if (r.pretraining, r.model, r.seed) == ("mixed-pl", "upernet-r50", 2)
+    )
+    assert (
+        study.parent_run(mixed).key == "upernet-r50/isaid-pl/80k/seed2"
+        and study.parent_run(mixed).key in keys
+    )
+    assert "segformer-b5/samrs-pl/320k/seed1" in keys
+    assert all(row.seeds == (0, 1, 2) for row in study.rows if row.runs)
 
 
 @pytest.mark.skipif(not PUBLISHED.is_dir(), reason="results/paper (the published tables) is missing")
@@ -89,18 +98,18 @@ def test_paper_plan_rows_follow_the_published_tables(paper):
             assert {k: normalize_key(k, v) for k, v in row.keys.items()} == {
                 k: normalize_key(k, expected[k]) for k in row.keys
             }
-            assert row.run is not None
+            assert row.runs
     table6 = [r for r in study.rows if r.table == "6"]
     # The paper's medical models are listed (not run) and our UNet rows follow, saying the models differ.
-    assert [r.keys["method"] for r in table6 if r.run is None] == ["DoDNet"] * 2 + ["MED3D"] * 2 + [
+    assert [r.keys["method"] for r in table6 if not r.runs] == ["DoDNet"] * 2 + ["MED3D"] * 2 + [
         "SAM-Med2D"
     ] * 2
-    unet = [r for r in table6 if r.run is not None]
+    unet = [r for r in table6 if r.runs]
     assert [r.keys["pretrained"] for r in unet] == ["baseline", "ATLAS-PL"]
     assert all("differs" in r.note for r in unet) and all(r.dataset_kind == "medical" for r in table6)
     table5 = [r for r in study.rows if r.table == "5"]
     assert [r.keys["area_threshold"] for r in table5] == ["0.1", "0.3", "0.5", "0.7", "1.0"]
-    assert all(r.run is not None for r in table5)
+    assert all(r.runs for r in table5)
 
 
 @pytest.mark.parametrize(
@@ -133,9 +142,12 @@ def test_inconsistent_study_is_named(paper, edit, message):
 def test_paths_put_each_run_in_its_own_folder(demo):
     study = plan_study(demo)
     run = study.finetune_runs[1]
-    assert study.finetune_dir(run) == "results/demo/train/finetune/demo/segformer-b0/demo-pl/demo/overall"
     assert (
-        study.pretrain_dir(study.pretrain_runs[0]) == "results/demo/train/pretrain/segformer-b0/demo-pl/demo"
+        study.finetune_dir(run) == "results/demo/train/finetune/demo/segformer-b0/demo-pl/demo/overall/seed0"
+    )
+    assert (
+        study.pretrain_dir(study.pretrain_runs[0])
+        == "results/demo/train/pretrain/segformer-b0/demo-pl/demo/seed0"
     )
     assert study.paint_source("demo-binary") == "demo-pl"
     assert study.binary_children("demo-pl") == ["demo-binary"]
@@ -158,9 +170,9 @@ def test_unquoted_table_ids_are_read_as_the_papers(demo):
 
 def test_pretrain_checkpoint_is_the_last_iteration(paper):
     study = plan_study(paper)
-    run = next(r for r in study.pretrain_runs if r.key == "segformer-b5/samrs-pl/320k")
+    run = next(r for r in study.pretrain_runs if r.key == "segformer-b5/samrs-pl/320k/seed1")
     assert study.pretrain_checkpoint(run) == (
-        "results/paper-study/train/pretrain/segformer-b5/samrs-pl/320k/iter_320000.pth"
+        "results/paper-study/train/pretrain/segformer-b5/samrs-pl/320k/seed1/iter_320000.pth"
     )
 
 
@@ -200,3 +212,33 @@ def test_labeling_jobs_claim_a_gpu_only_on_cuda(demo, paper):
     validate(config, SCHEMA)
     expected = {"masks": 0, "features": 1, "masks_and_features": 1, "box_labels": 0}
     assert plan_study(config).labeling_gpus == expected
+
+
+def test_seeds_default_to_the_labeling_seed_and_tables_may_choose_their_own(demo):
+    """training.seeds defaults to [seed]; tables.<id>.seeds overrides it for that table's runs only."""
+    demo = copy.deepcopy(demo)
+    demo["seed"] = 7
+    assert {run.seed for run in plan_study(demo).finetune_runs} == {7}
+    demo["training"]["seeds"] = [0, 1]
+    demo["tables"]["1"]["seeds"] = [0, 1, 2]
+    validate(demo, SCHEMA)
+    study = plan_study(demo)
+    assert {r.table: r.seeds for r in study.rows} == {"1": (0, 1, 2), "3b": (0, 1), "5": (0, 1)}
+    # Table 1's backbone row and the 3b/5 rows share the runs of seeds 0 and 1; seed 2 is Table 1's alone.
+    backbone = [r for r in study.finetune_runs if (r.pretraining, r.init) == ("demo-pl", "backbone")]
+    assert sorted(r.seed for r in backbone) == [0, 1, 2]
+    # Each fine-tuning of seed s starts from the pre-training of seed s, which is planned.
+    pretrain_keys = {r.key for r in study.pretrain_runs}
+    for run in study.finetune_runs:
+        if run.pretraining != SCRATCH:
+            assert study.pretrain_run(run.model, run.pretraining, run.schedule, run.seed).key in pretrain_keys
+    assert sorted(r.seed for r in study.pretrain_runs if r.pretraining == "demo-pl") == [0, 1, 2]
+    assert sorted(r.seed for r in study.pretrain_runs if r.pretraining == "demo-binary") == [0, 1]
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1], [-1], ["0"], [True]])
+def test_bad_seeds_are_named(demo, seeds):
+    demo = copy.deepcopy(demo)
+    demo["tables"]["5"]["seeds"] = seeds
+    with pytest.raises(StudyError, match=r"tables\.5\.seeds: a non-empty list of distinct integers"):
+        plan_study(demo)

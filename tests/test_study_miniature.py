@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from alps.study import SCRATCH, plan_study
 
@@ -62,6 +63,9 @@ def test_the_miniature_has_the_papers_shape():
     assert models.keys() == {"upernet-r50", "segformer-b5", "unet-s5-d16"}
     assert all(paper["training"]["models"][m] == schedule for m, schedule in models.items())
     assert mini["training"]["schedules"].keys() == paper["training"]["schedules"].keys()
+    # Seeds: the paper's three; the miniature one, and two for Table 1 (docs/study.md).
+    assert paper["training"]["seeds"] == [0, 1, 2] and "seeds" not in mini["training"]
+    assert [t for t, spec in mini["tables"].items() if "seeds" in spec] == ["1"]
 
 
 def test_the_miniature_plans_every_init_variant_and_table():
@@ -70,7 +74,10 @@ def test_the_miniature_plans_every_init_variant_and_table():
     assert {run.init for run in study.finetune_runs} == {"none", "overall", "backbone", "head"}
     assert {run.pretraining for run in study.finetune_runs} >= {*study.pretrainings, SCRATCH}
     assert {run.schedule for run in study.pretrain_runs} >= {"80k", "160k", "40k", "320k"}
-    assert {row.table for row in study.rows if row.run is not None} == {"1", "2", "3a", "3b", "4", "5", "6"}
+    assert {row.table for row in study.rows if row.runs} == {"1", "2", "3a", "3b", "4", "5", "6"}
+    # Table 1 runs two seeds, so CI aggregates seeds and gives verdicts; the rest one (the paper: three).
+    assert {row.seeds for row in study.rows if row.runs and row.table == "1"} == {(0, 1)}
+    assert {row.seeds for row in study.rows if row.runs and row.table != "1"} == {(0,)}
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +155,48 @@ def test_the_table_check_names_every_missing_table(tmp_path):
     assert result.returncode == 1
     for table in load(MINIATURE)["tables"]:
         assert f"MISSING table {table}: results/tables/table{table}.csv was not written" in result.stderr
+
+
+def test_the_table_check_wants_every_seed_and_a_verdict(tmp_path, monkeypatch):
+    """SYNTHETIC metrics for every fine-tuning the miniature plans but seed 1 of one Table 1 row: its tables
+    are written by the tables rule's function, and the check names that row's n (1, not the 2 planned)."""
+    import json
+
+    from alps.datasets import isaid, potsdam
+    from alps.study import iter_table_rows
+    from alps.tables import write_study_tables
+
+    classes = {"isaid": isaid.CLASSES, "potsdam": potsdam.CLASSES, "medical": ("liver", "tumour")}
+
+    config = load(MINIATURE)
+    validate(config, str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    study = plan_study(config)
+    skipped = None
+    for row, paths in iter_table_rows(study):
+        for seed, path in paths.items():
+            if row.table == "1" and seed == 1 and row.keys["type"] == "Head" and skipped is None:
+                skipped = path
+            if path == skipped or (tmp_path / path).exists():
+                continue
+            kind = row.dataset_kind
+            values = dict.fromkeys(classes[kind], 50.0 + seed)
+            record = {
+                "synthetic": True,
+                "role": "finetune",
+                "dataset": {"kind": kind},
+                "evaluated": True,
+                "seed": seed,
+                "metrics": {"mIoU": 40.0 + seed, "mAcc": 50.0},
+                "per_class": {"IoU": values, "Dice": values},
+            }
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_text(json.dumps(record))
+    with monkeypatch.context() as patch:
+        patch.chdir(tmp_path)  # the configuration's paths are relative to its working directory
+        write_study_tables(config, study.tables_dir(), study.tables_metrics())
+    result = run(sys.executable, "scripts/check-study-tables.py", str(MINIATURE), str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{skipped}: mIoU, mAcc over n = 1, 1 seeds, not the 2 planned" in result.stderr
+    assert result.stderr.count("MISSING") == 1
+    assert "table 1: 13 of 14 planned rows run with seeds 0, 1" in result.stdout
+    assert "verdicts: " in result.stdout and "baseline" in result.stdout

@@ -44,6 +44,7 @@ from alps.tables import (
     write_published,
     write_tables,
 )
+from alps.verdicts import VERDICT_COLUMNS
 
 from conftest import REPO_ROOT
 
@@ -259,10 +260,14 @@ def test_long_csv_has_the_papers_rows_columns_values_and_differences(
     values = [c for c in paper.columns if c not in ("table", *keys)]
     frame = pd.read_csv(all_tables["out"] / f"table{table_id}.csv", dtype={k: str for k in keys})
     assert list(frame.columns) == [
-        "table", "row", *keys, "column", "reproduced", "published", "difference", "status", "note",
-        "metrics_path",
+        "table", "row", *keys, "column", "n", "reproduced", "std", "published", "difference", "status",
+        "baseline_row", "delta", "delta_low", "delta_high", "delta_n", "published_delta", "verdict", "seeds",
+        "note", "metrics_path",
     ]  # fmt: skip
     assert len(frame) == len(paper) * len(values)
+    # One run per row (seed 0): n 1, no spread, no interval; every compared row's verdict is inconclusive.
+    assert (frame["n"] == 1).all() and frame["std"].isna().all() and frame["delta_low"].isna().all()
+    assert set(frame["verdict"].dropna()) <= {"inconclusive", "baseline", "no baseline"}
     assert list(frame["column"][: len(values)]) == values
     # Rows in the given (= published) order, with the published keys and values.
     wide_pub = frame.pivot(index="row", columns="column", values="published")[values]
@@ -281,13 +286,16 @@ def test_markdown_and_latex_have_the_papers_layout(
     paper = published[table_id]
     keys = list(TABLE_KEYS[table_id])
     values = [c for c in paper.columns if c not in ("table", *keys)]
-    header = [KEY_TITLES[k] for k in keys] + [VALUE_TITLES.get(v, v) for v in values] + ["Note"]
+    judged = VALUE_TITLES.get(VERDICT_COLUMNS.get(table_id, "mIoU"), "mIoU")
+    verdict_columns = ["n", f"Δ {judged} [95 % CI]", "Paper Δ", "Verdict"]
+    header = [KEY_TITLES[k] for k in keys] + [VALUE_TITLES.get(v, v) for v in values]
+    header += [*verdict_columns, "Note"]
     md = (all_tables["out"] / f"table{table_id}.md").read_text().splitlines()
     table_lines = [_squeeze(line) for line in md if line.startswith("|")]
     assert table_lines[0] == "| " + " | ".join(header) + " |"
     # Keys left-aligned, values right-aligned, the note left-aligned.
     assert [c.strip() for c in table_lines[1].strip("|").split("|")] == (
-        [":---"] * len(keys) + ["---:"] * len(values) + [":---"]
+        [":---"] * len(keys) + ["---:"] * (len(values) + 3) + [":---", ":---"]
     )
     body = table_lines[2:]
     assert len(body) == len(paper)
@@ -297,11 +305,15 @@ def test_markdown_and_latex_have_the_papers_layout(
     last = values[-1]
     expected = f"{first[last] + DELTA:.2f} (paper {first[last]:.2f}, +1.00)"
     assert cells[len(keys) + len(values) - 1] == expected
+    assert cells[len(keys) + len(values)] == "1"  # seeds run
     assert cells[-1] == "synthetic run"
+    # The summary line counts the verdicts.
+    assert any(line.startswith("Verdicts on the ") for line in md)
 
     tex = (all_tables["out"] / f"table{table_id}.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
-    spec = "l" * len(keys) + "r" * len(values) + "l"
+    assert "Δ" not in tex and "±" not in tex  # pdflatex has no glyph for them: $\Delta$, $\pm$
+    spec = "l" * len(keys) + "r" * (len(values) + 3) + "ll"
     assert f"\\begin{{tabular}}{{{spec}}}" in tex
     rows = tex.split("\\midrule\n")[1].split("\\bottomrule")[0].strip().splitlines()
     assert len(rows) == len(paper) and all(r.endswith("\\\\") for r in rows)
@@ -316,7 +328,8 @@ def test_index_summarises_every_table(all_tables: dict[str, Any], published: dic
         assert entry["rows"] == entry["rows_run"] == entry["rows_in_paper"] == n
         assert entry["values"]["compared"] == n * len(entry["value_columns"])
         assert entry["mean_difference"] == entry["max_abs_difference"] == DELTA
-        assert entry["row_details"][0]["provenance"]["model"] == "synthetic"
+        assert entry["row_details"][0]["provenance"]["0"]["model"] == "synthetic"
+        assert sum(entry["verdicts"].values()) == n
     readme = (all_tables["out"] / "README.md").read_text()
     assert "ALPS: An Auto-Labeling and Pre-training Scheme" in readme
     assert "[md](table3a.md)" in readme
@@ -639,8 +652,9 @@ def test_paper_config_tables_from_synthetic_runs(tmp_path: Path, published: dict
     """SYNTHETIC metrics for every fine-tuning that config/paper.yaml plans, through `alps tables --config`.
 
     Each run's metrics.json is written once, at the path the workflow gives it, from the first published
-    row it fills (+1.00; the UNet rows, which the paper lacks, get made-up values). Every table must come
-    out with the paper's rows and columns, its published values and the differences.
+    row it fills (+1.00, and -0.20, 0, +0.20 for seeds 0, 1, 2, so the mean is +1.00 and the std 0.20;
+    the UNet rows, which the paper lacks, get made-up values). Every table must come out with the paper's
+    rows and columns, its published values, the differences, three seeds per cell and a verdict per row.
     """
     import yaml
 
@@ -650,8 +664,8 @@ def test_paper_config_tables_from_synthetic_runs(tmp_path: Path, published: dict
     config["results_dir"] = str(tmp_path / "results")
     study = plan_study(config, PAPER_DIR)
     written: set[str] = set()
-    for row, path in iter_table_rows(study):
-        if path is None or path in written:
+    for row, paths in iter_table_rows(study):
+        if not paths or paths[0] in written:
             continue
         paper = published[row.table]
         match = paper[
@@ -667,9 +681,11 @@ def test_paper_config_tables_from_synthetic_runs(tmp_path: Path, published: dict
             values = match.iloc[0].to_dict()
         else:  # the UNet rows of Table 6
             values = {"dsc_liver": 70.0, "dsc_tumor": 20.0, "iou_liver": 60.0, "iou_tumor": 15.0}
-        _synthetic_metrics(Path(path), row.dataset_kind, values)
-        written.add(path)
-    assert len(written) == len(study.finetune_runs) == 142
+        for seed, path in paths.items():
+            _synthetic_metrics(Path(path), row.dataset_kind, values, delta=DELTA + (seed - 1) * 0.2)
+            _edit(Path(path), lambda r, seed=seed: r.update(seed=seed))
+            written.add(path)
+    assert len(written) == len(study.finetune_runs) == 142 * 3
 
     out = tmp_path / "tables"
     args = [
@@ -709,8 +725,23 @@ def test_paper_config_tables_from_synthetic_runs(tmp_path: Path, published: dict
             # 3b and 4 repeat runs of Tables 1-2, whose printed values differ in a few cells.
             if table_id in ("1", "2", "5"):
                 assert (compared["difference"].astype(float) == DELTA).all(), table_id
+        run = frame[frame["status"] != "not run"]
+        assert (run["n"].astype(str) == "3").all() and (run["seeds"] == "0;1;2").all(), table_id
+        assert (run[run["column"].isin(["mIoU", "dsc_mean"])]["std"].astype(float) == 0.2).all(), table_id
     metrics = json.loads((out / "tables.json").read_text())
     assert [t["table"] for t in metrics["tables"]] == list(TABLE_IDS)
+    # Every row has a verdict; each of the eight methods has its Baseline row in Tables 1 and 2.
+    verdicts = {t["table"]: t["verdicts"] for t in metrics["tables"]}
+    assert all(sum(t["verdicts"].values()) == t["rows"] for t in metrics["tables"])
+    assert verdicts["1"]["baseline"] == verdicts["2"]["baseline"] == 8
+    assert verdicts["4"]["baseline"] == 16 and verdicts["5"]["baseline"] == 1
+    # Seed offsets cancel in the paired delta: our delta is exactly the paper's, with no spread, so every
+    # compared row reproduces it (Table 2 has one zero delta: inconclusive).
+    assert verdicts["1"]["reproduced"] == 48 and verdicts["5"]["reproduced"] == 4
+    assert (verdicts["2"]["reproduced"], verdicts["2"]["inconclusive"]) == (47, 1)
+    # Table 6: the paper's three models are not run (baselines included); UNet has no published delta.
+    six = verdicts["6"]
+    assert (six["baseline"], six["no published delta"], six["not run"]) == (1, 1, 6)
 
 
 def test_study_tables_and_their_dvc_metrics(tmp_path: Path) -> None:
@@ -722,7 +753,8 @@ def test_study_tables_and_their_dvc_metrics(tmp_path: Path) -> None:
 
     config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
     config["results_dir"] = str(tmp_path / "results")
-    for number, (_, path) in enumerate(iter_table_rows(plan_study(config))):
+    for number, (_, paths) in enumerate(iter_table_rows(plan_study(config))):
+        (path,) = paths.values()  # the demo trains one seed
         if not Path(path).exists():
             _demo_metrics(Path(path), {"other": 10.0 + number, "vegetation": 80.0, "water": 90.0})
     out, metrics_path, log = (
@@ -737,7 +769,12 @@ def test_study_tables_and_their_dvc_metrics(tmp_path: Path) -> None:
     for table in ("1", "3b", "5"):
         frame = pd.read_csv(out / f"table{table}.csv", dtype=str, keep_default_na=False)
         summary = frame[frame["column"].isin(["mIoU", "mAcc"])]
-        assert len(summary) == sum(len(v) for v in metrics[f"table{table}"].values())
+        assert len(summary) == len(metrics[f"table{table}"]) * 2
         for _, line in summary.iterrows():
             label = " | ".join(line[k] for k in TABLE_KEYS[table])
-            assert metrics[f"table{table}"][label][line["column"]] == float(line["reproduced"])
+            entry = metrics[f"table{table}"][label]
+            assert entry[line["column"]] == float(line["reproduced"]) and entry[f"{line['column']}_n"] == 1
+            assert f"{line['column']}_std" not in entry  # one seed: no spread
+        # One seed: every compared row is judged, with a delta but no interval, and no published delta.
+        verdicts = {label: entry.get("verdict") for label, entry in metrics[f"table{table}"].items()}
+        assert set(verdicts.values()) <= {"baseline", "no published delta"}

@@ -115,6 +115,30 @@ def test_dataset_specs(tmp_path: Path, demo_like: Path, pl_dir: Path) -> None:
         dataset_spec("ade", tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("source", "crop"),
+    [("alps-isaid", 896), ("alps-potsdam", 512), ("alps-atlas", 256), ("alps-samrs", 512), (None, 512)],
+)
+def test_a_pl_dataset_trains_at_the_scale_of_the_dataset_it_labels(
+    pl_dir: Path, source: str | None, crop: int
+) -> None:
+    """iSAID-PL's 896 px patches are resized to 896 and cropped at 896, as iSAID fine-tuning (mmseg's iSAID
+    config) sees them, not to 512 (objects at 0.57x); SAMRS and plain folders keep the PL default."""
+    card = {"num_classes": 8, "split": "train", **({"source_dataset": source} if source else {})}
+    (pl_dir / "dataset_card.json").write_text(json.dumps(card))
+    spec = dataset_spec("pl", pl_dir)
+    assert (spec.crop_size, spec.scale) == ((crop, crop), (crop, crop))
+    if source == "alps-isaid":
+        isaid = dataset_spec("isaid", pl_dir)
+        assert (spec.crop_size, spec.scale) == (isaid.crop_size, isaid.scale)
+        pipeline = build_config(
+            "upernet-r18", spec, max_iters=2, device="cpu"
+        ).train_dataloader.dataset.pipeline
+        assert pipeline[2]["scale"] == (896, 896) and pipeline[3]["crop_size"] == (896, 896)
+    # An explicit crop (the demo's 256, the miniature's 64) sets both, for the PL set and its fine-tuning.
+    assert dataset_spec("pl", pl_dir, crop_size=64).scale == (64, 64)
+
+
 def test_pl_config_ignores_255_and_has_no_validation(pl_dir: Path) -> None:
     cfg = build_config("upernet-r18", dataset_spec("pl", pl_dir, crop_size=128), max_iters=20, device="cpu")
     dataset = cfg.train_dataloader.dataset

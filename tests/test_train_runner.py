@@ -60,7 +60,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     medical = root / "medical"
     _write_split(medical, "train", 2, 3, rng, unlabeled=False)
     _write_split(medical, "val", 1, 3, rng, unlabeled=False)
-    return {"pl": pl, "demo": demo, "medical": medical, "root": root}
+    # A labeled task with as many classes as the PL dataset has pseudo-classes (iSAID-PL 16 -> iSAID 16).
+    five = root / "five"
+    _write_split(five, "train", 2, 5, rng, unlabeled=False)
+    _write_split(five, "val", 1, 5, rng, unlabeled=False)
+    (five / "classes.json").write_text(json.dumps({"classes": [f"class{i}" for i in range(5)]}))
+    return {"pl": pl, "demo": demo, "medical": medical, "five": five, "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +185,35 @@ def test_finetune_each_init(init: str, pretrained: RunResult, data: dict[str, Pa
         if init != "backbone":
             skipped = report["skipped"]["decode_head.conv_seg.weight"]
             assert skipped.startswith("shape mismatch: [5, 256, 1, 1]")
+
+
+@pytest.mark.parametrize("reinit", [False, True])
+def test_an_equal_class_count_loads_the_classifier_unless_reinitialised(
+    reinit: bool, pretrained: RunResult, data: dict[str, Path], tmp_path: Path
+) -> None:
+    """K = C = 5: `overall` loads pseudo-class k's classifier as class k; --reinit-classifier does not."""
+    classifier = ("decode_head.conv_seg.weight", "decode_head.conv_seg.bias")
+    probe = (*classifier, "decode_head.fusion_conv.conv.weight")
+    hook = _Record(probe)
+    result = finetune(
+        data["five"], tmp_path / "ft", "overall", pretrained.checkpoint, MODEL, iters=1, hooks=[hook],
+        reinit_classifier=reinit, **TINY,
+    )  # fmt: skip
+    source = load_state_dict(pretrained.checkpoint)
+    assert torch.equal(hook.start[probe[2]], source[probe[2]])  # the rest of the head loads either way
+    for key in classifier:
+        assert torch.equal(hook.start[key], source[key]) is not reinit, key
+    report = json.loads((result.work_dir / "init_report.json").read_text())
+    if reinit:
+        reason = report["skipped"]["decode_head.conv_seg.weight"]
+        assert reason.startswith("classifier re-initialised (--reinit-classifier)")
+        assert "decode_head.conv_seg.weight" in report["kept_init"]
+        # Only the class-count-dependent weights are left out.
+        assert {k for k, v in report["skipped"].items() if v.startswith("classifier")} == set(classifier)
+        assert "reinit_classifier" in result.config_path.read_text()  # another run than without it
+    else:
+        assert "decode_head.conv_seg.weight" in report["loaded"]
+        assert "reinit_classifier" not in result.config_path.read_text()
 
 
 def test_resume_after_kill(data: dict[str, Path], tmp_path: Path) -> None:

@@ -207,3 +207,18 @@ def test_select_weights_rejects_a_foreign_architecture(fresh_state: dict[str, to
     assert weights == {} and report["skipped"] == {
         "backbone.layers.0.0.projection.weight": "init none loads nothing"
     }
+
+
+def test_reinit_keeps_a_classifier_that_fits_at_its_initialisation(
+    fresh_state: dict[str, torch.Tensor],
+) -> None:
+    """K == C: the classifier fits and `overall`/`head` load it, unless named in `reinit`."""
+    for mode in ("overall", "head"):
+        loaded, _ = select_weights(fresh_state, fresh_state, mode)
+        assert set(loaded) >= CLASSIFIERS
+        loaded, report = select_weights(fresh_state, fresh_state, mode, reinit=CLASSIFIERS)
+        assert not CLASSIFIERS & set(loaded) and set(report["kept_init"]) >= CLASSIFIERS
+        assert {report["skipped"][k] for k in CLASSIFIERS} == {
+            "classifier re-initialised (--reinit-classifier): pseudo-class k is not class k"
+        }
+        assert "decode_head.bottleneck.conv.weight" in loaded  # the rest of the head still loads

@@ -157,9 +157,9 @@ def job_counts(output: str) -> dict[str, int]:
 
 def check_training_outputs(tmp_path):
     train = tmp_path / "results" / "train"
-    pretrain = json.loads((train / "pretrain/segformer-b0/demo-pl/demo/metrics.json").read_text())
-    assert pretrain["role"] == "pretrain" and pretrain["iter"] == 4
-    for run, init in (("scratch/demo/none", "none"), ("demo-pl/demo/backbone", "backbone")):
+    pretrain = json.loads((train / "pretrain/segformer-b0/demo-pl/demo/seed0/metrics.json").read_text())
+    assert pretrain["role"] == "pretrain" and pretrain["iter"] == 4 and pretrain["seed"] == 0
+    for run, init in (("scratch/demo/none/seed0", "none"), ("demo-pl/demo/backbone/seed0", "backbone")):
         metrics = json.loads((train / "finetune/demo/segformer-b0" / run / "metrics.json").read_text())
         assert metrics["init"] == init and metrics["evaluated"] and metrics["split"] == "val"
         assert set(metrics["per_class"]["IoU"]) == {"other", "vegetation", "water"}
@@ -172,7 +172,9 @@ def check_tables(tmp_path):
         for suffix in ("csv", "md", "tex"):
             assert (tables / f"table{table}.{suffix}").is_file(), f"table{table}.{suffix}"
     backbone = json.loads(
-        (tmp_path / "results/train/finetune/demo/segformer-b0/demo-pl/demo/backbone/metrics.json").read_text()
+        (
+            tmp_path / "results/train/finetune/demo/segformer-b0/demo-pl/demo/backbone/seed0/metrics.json"
+        ).read_text()
     )
     markdown = (tables / "table1.md").read_text()
     assert f"{backbone['metrics']['mIoU']:.2f} (no published value)" in markdown
@@ -214,15 +216,15 @@ def test_paper_dryrun_plans_the_full_study(tmp_path):
         "figures": 9,
         "label_quality": 2,  # iSAID-PL and ATLAS-PL (SAMRS's subsets share no label codes: not scored)
         # iSAID-PL and SAMRS-PL x 8 methods, SAMRS-PL 320k x 8, SAMRS* 2, binary 2, Mixed-PL 2,
-        # areas 4, ATLAS-PL 1.
-        "pretrain": 8 + 8 + 8 + 2 + 2 + 2 + 4 + 1,
+        # areas 4, ATLAS-PL 1; each for training.seeds [0, 1, 2].
+        "pretrain": (8 + 8 + 8 + 2 + 2 + 2 + 4 + 1) * 3,
         # Tables 1 and 2: 8 methods x (baseline + overall/backbone/head x 2 PL sets) x 2 datasets; 3a SAMRS*
-        # 2 x 2; 3b binary and Mixed-PL 2 x 2; 4 the 320k runs 8 x 2; 5 four areas; 6 UNet x 2.
-        "finetune": 8 * 7 * 2 + 4 + 4 + 16 + 4 + 2,
+        # 2 x 2; 3b binary and Mixed-PL 2 x 2; 4 the 320k runs 8 x 2; 5 four areas; 6 UNet x 2; x 3 seeds.
+        "finetune": (8 * 7 * 2 + 4 + 4 + 16 + 4 + 2) * 3,
         "tables": 1,
         "gallery": 7,  # one per alps set, like the clustering
         "all": 1,
-        "total": 1055,
+        "total": 1409,
     }
     _assert_training_jobs_load_imagenet_backbones(plan.read_text(), result.stdout)
 
@@ -246,9 +248,15 @@ def _assert_training_jobs_load_imagenet_backbones(plan: str, summary: str) -> No
         for line in plan.splitlines()
         if re.search(r"alps (pretrain|finetune) ", line)
     ]
-    assert len(commands) == 35 + 142
-    unet = sum("--model unet-s5-d16 " in c for c in commands)  # Table 6: ATLAS-PL pre-training, 2 fine-tunes
-    assert unet == 3
+    assert len(commands) == (35 + 142) * 3
+    # Table 6: ATLAS-PL pre-training and 2 fine-tunes, per seed.
+    unet = sum("--model unet-s5-d16 " in c for c in commands)
+    assert unet == 3 * 3
+    # Each seed's job trains with its seed, in its own folder; a fine-tuning from its seed's pre-training.
+    for command in commands:
+        seed = re.search(r"--seed (\d+) ", command).group(1)
+        assert f"/seed{seed} " in command
+        assert "--from" not in command or f"/seed{seed}/iter_" in command
     assert f"training jobs: {len(commands)}, with --pretrained: {len(commands) - unet}" in summary
     for command, prefix in zip(commands, prefixes, strict=True):
         args = shlex.split(command.split(" > ")[0])
@@ -378,3 +386,29 @@ def test_labeling_jobs_claim_a_gpu_only_where_sam_runs_on_cuda(prepared_demo, sa
         lines = _rule_resources(output, rule)
         assert lines, f"no {rule} job planned"
         assert all(re.search(rf"\bgpu={gpus}\b", line) for line in lines), (rule, lines)
+
+
+def test_each_seed_is_its_own_job_from_its_own_pre_training(prepared_demo):
+    """training.seeds [0, 1]: every training job twice, each with its --seed, in its seed folder, a
+    fine-tuning from the pre-training of its seed; training.deterministic and reinit_classifier reach the
+    commands."""
+    config = write_config(
+        prepared_demo,
+        **{"training.seeds": [0, 1], "training.deterministic": True, "training.reinit_classifier": True},
+    )
+    plan = snakemake("-n", "--printshellcmds", config=config)
+    output = plan.stdout + plan.stderr
+    assert plan.returncode == 0, output[-3000:]
+    counts = job_counts(output)
+    assert (counts["pretrain"], counts["finetune"]) == (4 * 2, 7 * 2)
+    commands = [line for line in output.splitlines() if re.search(r"alps (pretrain|finetune) ", line)]
+    assert len(commands) == 22
+    for command in commands:
+        seed = re.search(r"--seed (\d+) ", command).group(1)
+        assert f"/seed{seed} " in command and "--deterministic" in command
+        if "--from" in command:
+            assert re.search(rf"--from \S+/seed{seed}/iter_100\.pth", command)
+            init = re.search(r"--init (\w+)", command).group(1)
+            assert ("--reinit-classifier" in command) is ("alps finetune" in command), command
+            assert init in ("overall", "backbone", "head")
+    assert {re.search(r"--seed (\d+) ", c).group(1) for c in commands} == {"0", "1"}

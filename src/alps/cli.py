@@ -323,7 +323,7 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
     from alps.geo.georef import manifest_georefs
     from alps.named_labels import is_label_output
     from alps.pipeline import images_from_source
-    from alps.pl_dataset import assemble_pl_dataset
+    from alps.pl_dataset import assemble_pl_dataset, source_dataset_name
 
     if is_label_output(args.source):
         from alps.label_dataset import label_output_dataset
@@ -365,6 +365,7 @@ def cmd_pl_dataset(args: argparse.Namespace) -> None:
         bands=args.bands,
         georefs=georefs,
         inputs=[_source_folder(args.source)],
+        source_dataset=source_dataset_name(args.source),  # its pre-training takes that dataset's scale
     )
     log.info(
         "pseudo-labeled dataset %s: %d images, coverage %.3f", args.out_dir, card["images"], card["coverage"]
@@ -526,6 +527,11 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--log-interval", type=int, default=50)
     group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        help="deterministic algorithms (default: on for the CPU, off on CUDA; docs/training.md)",
+    )
     group.add_argument("--device", default="auto", help="auto, cpu or cuda")
     group.add_argument(
         "--launcher",
@@ -561,7 +567,7 @@ def _training_options(args: argparse.Namespace) -> dict[str, Any]:
         "log_interval": args.log_interval,
         "max_keep_ckpts": args.keep_checkpoints,
     }
-    for name in ("batch_size", "val_interval", "checkpoint_interval", "pretrained"):
+    for name in ("batch_size", "val_interval", "checkpoint_interval", "pretrained", "deterministic"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     return options
@@ -625,6 +631,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         resume=not args.no_resume,
         restart_on_config_change=args.restart_on_config_change,
         keep_checkpoints=not args.drop_checkpoints,
+        reinit_classifier=args.reinit_classifier,
         **_training_options(args),
     )
     log.info(
@@ -650,6 +657,11 @@ def _add_finetune_parser(sub: Any) -> None:
         "--dataset",
         choices=["isaid", "potsdam", "pl", "folder", "medical"],
         help="dataset kind (default: detected from the folder)",
+    )
+    p.add_argument(
+        "--reinit-classifier",
+        action="store_true",
+        help="re-initialise the classifier even where the pre-training's class count equals the task's",
     )
     p.add_argument(
         "--drop-checkpoints",

@@ -38,6 +38,29 @@ WRITER = "alps pl-dataset"
 CLASS_MAP_WRITER = "alps apply-class-map"
 """The writer of a PL dataset with a class map's named classes (``alps.classmap``)."""
 
+SOURCE_CARD = "dataset_card.json"
+"""The card a converter writes beside a prepared dataset's manifest (``alps.datasets._layout``)."""
+
+
+def source_dataset_name(source: str | os.PathLike[str]) -> str | None:
+    """The ``dataset`` its converter's card names for a labeled source, or None.
+
+    Arguments:
+        source: what was labeled: a prepared dataset's ``manifest.csv`` (its card lies beside it) or a
+            folder of images (no card).
+
+    Returns:
+        E.g. ``alps-isaid``; None for a folder of images, or a manifest without a readable card. A PL
+        dataset records it (``source_dataset``) so that its pre-training takes that dataset's scale.
+    """
+    path = Path(source)
+    card = (path.parent if path.suffix.lower() == ".csv" else path) / SOURCE_CARD
+    try:
+        name = read_json_object(card, "dataset card").get("dataset")
+    except (OSError, ValueError):
+        return None
+    return name if isinstance(name, str) else None
+
 
 def link_or_copy(source: Path, target: Path, *, follow_links: bool = False) -> None:
     """Hard-link ``source`` at ``target`` (no second copy of the bytes), or copy it across filesystems.
@@ -168,6 +191,7 @@ def assemble_pl_dataset(
     bands: Sequence[int] | None = None,
     georefs: Mapping[str, Georef] | None = None,
     inputs: Sequence[str | os.PathLike[str]] = (),
+    source_dataset: str | None = None,
 ) -> dict[str, Any]:
     """Gather painted shards into a pseudo-labeled dataset in mmsegmentation's layout.
 
@@ -197,6 +221,8 @@ def assemble_pl_dataset(
             image and label PNGs get a ``.aux.xml`` sidecar that places them in GIS tools.
         inputs: more inputs ``out_dir`` must stay out of (the images' folder or their manifest's), besides
             the painted shards.
+        source_dataset: the labeled dataset's name (``source_dataset_name``), recorded in the card: a
+            pre-training takes that dataset's crop and scale (``alps.train.configs.pl_source_kind``).
 
     Returns:
         The dataset card.
@@ -274,5 +300,7 @@ def assemble_pl_dataset(
             card["bands"] = list(bands)
         if classes is not None:
             card["classes"] = classes
+        if source_dataset is not None:
+            card["source_dataset"] = source_dataset
         (tmp / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -79,7 +79,10 @@ def summarize(values: Iterable[float], confidence: float = CONFIDENCE) -> Summar
 
 
 def paired_delta(
-    treated: Mapping[int, float], baseline: Mapping[int, float], confidence: float = CONFIDENCE
+    treated: Mapping[int, float],
+    baseline: Mapping[int, float],
+    confidence: float = CONFIDENCE,
+    decimals: int | None = None,
 ) -> Summary:
     """The delta ``treated - baseline`` over the seeds both have, summarised (``summarize``).
 
@@ -87,12 +90,18 @@ def paired_delta(
         treated: seed -> value of the pre-trained row.
         baseline: seed -> value of its baseline row.
         confidence: the interval's level.
+        decimals: round each per-seed difference to this many decimals: the values' own precision
+            (metrics.json percentages have two), so that binary float error (65.02 - 64.64 =
+            0.3799999999999955) cannot move an interval across a published delta. None: no rounding.
 
     Returns:
         The summary of the per-seed differences (n = the number of shared seeds).
     """
     seeds = sorted(set(treated) & set(baseline))
-    return summarize((treated[s] - baseline[s] for s in seeds), confidence)
+    differences = (treated[s] - baseline[s] for s in seeds)
+    if decimals is not None:
+        differences = (round(d, decimals) for d in differences)
+    return summarize(differences, confidence)
 
 
 def verdict(delta: Summary, published: float | None) -> str:

@@ -10,6 +10,9 @@ Vocabulary: a *pseudo-label set* is one labeling result (a PL dataset); a *pre-t
 set, optionally continuing from another pre-training's backbone (the paper's Mixed-PL); a *schedule* is a
 named iteration count (``80k``); a fine-tuning starts from scratch (``init`` ``none``, the paper's
 "Baseline") or from a pre-training with one sub-model initialisation (``overall``/``backbone``/``head``).
+Every run is repeated for each training *seed* (``training.seeds``, per table ``tables.<id>.seeds``; by
+default the one top-level ``seed``): a table row is the set of its seeds' runs, and the fine-tuning of
+seed s starts from the pre-training of seed s.
 
 Importable without torch, mmseg or pandas: the workflow imports it when it parses the Snakefile.
 """
@@ -121,37 +124,50 @@ class Pretraining:
 
 @dataclass(frozen=True)
 class PretrainRun:
+    """One pre-training job: a model on a pre-training's set, for a schedule, with one training seed."""
+
     model: str
     pretraining: str
     schedule: str
+    seed: int
 
     @property
     def key(self) -> str:
-        return f"{self.model}/{self.pretraining}/{self.schedule}"
+        return f"{self.model}/{self.pretraining}/{self.schedule}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
 class FinetuneRun:
+    """One fine-tuning job; a pre-trained one starts from the pre-training of the same seed."""
+
     dataset: str
     model: str
     pretraining: str  # SCRATCH for the baseline
     schedule: str  # the pre-training's schedule; the model's own for the baseline
     init: str
+    seed: int
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}/{self.model}/{self.pretraining}/{self.schedule}/{self.init}"
+        return f"{self.dataset}/{self.model}/{self.pretraining}/{self.schedule}/{self.init}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
 class PlannedRow:
-    """One row of a result table: its key columns and the fine-tuning that fills it (None: paper only)."""
+    """One row of a result table: its key columns and the fine-tunings that fill it, one per seed.
+
+    ``runs`` is empty for a row that only the paper has ("not run").
+    """
 
     table: str
     keys: Mapping[str, str]
-    run: FinetuneRun | None
+    runs: tuple[FinetuneRun, ...]
     dataset_kind: str
     note: str = ""
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(run.seed for run in self.runs)
 
 
 @dataclass
@@ -276,13 +292,13 @@ class Study:
     def iters(self, schedule: str) -> int:
         return self.schedules[schedule]
 
-    def pretrain_run(self, model: str, pretraining: str, schedule: str) -> PretrainRun:
-        return PretrainRun(model, pretraining, schedule)
+    def pretrain_run(self, model: str, pretraining: str, schedule: str, seed: int) -> PretrainRun:
+        return PretrainRun(model, pretraining, schedule, int(seed))
 
     def parent_run(self, run: PretrainRun) -> PretrainRun | None:
-        """The pre-training a Mixed-PL run continues from (same model and schedule), if any."""
+        """The pre-training a Mixed-PL run continues from (same model, schedule and seed), if any."""
         parent = self.pretrainings[run.pretraining].continue_from
-        return None if parent is None else PretrainRun(run.model, parent, run.schedule)
+        return None if parent is None else PretrainRun(run.model, parent, run.schedule, run.seed)
 
 
 def _on_cuda(device: str) -> bool:
@@ -434,6 +450,37 @@ def _row_identity(keys: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, normalize_key(k, v)) for k, v in keys.items()))
 
 
+def training_seeds(
+    config: Mapping[str, Any], value: Any, where: str, default: Sequence[int] | None = None
+) -> tuple[int, ...]:
+    """The training seeds a key names, checked: distinct integers >= 0, at least one.
+
+    Arguments:
+        config: the configuration (its top-level ``seed`` is the default of ``training.seeds``).
+        value: the key's value (``training.seeds`` or ``tables.<id>.seeds``); None: the default.
+        where: the key, for the error message.
+        default: the seeds when ``value`` is None; None: ``[seed]``, the labeling seed, so that a
+            configuration without ``training.seeds`` trains as it did with one seed.
+
+    Returns:
+        The seeds, in the given order.
+
+    Raises:
+        StudyError: not a non-empty list of distinct non-negative integers.
+    """
+    if value is None:
+        return tuple(default) if default is not None else (int(config.get("seed", 0)),)
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or not value
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value)
+        or len(set(value)) != len(value)
+    ):
+        raise StudyError(f"{where}: a non-empty list of distinct integers >= 0, got {value!r}")
+    return tuple(int(s) for s in value)
+
+
 def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = None) -> Study:
     """Expand a workflow configuration into its runs and table rows.
 
@@ -467,8 +514,10 @@ def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = Non
     def add_pretrain(run: PretrainRun) -> None:
         parent = pretrainings[run.pretraining].continue_from
         if parent is not None:
-            add_pretrain(PretrainRun(run.model, parent, run.schedule))
+            add_pretrain(PretrainRun(run.model, parent, run.schedule, run.seed))
         pretrain_runs.setdefault(run.key, run)
+
+    default_seeds = training_seeds(config, training.get("seeds"), "training.seeds")
 
     rows: list[PlannedRow] = []
     published = Path(published_dir) if published_dir is not None else None
@@ -499,26 +548,31 @@ def plan_study(config: Mapping[str, Any], published_dir: str | Path | None = Non
         for schedule in spec.get("schedules") or []:
             if schedule != "base" and schedule not in schedules:
                 raise StudyError(f"{where}.schedules: {schedule!r} is not in training.schedules")
+        seeds = training_seeds(config, spec.get("seeds"), f"{where}.seeds", default_seeds)
         table_rows: list[PlannedRow] = []
         for model in table_models:
             base = models[model]
             for dataset in spec["finetune_datasets"]:
                 kind = _dataset_kind(config, dataset)
                 note = MEDICAL_NOTE if table == "6" else ""
-                runs: list[tuple[FinetuneRun, str]] = []
+                # (pre-training, schedule, init, the row's "pretrained" key)
+                cells: list[tuple[str, str, str, str]] = []
                 if spec.get("baseline", False):
-                    runs.append((FinetuneRun(dataset, model, SCRATCH, base, "none"), "-"))
+                    cells.append((SCRATCH, base, "none", "-"))
                 for name in spec.get("pretrained", []):
                     for schedule in spec.get("schedules") or ["base"]:
                         schedule = base if schedule == "base" else schedule
                         for init in spec.get("inits") or ["overall", "backbone", "head"]:
-                            runs.append((FinetuneRun(dataset, model, name, schedule, init), name))
-                for run, pretrained in runs:
-                    finetune_runs.setdefault(run.key, run)
-                    if run.pretraining != SCRATCH:
-                        add_pretrain(PretrainRun(model, run.pretraining, run.schedule))
-                    keys = _row_keys(table, config, sets, pretrainings, run, dataset, pretrained)
-                    table_rows.append(PlannedRow(table, keys, run, kind, note))
+                            cells.append((name, schedule, init, name))
+                for pretraining, schedule, init, pretrained in cells:
+                    # One job per seed; a pre-trained one starts from the pre-training of its own seed.
+                    runs = tuple(FinetuneRun(dataset, model, pretraining, schedule, init, s) for s in seeds)
+                    for run in runs:
+                        finetune_runs.setdefault(run.key, run)
+                        if run.pretraining != SCRATCH:
+                            add_pretrain(PretrainRun(model, run.pretraining, run.schedule, run.seed))
+                    keys = _row_keys(table, config, sets, pretrainings, runs[0], dataset, pretrained)
+                    table_rows.append(PlannedRow(table, keys, runs, kind, note))
         table_rows = _with_published(table, table_rows, _published_keys(published, table), config, spec)
         rows += table_rows
 
@@ -584,13 +638,13 @@ def _with_published(
                 "medical" if table == "6" else kind_of_label.get(dataset_label.lower(), dataset_label.lower())
             )
             note = "not in mmsegmentation; see the UNet rows" if table == "6" else "not in this configuration"
-            ordered.append(PlannedRow(table, dict(keys), None, kind, note))
+            ordered.append(PlannedRow(table, dict(keys), (), kind, note))
     # Rows the paper does not have (other models, e.g. UNet in Table 6) follow the paper's.
     ordered += [r for r in rows if _row_identity(r.keys) in by_identity]
     return ordered
 
 
-def iter_table_rows(study: Study) -> Iterable[tuple[PlannedRow, str | None]]:
-    """Each planned row with its fine-tuning's ``metrics.json`` path (None for a paper-only row)."""
+def iter_table_rows(study: Study) -> Iterable[tuple[PlannedRow, dict[int, str]]]:
+    """Each planned row with its fine-tunings' ``metrics.json`` paths by seed (empty for a paper-only row)."""
     for row in study.rows:
-        yield row, None if row.run is None else study.finetune_metrics(row.run)
+        yield row, {run.seed: study.finetune_metrics(run) for run in row.runs}

@@ -1,15 +1,17 @@
 """The paper's tables regenerated from fine-tuning runs, side by side with the published numbers.
 
 A table is a list of ``TableRow`` objects: the row's key columns in the paper's vocabulary (method, type,
-pre-training set, step, ...) and the ``metrics.json`` of the fine-tuning run that reproduces it
-(``alps.train.runner``; a missing file means the run has not been done). ``write_tables`` matches every
-row to the published row with the same keys (``results/paper/``, spelling and case normalised) and writes,
-per table, a long CSV (one line per row and value column: reproduced, published, difference, status), a
-wide Markdown and a wide LaTeX table, plus an index (``README.md``, ``tables.json``). docs/tables.md
-describes the tables and the formats.
+pre-training set, step, ...) and the ``metrics.json`` of the fine-tuning runs that reproduce it, one per
+training seed (``alps.train.runner``; a missing file means that seed has not been run). ``write_tables``
+combines each row's seeds (``alps.aggregation``: mean, std, n), matches every row to the published row
+with the same keys (``results/paper/``, spelling and case normalised), compares every row with its
+baseline row (``alps.verdicts``: the delta paired by seed, its 95 % interval, the verdict) and writes, per
+table, a long CSV (one line per row and value column: n, mean, std, published, difference, status, delta,
+interval, verdict), a wide Markdown and a wide LaTeX table, plus an index (``README.md``, ``tables.json``).
+docs/tables.md describes the tables and the formats.
 
 Values are percentages with two decimals, as mmseg's ``IoUMetric`` (and ``ALPSIoUMetric``) writes them
-into ``metrics.json`` and as the paper prints them; differences are reproduced - published.
+into ``metrics.json`` and as the paper prints them; differences are mean - published.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ import pandas as pd
 from pandas.io.formats.style_render import _escape_latex
 
 from alps import __version__
+from alps.aggregation import SeedValues, aggregate, seed_count_text
 from alps.datasets import isaid, potsdam
 from alps.io.atomic import atomic_write_text
+from alps.stats import Summary
 from alps.study import PUBLISHED_FILES, TABLE_IDS, TABLE_KEYS, iter_table_rows, normalize_key, plan_study
+from alps.verdicts import Comparison, compare_rows, count_verdicts, delta_text, verdict_column, verdict_line
 
 # ----------------------------------------------------------------------------------------------------------
 # The published tables: ids, files, key columns, value columns
@@ -138,7 +143,9 @@ class TableRow:
             made of letters, digits, ``_`` and ``-`` for a table the paper does not have, e.g. the demo's).
         keys: the row's key columns in the paper's vocabulary, named as the published CSV's non-value
             columns minus ``table`` (``TABLE_KEYS``); values are strings (numbers are converted).
-        metrics_path: the fine-tuning run's ``metrics.json``; a missing file means "not run".
+        metrics_path: the fine-tuning runs' ``metrics.json``: a mapping seed -> file (one run per
+            training seed, as the study plans them), or one file (one run, of the seed it records); a
+            missing file means that seed was not run.
         dataset_kind: ``isaid``, ``potsdam``, ``medical``, or anything else (e.g. ``folder`` for the demo:
             one IoU column per class found in the metrics files).
         note: shown beside the row, e.g. "model differs from the paper's: UNet, not DoDNet".
@@ -146,7 +153,7 @@ class TableRow:
 
     table: str
     keys: Mapping[str, str] = field(hash=False)  # a dict: rows stay hashable by their other fields
-    metrics_path: Path
+    metrics_path: Path | Mapping[int, Path] = field(hash=False)
     dataset_kind: str
     note: str = ""
 
@@ -159,10 +166,38 @@ class TableRow:
         if any(v is None for v in self.keys.values()):
             raise TableError(f"a key of a table {self.table} row is null: {dict(self.keys)}")
         object.__setattr__(self, "keys", {str(k): str(v) for k, v in self.keys.items()})
-        object.__setattr__(self, "metrics_path", Path(self.metrics_path))
+        object.__setattr__(self, "metrics_path", _metrics_paths(self.table, self.metrics_path))
         if not isinstance(self.dataset_kind, str) or not self.dataset_kind:
             raise TableError(f"dataset_kind of a table {self.table} row must be a non-empty string")
         object.__setattr__(self, "note", "" if self.note is None else str(self.note))
+
+    @property
+    def runs(self) -> dict[int | None, Path]:
+        """Seed -> ``metrics.json``; a single file's seed is None (the seed the file records)."""
+        if isinstance(self.metrics_path, Mapping):
+            return dict(self.metrics_path)
+        return {None: self.metrics_path}
+
+
+def _metrics_paths(table: str, value: Any) -> Path | dict[int, Path]:
+    """A row's ``metrics_path``: one path, or seed (an integer >= 0, or its text) -> path, in seed order."""
+    if not isinstance(value, Mapping):
+        return Path(value)
+    paths: dict[int, Path] = {}
+    for seed, path in value.items():
+        text = str(seed)
+        if isinstance(seed, bool) or not text.isdigit():
+            raise TableError(f"a table {table} row's metrics_path seeds must be integers >= 0, got {seed!r}")
+        paths[int(text)] = Path(path)
+    if not paths:
+        raise TableError(f"a table {table} row's metrics_path names no seed")
+    return dict(sorted(paths.items()))
+
+
+def _paths_json(value: Path | Mapping[int, Path]) -> str | dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(seed): str(path) for seed, path in value.items()}
+    return str(value)
 
 
 _ROW_FIELDS = ("table", "keys", "metrics_path", "dataset_kind", "note")
@@ -175,14 +210,14 @@ def rows_to_json(rows: Sequence[TableRow]) -> str:
         rows: the rows.
 
     Returns:
-        A JSON list of objects with ``table``, ``keys``, ``metrics_path`` (as given), ``dataset_kind``,
-        ``note``; newline-terminated.
+        A JSON list of objects with ``table``, ``keys``, ``metrics_path`` (as given: a path, or an object
+        seed -> path), ``dataset_kind``, ``note``; newline-terminated.
     """
     items = [
         {
             "table": r.table,
             "keys": dict(r.keys),
-            "metrics_path": str(r.metrics_path),
+            "metrics_path": _paths_json(r.metrics_path),
             "dataset_kind": r.dataset_kind,
             "note": r.note,
         }
@@ -191,12 +226,17 @@ def rows_to_json(rows: Sequence[TableRow]) -> str:
     return json.dumps(items, indent=2) + "\n"
 
 
+def _based(text: Any, base_dir: str | os.PathLike[str] | None) -> Path:
+    path = Path(str(text))
+    return Path(base_dir) / path if base_dir is not None and not path.is_absolute() else path
+
+
 def rows_from_json(text: str, base_dir: str | os.PathLike[str] | None = None) -> list[TableRow]:
     """Parse rows written by ``rows_to_json`` (or by hand).
 
     Arguments:
-        text: a JSON list of objects with ``table``, ``keys``, ``metrics_path``, ``dataset_kind`` and
-            optionally ``note``.
+        text: a JSON list of objects with ``table``, ``keys``, ``metrics_path`` (a path, or an object
+            seed -> path), ``dataset_kind`` and optionally ``note``.
         base_dir: relative ``metrics_path`` values are taken relative to this folder; None leaves them
             relative (to the current directory).
 
@@ -224,15 +264,18 @@ def rows_from_json(text: str, base_dir: str | os.PathLike[str] | None = None) ->
             raise TableError(f"row {i}: missing {', '.join(missing)} (fields: {', '.join(_ROW_FIELDS)})")
         if unknown:
             raise TableError(f"row {i}: unknown {', '.join(unknown)} (fields: {', '.join(_ROW_FIELDS)})")
-        path = Path(str(item["metrics_path"]))
-        if base_dir is not None and not path.is_absolute():
-            path = Path(base_dir) / path
+        given = item["metrics_path"]
+        paths = (
+            {seed: _based(p, base_dir) for seed, p in given.items()}
+            if isinstance(given, dict)
+            else _based(given, base_dir)
+        )
         try:
             rows.append(
                 TableRow(
                     table=str(item["table"]),
                     keys=item["keys"],
-                    metrics_path=path,
+                    metrics_path=paths,
                     dataset_kind=item["dataset_kind"],
                     note=item.get("note", ""),
                 )
@@ -474,11 +517,32 @@ def _load_record(path: Path) -> dict[str, Any]:
 _KNOWN_KINDS = ("isaid", "potsdam", "medical")
 
 
-def _read_run(row: TableRow) -> _Run | None:
-    """The row's values, or None where its ``metrics.json`` does not exist (not run)."""
-    path = row.metrics_path
-    if not path.exists():
-        return None
+def _read_runs(row: TableRow) -> dict[int, _Run]:
+    """The row's runs by seed: every ``metrics.json`` that exists (none: the row was not run).
+
+    A file given for seed s must record seed s (or none); a single file is the run of the seed it
+    records (0 if none). Two files of one seed are an error.
+    """
+    runs: dict[int, _Run] = {}
+    for planned, path in row.runs.items():
+        if not path.exists():
+            continue
+        run = _read_run(row, path)
+        recorded = run.provenance.get("seed")
+        recorded = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+        if planned is not None and recorded is not None and recorded != planned:
+            raise _fail(
+                path, f"records seed {recorded}, but its table {row.table} row lists it as seed {planned}"
+            )
+        seed = planned if planned is not None else (recorded if recorded is not None else 0)
+        if seed in runs:
+            raise _fail(path, f"is a second run of seed {seed} in its table {row.table} row")
+        runs[seed] = run
+    return runs
+
+
+def _read_run(row: TableRow, path: Path) -> _Run:
+    """The values of one of the row's ``metrics.json`` files (it exists)."""
     record = _load_record(path)
     dataset = record.get("dataset") if isinstance(record.get("dataset"), dict) else {}
     recorded_kind = dataset.get("kind")
@@ -520,8 +584,8 @@ def _read_run(row: TableRow) -> _Run | None:
     return _Run(values=values, provenance=provenance)
 
 
-def _row_columns(row: TableRow, run: _Run | None) -> list[str]:
-    """The value columns a row has (for other kinds: the classes of its metrics file, if it exists)."""
+def _row_columns(row: TableRow, runs: Mapping[int, _Run]) -> list[str]:
+    """The value columns a row has (for other kinds: the classes of its metrics files, if any exist)."""
     if row.table in ("4", "5"):
         return list(SUMMARY_COLUMNS)
     if row.dataset_kind == "medical":
@@ -530,7 +594,10 @@ def _row_columns(row: TableRow, run: _Run | None) -> list[str]:
         return [*ISAID_ABBREVIATIONS, *SUMMARY_COLUMNS]
     if row.dataset_kind == "potsdam":
         return [*POTSDAM_ABBREVIATIONS, *SUMMARY_COLUMNS]
-    return list(run.values) if run is not None else list(SUMMARY_COLUMNS)
+    columns: list[str] = []
+    for run in runs.values():
+        columns += [c for c in run.values if c not in columns]
+    return columns or list(SUMMARY_COLUMNS)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -546,6 +613,12 @@ class _Built:
     value_columns: list[str]
     rows: list[dict[str, Any]]
     analogue_of: list[str] = field(default_factory=list)  # fine-tuning datasets of a table not on the paper's
+    verdict_column: str | None = None  # the column the verdicts judge (alps.verdicts)
+    comparisons: list[Comparison] = field(default_factory=list)  # each row against its baseline
+
+    @property
+    def verdicts(self) -> list[str]:
+        return [c.verdict for c in self.comparisons]
 
 
 TABLE_SUBJECTS: dict[str, str] = {
@@ -584,11 +657,76 @@ def _key_columns(table_id: str, rows: Sequence[TableRow]) -> list[str]:
     return columns
 
 
-def _build(table_id: str, rows: Sequence[TableRow], published: Mapping[str, pd.DataFrame]) -> _Built:
+LONG_COLUMNS: tuple[str, ...] = (
+    "column", "n", "reproduced", "std", "published", "difference", "status", "baseline_row", "delta",
+    "delta_low", "delta_high", "delta_n", "published_delta", "verdict", "seeds", "note", "metrics_path",
+)  # fmt: skip
+"""The long CSV's columns after ``table``, ``row`` and the key columns (docs/tables.md)."""
+
+_FLOATS = (
+    "reproduced", "std", "published", "difference", "delta", "delta_low", "delta_high", "published_delta",
+)  # fmt: skip
+_COUNTS = ("n", "baseline_row", "delta_n")  # integers, empty where there is none
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round2(value)
+
+
+def _value_fields(cell: SeedValues | None, ran: bool, published_value: float | None) -> dict[str, Any]:
+    """One value of one row: n, mean and std over its seeds, beside the published value."""
+    summary = cell.summary if cell is not None else None
+    reproduced = _round(summary.mean) if summary is not None else None
+    difference = None
+    if not ran:
+        status = STATUS_NOT_RUN
+    elif reproduced is None:
+        status = STATUS_NA
+    elif published_value is None:
+        status = STATUS_NO_PUBLISHED
+    else:
+        status = STATUS_COMPARED
+        difference = round2(Decimal(str(reproduced)) - Decimal(str(published_value)))
+    return {
+        "n": summary.n if summary is not None else 0,
+        "reproduced": reproduced,
+        "std": _round(summary.std) if summary is not None else None,
+        "published": published_value,
+        "difference": difference,
+        "status": status,
+        "seeds": ";".join(str(seed) for seed in cell.seeds) if cell is not None else "",
+    }
+
+
+def _delta_fields(delta: Summary | None, paper_delta: float | None) -> dict[str, Any]:
+    """A value's delta against the baseline row: mean, 95 % interval and n of the seed pairs."""
+    if delta is None:
+        return dict.fromkeys(("delta", "delta_low", "delta_high", "delta_n", "published_delta"))
+    return {
+        "delta": _round(delta.mean),
+        "delta_low": _round(delta.low),
+        "delta_high": _round(delta.high),
+        "delta_n": delta.n,
+        "published_delta": paper_delta,
+    }
+
+
+def _delta_json(delta: Summary | None) -> dict[str, Any] | None:
+    if delta is None:
+        return None
+    return {
+        "n": delta.n,
+        "mean": _round(delta.mean),
+        "std": _round(delta.std),
+        "low": _round(delta.low),
+        "high": _round(delta.high),
+    }
+
+
+def _check_rows(table_id: str, rows: Sequence[TableRow], key_columns: Sequence[str]) -> None:
     for row in rows:
         if row.table != table_id:
             raise TableError(f"a table {row.table} row was given to table {table_id}")
-    key_columns = _key_columns(table_id, rows)
     seen: dict[tuple[str, ...], int] = {}
     for i, row in enumerate(rows):
         match = _row_match_key(key_columns, row.keys)
@@ -597,7 +735,12 @@ def _build(table_id: str, rows: Sequence[TableRow], published: Mapping[str, pd.D
                 f"rows {seen[match] + 1} and {i + 1} of table {table_id} have the same keys {dict(row.keys)}"
             )
         seen[match] = i
-    runs = [_read_run(row) for row in rows]
+
+
+def _build(table_id: str, rows: Sequence[TableRow], published: Mapping[str, pd.DataFrame]) -> _Built:
+    key_columns = _key_columns(table_id, rows)
+    _check_rows(table_id, rows, key_columns)
+    runs = [_read_runs(row) for row in rows]
     row_columns = [_row_columns(row, run) for row, run in zip(rows, runs, strict=True)]
     # Class columns in order of first appearance, the summary metrics last (as the paper).
     value_columns: list[str] = []
@@ -610,62 +753,75 @@ def _build(table_id: str, rows: Sequence[TableRow], published: Mapping[str, pd.D
     if table is not None:
         for record in table.to_dict("records"):
             lookup[_row_match_key(key_columns, record)] = record
+    papers = [lookup.get(_row_match_key(key_columns, row.keys)) for row in rows]
 
+    def paper_value(i: int, column: str) -> float | None:
+        p = papers[i].get(column) if papers[i] is not None else None
+        return None if p is None or pd.isna(p) else round2(float(p))
+
+    # Each row's values over its seeds (alps.aggregation), and each row against its baseline
+    # (alps.verdicts).
+    cells = [
+        aggregate({seed: run.values for seed, run in by_seed.items()}, columns)
+        for by_seed, columns in zip(runs, row_columns, strict=True)
+    ]
+    judged = verdict_column(table_id, value_columns)
+    comparisons = compare_rows(
+        table_id,
+        [row.keys for row in rows],
+        [{c: v.by_seed for c, v in row_cells.items() if v.by_seed} for row_cells in cells],
+        [{c: paper_value(i, c) for c in value_columns} for i in range(len(rows))],
+        judged,
+    )
     records = []
     summary_rows = []
-    for i, (row, run, columns) in enumerate(zip(rows, runs, row_columns, strict=True)):
-        paper = lookup.get(_row_match_key(key_columns, row.keys))
+    for i, (row, comparison) in enumerate(zip(rows, comparisons, strict=True)):
+        base = comparison.baseline
         for column in value_columns:
-            p = paper.get(column) if paper is not None else None
-            published_value = None if p is None or pd.isna(p) else round2(float(p))
-            reproduced = run.values.get(column) if run is not None and column in columns else None
-            reproduced = None if reproduced is None else round2(reproduced)
-            difference = None
-            if run is None:
-                status = STATUS_NOT_RUN
-            elif reproduced is None:
-                status = STATUS_NA
-            elif published_value is None:
-                status = STATUS_NO_PUBLISHED
-            else:
-                status = STATUS_COMPARED
-                difference = round2(Decimal(str(reproduced)) - Decimal(str(published_value)))
             records.append(
                 {
                     "table": table_id,
                     "row": i + 1,
                     **{k: row.keys.get(k, "") for k in key_columns},
                     "column": column,
-                    "reproduced": reproduced,
-                    "published": published_value,
-                    "difference": difference,
-                    "status": status,
+                    **_value_fields(cells[i].get(column), bool(runs[i]), paper_value(i, column)),
+                    "baseline_row": None if base is None else base + 1,
+                    **_delta_fields(comparison.deltas.get(column), comparison.published_deltas.get(column)),
+                    "verdict": comparison.verdict if column == judged else "",
                     "note": row.note,
-                    "metrics_path": str(row.metrics_path),
+                    "metrics_path": ";".join(str(path) for path in row.runs.values()),
                 }
             )
         summary_rows.append(
             {
                 "row": i + 1,
                 "keys": {k: row.keys.get(k, "") for k in key_columns},
-                "in_paper": paper is not None,
-                "run": run is not None,
-                "metrics_path": str(row.metrics_path),
+                "in_paper": papers[i] is not None,
+                "run": bool(runs[i]),
+                "seeds": sorted(runs[i]),
+                "planned_runs": len(row.runs),
+                "metrics_path": _paths_json(row.metrics_path),
                 "dataset_kind": row.dataset_kind,
                 "note": row.note,
-                **({"provenance": run.provenance} if run is not None else {}),
+                "baseline_row": None if base is None else base + 1,
+                "verdict_column": judged,
+                "delta": _delta_json(comparison.deltas.get(judged or "")),
+                "published_delta": comparison.published_deltas.get(judged or ""),
+                "verdict": comparison.verdict,
+                **({"provenance": {str(s): r.provenance for s, r in runs[i].items()}} if runs[i] else {}),
             }
         )
-    columns_out = ["table", "row", *key_columns, "column", "reproduced", "published", "difference"]
-    columns_out += ["status", "note", "metrics_path"]
+    columns_out = ["table", "row", *key_columns, *LONG_COLUMNS]
     frame = pd.DataFrame.from_records(records, columns=columns_out)
-    for column in ("reproduced", "published", "difference"):
+    for column in _FLOATS:
         frame[column] = pd.to_numeric(frame[column]).astype(float)
+    for column in _COUNTS:
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     # A table whose rows fine-tune on none of the paper's datasets is an analogue (the demo's Table 1).
     analogue_of = []
     if not any(row.dataset_kind in _KNOWN_KINDS for row in rows):
         analogue_of = sorted({row.keys.get("finetune_dataset", row.dataset_kind) for row in rows})
-    return _Built(table_id, frame, key_columns, value_columns, summary_rows, analogue_of)
+    return _Built(table_id, frame, key_columns, value_columns, summary_rows, analogue_of, judged, comparisons)
 
 
 def build_table(
@@ -679,9 +835,14 @@ def build_table(
         published: ``load_published`` output (None: no published values).
 
     Returns:
-        DataFrame with ``table``, ``row`` (1-based), the key columns, ``column`` (value column),
-        ``reproduced``, ``published``, ``difference`` (reproduced - published; floats, NaN where there is
-        none), ``status`` (``STATUSES``), ``note``, ``metrics_path``.
+        DataFrame with ``table``, ``row`` (1-based), the key columns, then ``LONG_COLUMNS``: ``column``
+        (value column), ``n`` (seeds with a value), ``reproduced`` (their mean), ``std`` (sample standard
+        deviation, n >= 2), ``published``, ``difference`` (reproduced - published), ``status``
+        (``STATUSES``), ``baseline_row`` (the row compared with, ``alps.verdicts``), ``delta``,
+        ``delta_low``, ``delta_high`` (the delta against it, paired by seed, and its 95 % interval),
+        ``delta_n`` (seed pairs), ``published_delta`` (the paper's), ``verdict`` (on the verdict column's
+        line only), ``seeds`` (those with a value, ``;``-separated), ``note``, ``metrics_path`` (the row's
+        files, ``;``-separated); floats NaN where there is no value.
 
     Raises:
         TableError: rows of another table, wrong or repeated keys, a malformed ``metrics.json``.
@@ -726,61 +887,103 @@ def _fmt_difference(value: float) -> str:
     return f"{value + 0.0:+.2f}"  # + 0.0 turns -0.0 into 0.0, so no "-0.00"
 
 
+def _absent(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def cell_text(
-    reproduced: float | None, published: float | None, difference: float | None, status: str
+    reproduced: float | None,
+    published: float | None,
+    difference: float | None,
+    status: str,
+    std: float | None = None,
 ) -> str:
     """The wide tables' cell.
 
     Arguments:
-        reproduced, published, difference: the values (None or NaN where absent).
+        reproduced, published, difference: the values (None or NaN where absent); ``reproduced`` is the
+            mean over the row's seeds.
         status: one of ``STATUSES``.
+        std: the standard deviation over the seeds (None or NaN with fewer than two).
 
     Returns:
-        ``"64.90 (paper 64.52, +0.38)"``, ``"64.90 (no published value)"``, ``"not run (paper 64.52)"``,
-        ``"not run"``, ``"n/a (paper 0.00)"`` or ``"n/a"``.
+        ``"64.90 ± 0.21 (paper 64.52, +0.38)"`` (one seed: ``"64.90 (paper 64.52, +0.38)"``),
+        ``"64.90 (no published value)"``, ``"not run (paper 64.52)"``, ``"not run"``,
+        ``"n/a (paper 0.00)"`` or ``"n/a"``.
     """
-
-    def absent(v: float | None) -> bool:
-        return v is None or (isinstance(v, float) and math.isnan(v))
-
-    paper = None if absent(published) else f"paper {_fmt(published)}"  # type: ignore[arg-type]
+    paper = None if _absent(published) else f"paper {_fmt(published)}"  # type: ignore[arg-type]
     if status in (STATUS_NOT_RUN, STATUS_NA):
         text = STATUS_NOT_RUN if status == STATUS_NOT_RUN else NA_TEXT
         return f"{text} ({paper})" if paper else text
-    if status == STATUS_NO_PUBLISHED or absent(difference):
-        return f"{_fmt(reproduced)} (no published value)"  # type: ignore[arg-type]
-    return f"{_fmt(reproduced)} ({paper}, {_fmt_difference(difference)})"  # type: ignore[arg-type]
+    value = _fmt(reproduced)  # type: ignore[arg-type]
+    if not _absent(std):
+        value += f" ± {_fmt(std)}"  # type: ignore[arg-type]
+    if status == STATUS_NO_PUBLISHED or _absent(difference):
+        return f"{value} (no published value)"
+    return f"{value} ({paper}, {_fmt_difference(difference)})"  # type: ignore[arg-type]
+
+
+def _verdict_columns(built: _Built) -> list[str]:
+    """The wide layout's columns after the values: seeds, delta, the paper's delta, verdict."""
+    if built.verdict_column is None:
+        return ["n"]
+    shown = VALUE_TITLES.get(built.verdict_column, built.verdict_column)
+    return ["n", f"Δ {shown} [95 % CI]", "Paper Δ", "Verdict"]
+
+
+def _verdict_cells(built: _Built, i: int) -> list[str]:
+    """Row ``i``'s seeds run, and its delta, the paper's delta and verdict on the verdict column."""
+    detail = built.rows[i]
+    cells = [seed_count_text(len(detail["seeds"]), detail["planned_runs"]) if detail["run"] else ""]
+    if built.verdict_column is None:
+        return cells
+    comparison = built.comparisons[i]
+    paper = comparison.published_deltas.get(built.verdict_column)
+    ours = delta_text(comparison.deltas.get(built.verdict_column))
+    return [*cells, ours, "" if paper is None else _fmt_difference(paper), comparison.verdict]
 
 
 def _wide(built: _Built) -> tuple[list[str], list[list[str]]]:
-    """Header and body of the wide layout: keys, one column per value, a note column if any row has one."""
+    """Header and body of the wide layout: keys, one column per value, seeds and the verdict on the
+    row's delta against its baseline, a note column if any row has one."""
     has_note = any(r["note"] for r in built.rows)
     header = [KEY_TITLES.get(k, k) for k in built.key_columns]
     header += [VALUE_TITLES.get(c, c) for c in built.value_columns]
+    header += _verdict_columns(built)
     header += ["Note"] if has_note else []
     body = []
-    for _, group in built.frame.groupby("row", sort=True):
+    for i, (_, group) in enumerate(built.frame.groupby("row", sort=True)):
         first = group.iloc[0]
+        lines = {r.column: r for r in group.itertuples()}
         cells = {
-            r.column: cell_text(r.reproduced, r.published, r.difference, r.status) for r in group.itertuples()
+            c: cell_text(r.reproduced, r.published, r.difference, r.status, r.std) for c, r in lines.items()
         }
         line = [str(first[k]) for k in built.key_columns] + [cells[c] for c in built.value_columns]
+        line += _verdict_cells(built, i)
         line += [str(first["note"])] if has_note else []
         body.append(line)
     return header, body
 
 
 _LEGEND = (
-    "Cells: reproduced (paper P, difference reproduced - paper); *not run*: the run's metrics.json does "
-    "not exist; *n/a*: the run has no value (a class absent from both prediction and labels); *no "
-    "published value*: the paper has no such row or column. Percent, two decimals."
+    "Cells: reproduced, the mean over the row's seeds ± their standard deviation (two or more seeds) "
+    "(paper P, difference mean - paper); *not run*: no metrics.json of the row exists; *n/a*: the runs "
+    "have no value (a class absent from both prediction and labels); *no published value*: the paper has "
+    "no such row or column. *n*: seeds run (of those planned). *Δ [95 % CI]*: the row minus its "
+    "baseline row, the mean of the per-seed differences with its Student-t interval; *Paper Δ*: the "
+    "same delta in the paper; *Verdict*: *reproduced* (the paper's delta lies in our interval, which "
+    "excludes zero), *not reproduced* (it lies outside), *inconclusive* (fewer than two seed pairs, or "
+    "the interval holds both zero and the paper's delta), *no published delta*, *baseline* (the row "
+    "others are compared with), *no baseline*, *not run*. Percent, two decimals."
 )
 
 
 def _wide_frame(built: _Built) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """The wide layout as a frame, and each column's alignment: keys (and the note) left, values right."""
+    """The wide layout as a frame, and each column's alignment: keys, the verdict and the note left,
+    numbers (values, n, deltas) right."""
     header, body = _wide(built)
-    aligns = ("left",) * len(built.key_columns) + ("right",) * len(built.value_columns)
+    numbers = len(built.value_columns) + len(_verdict_columns(built)) - (built.verdict_column is not None)
+    aligns = ("left",) * len(built.key_columns) + ("right",) * numbers
     aligns += ("left",) * (len(header) - len(aligns))
     return pd.DataFrame(body, columns=header, dtype=str), aligns
 
@@ -791,8 +994,10 @@ def render_markdown(built: _Built, title: str) -> str:
     # A "|" inside a cell would end it; tabulate leaves escaping to the caller.
     frame = frame.map(lambda text: text.replace("|", "\\|"))
     frame.columns = [c.replace("|", "\\|") for c in frame.columns]
-    table = frame.to_markdown(index=False, tablefmt="pipe", colalign=aligns)
-    return "\n".join([f"# {title}", "", _LEGEND, "", table]) + "\n"
+    # disable_numparse: tabulate would reformat a cell that reads as a number ("+0.38" -> "0.38").
+    table = frame.to_markdown(index=False, tablefmt="pipe", colalign=aligns, disable_numparse=True)
+    line = verdict_line(count_verdicts(built.verdicts), built.verdict_column)
+    return "\n".join([f"# {title}", "", _LEGEND, "", line, "", table]) + "\n"
 
 
 def latex_escape(text: str) -> str:
@@ -810,15 +1015,21 @@ def latex_escape(text: str) -> str:
 def render_latex(built: _Built, title: str) -> str:
     """The wide table as a booktabs ``tabular`` inside a ``table*`` float (pandas' ``Styler.to_latex``)."""
     frame, aligns = _wide_frame(built)
-    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    # Escaped as Styler would, then the two non-ASCII signs as math (pdflatex has no glyph for a bare Δ).
+    frame = frame.map(_latex_cell)
+    frame.columns = [_latex_cell(c) for c in frame.columns]
+    line = verdict_line(count_verdicts(built.verdicts), built.verdict_column)
+    styler = frame.style.hide(axis="index")
     table = styler.to_latex(
         hrules=True,
         column_format="".join(a[0] for a in aligns),
         environment="table*",
         position="t",
         position_float="centering",
-        # Styler escapes cells and headers, not the caption.
-        caption=f"{latex_escape(title)}. Cells: reproduced (paper value, reproduced $-$ paper).",
+        caption=(
+            f"{latex_escape(title)}. Cells: mean $\\pm$ standard deviation over the seeds (paper value, "
+            f"mean $-$ paper). {_latex_cell(line)}"
+        ),
         label=f"tab:alps-table{built.table}",
     )
     comment = (
@@ -826,6 +1037,10 @@ def render_latex(built: _Built, title: str) -> str:
         "% tabular in \\resizebox{\\textwidth}{!}{...} (graphicx).\n"
     )
     return comment + table
+
+
+def _latex_cell(text: str) -> str:
+    return latex_escape(text).replace("±", "$\\pm$").replace("Δ", "$\\Delta$")
 
 
 def _csv_text(frame: pd.DataFrame) -> str:
@@ -852,8 +1067,16 @@ def _summary(built: _Built) -> dict[str, Any]:
         "mean_abs_difference": round2(differences.abs().mean()) if len(differences) else None,
         "max_abs_difference": round2(differences.abs().max()) if len(differences) else None,
         "miou_mean_difference": round2(miou.mean()) if len(miou) else None,
+        "verdict_column": built.verdict_column,
+        "verdicts": count_verdicts(built.verdicts),
+        "verdict_line": verdict_line(count_verdicts(built.verdicts), built.verdict_column),
         "row_details": built.rows,
     }
+
+
+def _verdict_summary(counts: Mapping[str, int]) -> str:
+    """The index's verdict cell: the non-zero counts, e.g. ``2 reproduced, 5 inconclusive, 2 baseline``."""
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n)
 
 
 def _index_markdown(summaries: Sequence[dict[str, Any]], published_dir: Path | None) -> str:
@@ -868,8 +1091,8 @@ def _index_markdown(summaries: Sequence[dict[str, Any]], published_dir: Path | N
         _LEGEND,
         "",
         "| table | rows | run | in paper | compared | not run | n/a | no published value "
-        "| mean diff | mean abs diff | mIoU mean diff | files |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| mean diff | mean abs diff | mIoU mean diff | verdicts | files |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
 
     def num(value: float | None) -> str:
@@ -883,7 +1106,7 @@ def _index_markdown(summaries: Sequence[dict[str, Any]], published_dir: Path | N
             f"{v[STATUS_COMPARED]} | {v[STATUS_NOT_RUN]} | {v[STATUS_NA]} | {v[STATUS_NO_PUBLISHED]} | "
             f"{num(s['mean_difference'])} | "
             f"{'' if s['mean_abs_difference'] is None else _fmt(s['mean_abs_difference'])} | "
-            f"{num(s['miou_mean_difference'])} | {files} |"
+            f"{num(s['miou_mean_difference'])} | {_verdict_summary(s['verdicts'])} | {files} |"
         )
     notes = sorted({r["note"] for s in summaries for r in s["row_details"] if r["note"]})
     if notes:
@@ -976,11 +1199,12 @@ def study_rows(
         TableRow(
             table=row.table,
             keys=row.keys,
-            metrics_path=Path(path) if path is not None else NOT_CONFIGURED,
+            # One metrics.json per planned seed; a paper-only row has none (always "not run").
+            metrics_path={seed: Path(path) for seed, path in paths.items()} if paths else NOT_CONFIGURED,
             dataset_kind=row.dataset_kind,
             note=row.note,
         )
-        for row, path in iter_table_rows(study)
+        for row, paths in iter_table_rows(study)
     ]
 
 
@@ -991,8 +1215,11 @@ def table_metrics(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
         frames: the long tables by table id (``collect``).
 
     Returns:
-        ``{"table<id>": {"<row keys joined by ' | '>": {"mIoU": ..., "mAcc": ...}}}``; rows not run are left
-        out (DVC shows numbers, not "not run").
+        ``{"table<id>": {"<row keys joined by ' | '>": {"mIoU": mean, "mIoU_std": ..., "mIoU_n": ...,
+        "mAcc": ..., ...}}}``, and on the verdict column of a row compared with its baseline
+        ``delta_<column>``, ``delta_<column>_low``/``_high`` (95 % interval) and ``verdict``; ``_std`` and
+        the interval only where there are two seeds or more. Rows not run are left out (DVC shows numbers,
+        not "not run").
     """
     metrics: dict[str, Any] = {}
     for table_id, frame in sorted(frames.items()):
@@ -1001,9 +1228,19 @@ def table_metrics(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
         key_columns = TABLE_KEYS.get(table_id, ())
         for _, line in summary.iterrows():
             label = " | ".join(str(line[c]) for c in key_columns if c in line) or str(line["row"])
-            metrics.setdefault(f"table{table_id}", {}).setdefault(label, {})[line["column"]] = float(
-                line["reproduced"]
-            )
+            entry = metrics.setdefault(f"table{table_id}", {}).setdefault(label, {})
+            column = line["column"]
+            entry[column] = float(line["reproduced"])
+            entry[f"{column}_n"] = int(line["n"])
+            if not pd.isna(line["std"]):
+                entry[f"{column}_std"] = float(line["std"])
+            if line["verdict"]:
+                if not pd.isna(line["delta"]):
+                    entry[f"delta_{column}"] = float(line["delta"])
+                for end in ("low", "high"):
+                    if not pd.isna(line[f"delta_{end}"]):
+                        entry[f"delta_{column}_{end}"] = float(line[f"delta_{end}"])
+                entry["verdict"] = line["verdict"]
     return metrics
 
 

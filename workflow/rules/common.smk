@@ -50,9 +50,10 @@ CLUSTER_MODEL = STUDY.cluster_model("{pl}")
 PAINT_SHARD = STUDY.paint_shard("{pl}", "{split}", "{shard}")
 BOX_SHARD = STUDY.box_shard("{pl}", "{split}", "{shard}")
 PL_CARD = STUDY.pl_card("{pl}")
-PRETRAIN_METRICS = STUDY.pretrain_metrics(PretrainRun("{model}", "{pretraining}", "{schedule}"))
+# Training runs: one job per seed (`{seed}`, training.seeds / tables.<id>.seeds).
+PRETRAIN_METRICS = STUDY.pretrain_metrics(PretrainRun("{model}", "{pretraining}", "{schedule}", "{seed}"))
 FINETUNE_METRICS = STUDY.finetune_metrics(
-    FinetuneRun("{dataset}", "{model}", "{pretraining}", "{schedule}", "{init}")
+    FinetuneRun("{dataset}", "{model}", "{pretraining}", "{schedule}", "{init}", "{seed}")
 )
 
 
@@ -69,6 +70,7 @@ wildcard_constraints:
     pretraining=r"[^/]+",
     schedule=r"[^/]+",
     init="none|overall|backbone|head",
+    seed=r"\d+",
 
 
 # -- datasets and shards ------------------------------------------------------------------------------------
@@ -303,7 +305,8 @@ def class_names(wildcards):
 # -- training -----------------------------------------------------------------------------------------------
 
 
-def training_options(iters):
+def training_options(iters, seed):
+    """`alps pretrain|finetune` options of one job: its iterations and its training seed."""
     options = [
         "--iters",
         iters,
@@ -314,7 +317,7 @@ def training_options(iters):
         "--log-interval",
         TRAINING["log_interval"],
         "--seed",
-        config["seed"],
+        seed,
         # A job rerun because its settings changed starts its work dir over instead of refusing it.
         "--restart-on-config-change",
     ]
@@ -324,6 +327,8 @@ def training_options(iters):
         options += ["--crop-size", TRAINING["crop_size"]]
     if TRAINING.get("amp"):
         options.append("--amp")
+    if "deterministic" in TRAINING:  # absent: alps's default (on for the CPU, off on CUDA)
+        options.append("--deterministic" if TRAINING["deterministic"] else "--no-deterministic")
     return options
 
 
@@ -358,13 +363,17 @@ def pretrain_inputs(wildcards):
     inputs = {"card": PL_CARD.format(pl=pretraining.pseudo_labels)}
     if pretraining.continue_from is not None:
         inputs["parent"] = PRETRAIN_METRICS.format(
-            model=wildcards.model, pretraining=pretraining.continue_from, schedule=wildcards.schedule
+            model=wildcards.model,
+            pretraining=pretraining.continue_from,
+            schedule=wildcards.schedule,
+            seed=wildcards.seed,
         )
     return inputs
 
 
 def pretrain_init(wildcards):
-    parent = STUDY.parent_run(STUDY.pretrain_run(wildcards.model, wildcards.pretraining, wildcards.schedule))
+    run = STUDY.pretrain_run(wildcards.model, wildcards.pretraining, wildcards.schedule, wildcards.seed)
+    parent = STUDY.parent_run(run)
     if parent is None:
         return []
     return ["--init", "backbone", "--from", STUDY.pretrain_checkpoint(parent)]
@@ -380,8 +389,10 @@ def finetune_inputs(wildcards):
 def finetune_init(wildcards):
     if wildcards.pretraining == SCRATCH:
         return ["--init", "none"]
-    run = STUDY.pretrain_run(wildcards.model, wildcards.pretraining, wildcards.schedule)
-    return ["--init", wildcards.init, "--from", STUDY.pretrain_checkpoint(run)]
+    # The pre-training of the fine-tuning's own seed.
+    run = STUDY.pretrain_run(wildcards.model, wildcards.pretraining, wildcards.schedule, wildcards.seed)
+    options = ["--init", wildcards.init, "--from", STUDY.pretrain_checkpoint(run)]
+    return options + (["--reinit-classifier"] if TRAINING.get("reinit_classifier") else [])
 
 
 def finetune_dataset_kind(wildcards):

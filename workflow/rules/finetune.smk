@@ -1,7 +1,7 @@
 # Fine-tuning on a labeled dataset (paper Tables 1-6): from scratch (init none, the "Baseline") or from a
-# pre-training with one sub-model initialisation. Iterations are the model's own schedule; {schedule} names
-# the pre-training's. Only metrics.json is declared as output, so a killed run resumes (see pretrain.smk).
-# Inputs and options: rules/common.smk.
+# pre-training of the same seed with one sub-model initialisation; one job per training seed. Iterations
+# are the model's own schedule; {schedule} names the pre-training's. Only metrics.json is declared as
+# output, so a killed run resumes (see pretrain.smk). Inputs and options: rules/common.smk.
 
 
 rule finetune:
@@ -14,14 +14,16 @@ rule finetune:
         work_dir=lambda wildcards, output: os.path.dirname(output.metrics),
         init=finetune_init,
         kind=finetune_dataset_kind,
-        options=lambda wildcards: training_options(STUDY.iters(STUDY.base_schedules[wildcards.model])),
+        options=lambda wildcards: training_options(
+            STUDY.iters(STUDY.base_schedules[wildcards.model]), wildcards.seed
+        ),
         model_options=training_model_options,
         checkpoints=finetune_checkpoint_options,
         launch=training_launch,
     log:
-        f"{LOGS}/finetune/{{dataset}}/{{model}}/{{pretraining}}/{{schedule}}/{{init}}.log",
+        f"{LOGS}/finetune/{{dataset}}/{{model}}/{{pretraining}}/{{schedule}}/{{init}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/finetune/{{dataset}}/{{model}}/{{pretraining}}/{{schedule}}/{{init}}.tsv"
+        f"{BENCH}/finetune/{{dataset}}/{{model}}/{{pretraining}}/{{schedule}}/{{init}}/seed{{seed}}.tsv"
     wildcard_constraints:
         pretraining=one_of([*STUDY.pretrainings, SCRATCH]),
     conda:

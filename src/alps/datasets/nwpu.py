@@ -47,7 +47,8 @@ from alps.io.images import ImageReadError, read_image, write_png
 from alps.io.manifest import MANIFEST_COLUMNS, write_manifest
 
 DATASET_NAME = "nwpu-vhr10"
-"""Written into ``dataset_card.json``; ``prepare_nwpu`` only ever replaces folders that carry it."""
+"""Written into ``dataset_card.json``; ``prepare_nwpu`` only ever replaces a dataset it recorded as its own
+(``alps.io.outputs``)."""
 
 CLASSES: tuple[str, ...] = (
     "background",

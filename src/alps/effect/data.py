@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from alps.datasets._layout import CARD_NAME, CLASSES_NAME, is_replaceable
+from alps.datasets._layout import CARD_NAME, CLASSES_NAME
 from alps.datasets.nwpu import DATASET_NAME, prepare_nwpu, stratified_split
-from alps.effect.layout import EffectLayout
-from alps.io.atomic import atomic_directory
+from alps.effect.layout import WRITER, EffectLayout
+from alps.io.outputs import output_folder
 from alps.pl_dataset import link_or_copy
 
 SUBSET_NAME = "nwpu-vhr10-finetune"
-"""The card's ``dataset`` of a fine-tuning folder (only such folders are replaced)."""
+"""The card's ``dataset`` of a fine-tuning folder."""
 
 
 def _ids(root: Path, split: str) -> list[str]:
@@ -79,7 +79,7 @@ def prepare_job(layout: EffectLayout, labeled_raw: Path) -> dict[str, Any]:
             {i: present[i] for i in kept}, 1 - settings.label_fraction, settings.split_seed
         )
         chosen["train"] = [(i, s) for i, s in chosen["train"] if drop[i] == "train"]
-    with atomic_directory(target, may_replace=lambda folder: is_replaceable(folder, SUBSET_NAME)) as built:
+    with output_folder(target, WRITER, inputs=[base]) as built:
         for split, members in chosen.items():
             for image_id, source_split in members:
                 for folder in ("img_dir", "ann_dir"):

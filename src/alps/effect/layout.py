@@ -26,6 +26,10 @@ from typing import Any
 
 from alps.effect.settings import EffectSettings
 
+WRITER = "alps effect"
+"""The writer the experiment's folders and report files record (``alps.io.outputs``): a rerun replaces
+only what an earlier run of the experiment wrote."""
+
 DATA_FIELDS = ("val_fraction", "split_seed", "label_fraction", "holdout")
 MASK_FIELDS = ("encoder", "encoder_max_side", "pool_images", "labeling_shard")
 """What a backend's masks and features depend on (besides the backend and its ``mask_params``)."""

@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from alps.effect.jobs import arms, job_records
-from alps.effect.layout import EffectLayout
+from alps.effect.layout import WRITER, EffectLayout
 from alps.effect.training import CURVE_NAME, SCRATCH
+from alps.io.outputs import OutputSetError, file_problem, output_file
 from alps.stats import Summary, paired_delta, summarize, verdict
 from alps.train import configs
 from alps.train.runner import METRICS_NAME
@@ -314,12 +315,22 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
 def write_report(
     report: Mapping[str, Any], out: Path, names: Sequence[str] = ("report.json", "report.md", "effect.png")
 ) -> list[Path]:
-    """``report.json``, ``report.md`` and the plot in ``out`` (each written atomically)."""
-    from alps.io.atomic import atomic_output, atomic_write_text
+    """``report.json``, ``report.md`` and the plot in ``out``, by the output rule (``output_file``).
 
-    json_path, md_path, png_path = (out / n for n in names)
-    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(md_path, markdown(report, png_path.name))
-    with atomic_output(png_path) as tmp:
-        plot(report, Path(tmp))
-    return [json_path, md_path, png_path]
+    Each file appears whole and replaces only this command's own earlier report; all three are checked
+    before any is written, so a file of someone else's there stops the run with none of them changed.
+
+    Raises:
+        OutputSetError: one of the three paths holds a file this command did not write.
+    """
+    json_path, md_path, png_path = paths = [out / n for n in names]
+    problems = [p for p in (file_problem(path, WRITER) for path in paths) if p is not None]
+    if problems:
+        raise OutputSetError(f"{WRITER} will not replace {'; '.join(problems)}; move it away")
+    with output_file(json_path, WRITER) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with output_file(md_path, WRITER) as tmp:
+        tmp.write_text(markdown(report, png_path.name), encoding="utf-8")
+    with output_file(png_path, WRITER) as tmp:
+        plot(report, tmp)
+    return paths

@@ -51,6 +51,7 @@ from alps.datasets import atlas, isaid, potsdam
 from alps.datasets._layout import CARD_NAME, CLASSES_NAME
 from alps.io.cards import card_int, card_strings, read_json_object
 from alps.train.mmcv_compat import ensure_mmcv_ops
+from alps.train.scales import DEFAULT_CROPS, pl_crop, pl_source_kind
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
 ensure_mmcv_ops()
@@ -294,7 +295,8 @@ def dataset_spec(
     * ``potsdam``: mmseg's ``PotsdamDataset`` (6 classes, ``reduce_zero_label``), 512 crops.
     * ``pl``: a pseudo-label dataset (``alps.pl_dataset.assemble_pl_dataset``): K = ``num_classes`` of its
       ``dataset_card.json``, classes named by the card (a class map's or SAMRS* names; ``alps.classmap``),
-      else ``cluster_00``..., 255 ignored, 512 crops.
+      else ``cluster_00``..., 255 ignored; the crop and scale of the dataset it labels (the card's
+      ``source_dataset``: iSAID-PL 896 as iSAID, ATLAS-PL 256), else 512 (SAMRS-PL, image folders).
     * ``folder``: any mmseg-layout folder with a ``classes.json`` (``{"classes": [...], "palette": [...]}``),
       e.g. the demo (3 classes, 256 px tiles, 256 crops).
     * ``medical``: a ``folder`` whose default classes are background/liver/tumour, evaluated with IoU and
@@ -305,7 +307,8 @@ def dataset_spec(
         kind: one of the kinds above.
         data_root: the dataset folder.
         crop_size: training crop side (or ``(h, w)``); default per kind.
-        scale: resize target (or ``(w, h)``); default: the crop size (iSAID 896, Potsdam 512, as mmseg).
+        scale: resize target (or ``(w, h)``); default: the crop size (iSAID 896, Potsdam 512, as mmseg;
+            ``DEFAULT_CROPS``).
         eval_split: split evaluated after training; default ``val`` where ``ann_dir/val`` exists (always
             for isaid/potsdam; for medical, else ``test`` where ``ann_dir/test`` exists), else none.
 
@@ -318,7 +321,7 @@ def dataset_spec(
     """
     root = Path(data_root)
     if kind == "isaid":
-        crop = _pair(crop_size or 896)
+        crop = _pair(crop_size or DEFAULT_CROPS[kind])
         return DatasetSpec(
             kind=kind,
             data_root=str(root),
@@ -332,7 +335,7 @@ def dataset_spec(
             eval_split=eval_split or "val",
         )
     if kind == "potsdam":
-        crop = _pair(crop_size or 512)
+        crop = _pair(crop_size or DEFAULT_CROPS[kind])
         return DatasetSpec(
             kind=kind,
             data_root=str(root),
@@ -355,7 +358,8 @@ def dataset_spec(
         if "num_classes" not in card:
             raise ValueError(f"{card_path} has no num_classes; is {root} a PL dataset?")
         k = card_int(card, "num_classes", card_path, 1, IGNORE_INDEX)
-        crop = _pair(crop_size or 512)
+        # The scale of the dataset it labels (its card's source_dataset), else the PL default.
+        crop = _pair(crop_size or pl_crop(pl_source_kind(card)))
         classes, palette = _pl_names(root, card, k)
         return DatasetSpec(
             kind=kind,
@@ -384,7 +388,7 @@ def dataset_spec(
             classes, palette = MEDICAL_CLASSES, atlas.PALETTE
         else:
             raise FileNotFoundError(f"{classes_path} is missing; it names the classes of {root}")
-        crop = _pair(crop_size or 256)
+        crop = _pair(crop_size or DEFAULT_CROPS[kind])
         return DatasetSpec(
             kind=kind,
             data_root=str(root),

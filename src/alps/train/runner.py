@@ -25,7 +25,11 @@ overall, backbone or head). Both go through ``train_segmentation``:
    (liver and tumour; background is left out).
 
 Determinism: mmengine's ``randomness`` seed for Python/numpy/torch and the data samplers, and
-``deterministic=True`` on CPU. The global torch determinism flags are restored afterwards.
+``deterministic=True`` on CPU (mmengine then sets cuDNN deterministic, turns cuDNN's benchmark off and
+calls ``torch.use_deterministic_algorithms(True)``). On CUDA it is off by default; turned on, the strict
+torch mode is relaxed to ``warn_only``, because bilinear interpolation's backward, ``NLLLoss`` and adaptive
+pooling's backward have no deterministic CUDA kernel and would stop every mmseg model (docs/training.md).
+The global torch determinism flags are restored afterwards.
 """
 
 from __future__ import annotations
@@ -178,6 +182,18 @@ def _target_state(cfg: Any) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+def _class_count_keys(cfg: Any, state: dict[str, torch.Tensor]) -> frozenset[str]:
+    """The weights whose shape follows the class count: the classifiers (``conv_seg`` of every head,
+    Segmenter's class embeddings and mask norm), found by building the model with one class more."""
+    wider = copy.deepcopy(cfg)
+    for name in ("decode_head", "auxiliary_head"):
+        heads = wider.model.get(name)
+        for head in heads if isinstance(heads, list) else [heads] if heads else []:
+            head.num_classes += 1
+    other = _target_state(wider)
+    return frozenset(k for k, v in state.items() if k in other and other[k].shape != v.shape)
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe floats: NaN (a class absent from prediction and label) becomes None.
 
@@ -252,6 +268,7 @@ def train_segmentation(
     hooks: Sequence[Any] = (),
     role: str = "train",
     restart_on_config_change: bool = False,
+    reinit_classifier: bool = False,
     **options: Any,
 ) -> RunResult:
     """Train ``model`` on ``dataset`` in ``work_dir``, resuming a killed attempt, then evaluate it.
@@ -269,6 +286,8 @@ def train_segmentation(
         role: recorded in ``metrics.json`` (``pretrain`` or ``finetune``).
         restart_on_config_change: a work dir holding another config is started over instead of refused
             (the workflow: a job rerun because its settings changed).
+        reinit_classifier: with ``overall``/``head``, leave the class-count-dependent weights (the
+            classifiers) at their initialisation even where the checkpoint's fit (``surgery``).
         **options: ``configs.build_config`` options (``max_iters``, ``schedule``, ``batch_size``,
             ``num_workers``, ``amp``, ``val_interval``, ``checkpoint_interval``, ``max_keep_ckpts``,
             ``log_interval``, ``seed``, ``deterministic``, ``pretrained``, ``device``, ``launcher``).
@@ -295,6 +314,8 @@ def train_segmentation(
     work.mkdir(parents=True, exist_ok=True)
     init_path = work / f"init_{init}.pth" if init != "none" else None
     cfg = build_config(model, dataset, work_dir=work, load_from=init_path, **options)
+    if reinit_classifier:
+        cfg.alps["reinit_classifier"] = True  # in the config text: another choice is another run
     text = config_text(cfg)
     digest = config_hash(cfg)
     config_path = work / TRAIN_CONFIG_NAME
@@ -322,8 +343,10 @@ def train_segmentation(
     report_path = work / INIT_REPORT_NAME
     if init_path is not None and from_checkpoint is not None:
         if last is None or not init_path.is_file():
+            target = _target_state(cfg)
+            reinit = _class_count_keys(cfg, target) if reinit_classifier else frozenset()
             init_report = write_init_checkpoint(
-                from_checkpoint, _target_state(cfg), init, init_path, report_path, _pos_grids(cfg)
+                from_checkpoint, target, init, init_path, report_path, _pos_grids(cfg), reinit=reinit
             )
         else:
             init_report = json.loads(report_path.read_text())
@@ -359,7 +382,15 @@ def train_segmentation(
 
         if not dist.is_initialized():
             dist.init_process_group("gloo")
+    on_cuda = torch.cuda.is_available()  # mmengine trains on CUDA whenever it is visible
+    if run_cfg.randomness.deterministic and on_cuda:
+        # cuBLAS is deterministic only with a fixed workspace, read when its handle is first created.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     runner = Runner.from_cfg(run_cfg)
+    if run_cfg.randomness.deterministic and on_cuda:
+        # mmengine's strict mode raises in ops every mmseg head uses (module docstring): keep every
+        # deterministic kernel CUDA has and warn for the others.
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         final_val = _FinalValidation()
         runner.register_hook(final_val)
@@ -501,6 +532,7 @@ def finetune(
     resume: bool = True,
     hooks: Sequence[Any] = (),
     keep_checkpoints: bool = True,
+    reinit_classifier: bool = False,
     **options: Any,
 ) -> RunResult:
     """Fine-tune ``model`` on a labeled dataset, initialised from a pre-trained checkpoint.
@@ -523,6 +555,8 @@ def finetune(
         keep_checkpoints: False: once ``metrics.json`` is written, delete the checkpoints this run wrote
             (``iter_*.pth``, ``best_*.pth``, ``init_*.pth``, ``last_checkpoint``): nothing downstream reads
             a fine-tuned model, and a study of many runs would otherwise keep tens of GB of them.
+        reinit_classifier: re-initialise the classifiers even where the pre-training's class count
+            equals the task's (iSAID-PL 16 -> iSAID 16), instead of loading pseudo-class k as class k.
         **options: further ``configs.build_config`` options.
 
     Returns:
@@ -542,6 +576,7 @@ def finetune(
         resume=resume,
         hooks=hooks,
         role="finetune",
+        reinit_classifier=reinit_classifier,
         max_iters=iters,
         schedule=schedule,
         **options,

@@ -9,10 +9,14 @@ the demo 3). Modes (``--init``):
 * ``head``: ``decode_head.*`` and ``auxiliary_head.*`` only.
 
 In every mode a weight loads only if the fine-tuned model has a parameter/buffer of the same name and
-shape; the classifier conv (``conv_seg``) of a K-class head never fits a C-class one (K != C) and keeps its
-fresh initialisation. A neck (ViT-B's ``MultiLevelNeck``) is neither backbone nor head: only ``overall``
-loads it. Every decision is recorded: ``loaded``, ``skipped`` (checkpoint keys not loaded, with the reason)
-and ``kept_init`` (model keys left at their initialisation), returned and written as JSON.
+shape. The classifier (``conv_seg``) of a K-class head does not fit a C-class one when K != C and keeps
+its fresh initialisation; when K == C (iSAID-PL's 16 clusters, iSAID's 16 classes) it fits, and
+``overall``/``head`` load it: output k, trained to mean pseudo-class k, starts as class k, an arbitrary
+pairing that fine-tuning has to undo. ``reinit`` (``alps finetune --reinit-classifier``) names the
+weights to leave at their initialisation instead. A neck (ViT-B's ``MultiLevelNeck``) is neither backbone
+nor head: only ``overall`` loads it. Every decision is recorded: ``loaded``, ``skipped`` (checkpoint keys
+not loaded, with the reason) and ``kept_init`` (model keys left at their initialisation), returned and
+written as JSON.
 
 ViT position embeddings (``pos_embed``, ``(1, 1 + h*w, C)``) are resized when the pre-training and
 fine-tuning crops differ (512 px pseudo-labels, 896 px iSAID), by the bicubic interpolation that mmseg's
@@ -28,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +147,7 @@ def select_weights(
     target: Mapping[str, torch.Tensor],
     mode: str,
     pos_grids: Mapping[str, tuple[int, int]] | None = None,
+    reinit: Collection[str] = (),
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Choose the checkpoint weights that initialise the fine-tuned model in ``mode``.
 
@@ -152,6 +157,8 @@ def select_weights(
         mode: one of ``INIT_MODES``.
         pos_grids: ``pos_embed`` key -> the model's patch grid ``(H, W)`` (``img_size // patch_size``);
             default: square grids.
+        reinit: model keys never loaded (the classifiers, with ``--reinit-classifier``); they keep their
+            initialisation, reported as such.
 
     Returns:
         ``(weights, report)``: the weights to load, and ``{"mode", "loaded": [keys], "resized": {key:
@@ -172,6 +179,8 @@ def select_weights(
             skipped[key] = f"outside the {mode} sub-model" if mode != "none" else "init none loads nothing"
         elif key not in target:
             skipped[key] = "not in the model"
+        elif key in reinit:
+            skipped[key] = "classifier re-initialised (--reinit-classifier): pseudo-class k is not class k"
         elif tuple(value.shape) != tuple(target[key].shape):
             fitted = (
                 resize_pos_embed(value, tuple(target[key].shape), (pos_grids or {}).get(key))
@@ -268,6 +277,7 @@ def write_init_checkpoint(
     out_path: str | os.PathLike[str],
     report_path: str | os.PathLike[str] | None = None,
     pos_grids: Mapping[str, tuple[int, int]] | None = None,
+    reinit: Collection[str] = (),
 ) -> dict[str, Any]:
     """Write the weights ``mode`` selects as a plain-tensor checkpoint for mmengine's ``load_from``.
 
@@ -282,6 +292,7 @@ def write_init_checkpoint(
         out_path: the file to write.
         report_path: where to write the report as JSON (optional).
         pos_grids: see ``select_weights``.
+        reinit: see ``select_weights``.
 
     Returns:
         The report (see ``init_model``).
@@ -293,7 +304,7 @@ def write_init_checkpoint(
         raise ValueError("init none loads nothing: train without load_from instead")
     checkpoint = Path(checkpoint)
     target_state = target.state_dict() if isinstance(target, nn.Module) else target
-    weights, report = select_weights(load_state_dict(checkpoint), target_state, mode, pos_grids)
+    weights, report = select_weights(load_state_dict(checkpoint), target_state, mode, pos_grids, reinit)
     meta = {"alps_init": mode, "source": str(checkpoint)}
     with atomic_output(Path(out_path)) as tmp:
         torch.save({"state_dict": weights, "meta": meta}, tmp)
