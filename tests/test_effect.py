@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from alps.effect import load_settings, run_effect
-from alps.effect.jobs import Job, JobError, job_records, run_jobs
+from alps.effect.jobs import Job, JobError, job_records, replay, run_jobs
 from alps.effect.layout import EffectLayout
 from alps.effect.report import BETTER, NOISE, TOO_FEW, WORSE, build_report, effect_of, write_report
 from alps.effect.settings import SIZES
@@ -144,6 +144,18 @@ def test_jobs_run_after_their_dependencies_and_a_failure_names_the_job(tmp_path:
         run_jobs([Job("bad", _step, (tmp_path, "bad"), (), 1.0)], layout, 1, 1, processes=False)
 
 
+def test_a_replay_by_job_seconds_follows_the_dependencies_and_the_longest_path_first() -> None:
+    jobs = [
+        Job("a", _step, (), (), 2.0),
+        Job("b", _step, (), ("a",), 3.0),
+        Job("c", _step, (), (), 1.0),
+    ]
+    seconds = {"a": 2.0, "b": 3.0, "c": 1.0}
+    assert replay(jobs, seconds, workers=2) == 5.0  # a and c at once, b after a
+    assert replay(jobs, seconds, workers=1) == 6.0  # one after another: a, b (the longer path), c
+    assert replay(jobs, {"b": 3.0}, workers=2) == 3.0  # a job without a record takes no time
+
+
 def _tiny_raw(tmp_path: Path) -> tuple[Path, Path]:
     """12 labeled and 6 pool images of the real NWPU VHR-10 samples, with their COCO files cut to them."""
     folders = []
@@ -182,12 +194,14 @@ def test_the_experiment_runs_end_to_end_on_a_tiny_subset_and_resumes(tmp_path: P
         assert entry["mIoU"]["mean"] == pytest.approx(
             summarize(r["mIoU"] for r in entry["seeds"].values()).mean, abs=1e-3
         )
-        assert entry["cost"]["total_s"] > 0
+        assert entry["cost"]["total_s"] > 0 and entry["cost"]["total_cpu_s"] > 0
+    assert 0 < saved["wall"]["estimated_idle_wall_s"] <= saved["wall"]["job_cpu_s"]
     assert (
         saved["pseudo_labels"]["coco"]["k"] == settings.k
         and saved["pseudo_labels"]["felzenszwalb"]["masks"] > 0
     )
     assert (out / "report.md").read_text().startswith("# The ALPS effect, measured")
+    assert "Wall time of this invocation" in (out / "report.md").read_text()
     assert Image.open(out / "effect.png").format == "PNG"
     layout = EffectLayout(out, settings)
     init = json.loads((layout.finetune("coco", 1) / "init_report.json").read_text())

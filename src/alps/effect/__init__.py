@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alps.effect.jobs import job_records, plan, run_jobs
+from alps.effect.jobs import job_records, plan, replay, run_jobs
 from alps.effect.layout import EffectLayout
 from alps.effect.report import build_report, chance_miou, write_report
 from alps.effect.settings import SIZES, EffectSettings, load_settings
@@ -120,6 +120,12 @@ def run_effect(
             "this_invocation": invocation,
             "invocations": invocations,
             "job_seconds_by_stage": _stage_walls(records),
+            "job_cpu_s": round(sum(float(r["cpu_s"]) for r in records.values()), 1),
+            # On a loaded machine the wall time says little; the jobs replayed by their CPU seconds
+            # (single-threaded) say what two idle cores would take.
+            "estimated_idle_wall_s": round(
+                replay(jobs, {n: float(r["cpu_s"]) for n, r in records.items()}, settings.workers), 1
+            ),
             "jobs": {name: r["wall_s"] for name, r in records.items()},
         },
     }

@@ -12,6 +12,7 @@ work), its output (mmengine's lines) to ``<logs>/<job>.log``.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
 import multiprocessing
@@ -108,6 +109,34 @@ def _priorities(jobs: Sequence[Job]) -> dict[str, float]:
     return {j.name: path(j.name) for j in jobs}
 
 
+def _ready(pending: dict[str, Job], done: set[str], priority: dict[str, float]) -> list[Job]:
+    """The pending jobs whose dependencies are done, the longest path to the end first."""
+    ready = (j for j in pending.values() if set(j.deps) <= done)
+    return sorted(ready, key=lambda j: (-priority[j.name], j.name))
+
+
+def replay(jobs: Sequence[Job], seconds: dict[str, float], workers: int) -> float:
+    """The wall time ``run_jobs`` would take if each job took ``seconds[name]`` (missing: 0).
+
+    Fed each job's CPU seconds, it estimates the wall time on ``workers`` otherwise idle cores of a run
+    measured on a loaded machine (single-threaded jobs; the order is ``run_jobs``'s own).
+    """
+    priority = _priorities(jobs)
+    pending = {j.name: j for j in jobs}
+    done: set[str] = set()
+    running: list[tuple[float, str]] = []
+    now = 0.0
+    while pending or running:
+        for job in _ready(pending, done, priority)[: max(0, workers - len(running))]:
+            del pending[job.name]
+            heapq.heappush(running, (now + float(seconds.get(job.name, 0.0)), job.name))
+        if not running:
+            break
+        now, name = heapq.heappop(running)
+        done.add(name)
+    return now
+
+
 def _file_name(job: str) -> str:
     return job.replace("/", "__")
 
@@ -189,10 +218,7 @@ def run_jobs(
     try:
         with Progress(len(jobs), "effect jobs", "job", terminal=False) as progress:
             while pending or running:
-                ready = sorted(
-                    (j for j in pending.values() if set(j.deps) <= done and not failed),
-                    key=lambda j: (-priority[j.name], j.name),
-                )
+                ready = [] if failed else _ready(pending, done, priority)
                 for job in ready[: max(0, workers - len(running))]:
                     del pending[job.name]
                     log.info("start %s", job.name)

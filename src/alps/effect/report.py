@@ -85,20 +85,28 @@ def _seed_record(work: Path) -> dict[str, Any] | None:
 
 
 def _cost(layout: EffectLayout, arm: str, records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Wall seconds of the arm's jobs (each on its own process and ``threads`` threads)."""
+    """Wall and CPU seconds of the arm's jobs (each in its own process on ``threads`` threads).
+
+    On a loaded machine wall seconds grow with the load; CPU seconds do not (much), so both are kept.
+    """
 
     def wall(prefix: str) -> dict[str, float]:
         return {k: float(v["wall_s"]) for k, v in records.items() if k.startswith(prefix)}
 
-    finetune = wall(f"finetune/{arm}/")
+    prefixes = [f"finetune/{arm}/"]
+    finetune = wall(prefixes[0])
     cost: dict[str, Any] = {"finetune_s": finetune}
     total = sum(finetune.values())
     if arm != SCRATCH:
-        labeling = sum(wall(f"masks/{arm}/").values()) + sum(wall(f"pl/{arm}").values())
-        pretrain = wall(f"pretrain/{arm}/")
+        prefixes += [f"masks/{arm}/", f"pl/{arm}", f"pretrain/{arm}/"]
+        labeling = sum(wall(prefixes[1]).values()) + sum(wall(prefixes[2]).values())
+        pretrain = wall(prefixes[3])
         cost.update(labeling_s=round(labeling, 1), pretrain_s=pretrain)
         total += labeling + sum(pretrain.values())
     cost["total_s"] = round(total, 1)
+    cost["total_cpu_s"] = round(
+        sum(float(v["cpu_s"]) for k, v in records.items() if k.startswith(tuple(prefixes))), 1
+    )
     return cost
 
 
@@ -217,8 +225,9 @@ def markdown(report: Mapping[str, Any], plot_name: str) -> str:
     lines = ["# The ALPS effect, measured", "", *[f"- {line}" for line in report["reading"]], ""]
     lines += [f"![arms and learning curves]({plot_name})", ""]
     lines += [
-        "| arm | n | mIoU mean | std | delta vs scratch | 95% interval | effect | vs paper | cost (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| arm | n | mIoU mean | std | delta vs scratch | 95% interval | effect | vs paper "
+        "| wall s | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, e in arms_.items():
         d = e.get("delta_vs_scratch")
@@ -227,7 +236,7 @@ def markdown(report: Mapping[str, Any], plot_name: str) -> str:
         lines.append(
             f"| {arm} | {e['mIoU']['n']} | {_f(e['mIoU']['mean'])} | {_f(e['mIoU']['std'])} | {delta} | "
             f"{interval} | {e.get('effect', '-')} | {e.get('verdict_vs_paper', '-')} | "
-            f"{e['cost']['total_s']:.0f} |"
+            f"{e['cost']['total_s']:.0f} | {e['cost'].get('total_cpu_s', 0):.0f} |"
         )
     lines += [
         "",
@@ -255,6 +264,7 @@ def markdown(report: Mapping[str, Any], plot_name: str) -> str:
             for e in arms_.values()
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", *_wall_lines(report.get("wall", {}))]
     lines += [
         "",
         f"Initialisation: {report['initialisation']}.",
@@ -269,6 +279,26 @@ def markdown(report: Mapping[str, Any], plot_name: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _wall_lines(wall: Mapping[str, Any]) -> list[str]:
+    """The command's wall time with the machine's load, and what idle cores would take."""
+    run = wall.get("this_invocation")
+    if not run:
+        return []
+    lines = [
+        f"Wall time of this invocation: {run['wall_s'] / 60:.1f} min on {run['cpus']} CPUs (load average "
+        f"{run['loadavg_start'][1]:.1f} at the start, {run['loadavg_end'][1]:.1f} at the end, 5-minute)."
+    ]
+    if len(wall.get("invocations", [])) > 1:
+        total = sum(float(i["wall_s"]) for i in wall["invocations"])
+        lines[0] += f" All {len(wall['invocations'])} invocations: {total / 60:.1f} min."
+    if wall.get("estimated_idle_wall_s") is not None:
+        lines.append(
+            f"The jobs took {wall['job_cpu_s'] / 60:.1f} CPU minutes; replayed by their CPU time on "
+            f"otherwise idle cores they would take {wall['estimated_idle_wall_s'] / 60:.1f} min of wall time."
+        )
+    return [line for text in lines for line in (text, "")][:-1]
 
 
 def plot(report: Mapping[str, Any], path: Path) -> None:
