@@ -100,6 +100,7 @@ def build_config(
     pretrained: str | None = None,
     device: str = "auto",
     launcher: str = "none",
+    lr: float | None = None,
 ) -> Config:
     """Build the full mmengine config of one training run.
 
@@ -131,6 +132,8 @@ def build_config(
             trains on CUDA whenever it is visible (hide it with ``CUDA_VISIBLE_DEVICES=`` for CPU runs).
         launcher: ``"none"`` (one process) or ``"pytorch"`` (``torchrun --nproc_per_node N``: distributed,
             the official SyncBN is kept), or ``"slurm"``. ``"none"`` turns SyncBN into BN.
+        lr: the optimizer's base learning rate instead of the official one (per-parameter multipliers
+            kept); None keeps the official config's.
 
     Returns:
         The ``Config``.
@@ -177,6 +180,11 @@ def build_config(
     if pretrained is not None:
         model_dict["backbone"]["init_cfg"] = {"type": "Pretrained", "checkpoint": str(pretrained)}
     optim_wrapper, param_scheduler = optim_cfg(model, iters, amp)
+    if lr is not None:
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        # The base rate only: the official per-parameter multipliers (e.g. SegFormer's head x10) stay.
+        optim_wrapper["optimizer"]["lr"] = float(lr)
     persistent = num_workers > 0
 
     cfg: dict[str, Any] = {

