@@ -494,7 +494,7 @@ def test_label_with_a_class_map_names_a_geotiff_as_apply_class_map_does(tmp_path
     ``alps apply-class-map`` on a run without the map gives the same labels beside it, without relabeling."""
     crop_geotiff(shared_data(*SPACENET), tmp_path / "in" / "scene.tif", 300, 200, 160, nodata_rows=16)
     (tmp_path / "map.yaml").write_text("0: roof\n1: ground\n2: roof\n3: ignore\n")
-    options = ["--k", "4", *TILE, "--n-init", "20"]
+    options = ["--k", "4", *TILE]
     assert main(["label", str(tmp_path / "in"), str(tmp_path / "plain"), *options]) == 0
     mapped_args = ["--class-map", str(tmp_path / "map.yaml")]
     assert main(["label", str(tmp_path / "in"), str(tmp_path / "named"), *options, *mapped_args]) == 0

@@ -41,7 +41,7 @@ HEIGHT, WIDTH, NODATA_ROWS = 192, 256, 16
 LOVEDA_CLASSES = ["background", "building", "road", "water", "barren", "forest", "agriculture"]
 TRAIN_SMALL = ["--iters", "2", "--crop-size", "64", "--batch-size", "2", "--workers", "0", "--threads", "1"]
 SMALL = {
-    "label": ["--tile-size", "128", "--overlap", "32", "--n-init", "20"],
+    "label": ["--tile-size", "128", "--overlap", "32"],
     "pl-dataset": ["--tile-size", "64"],
     "pretrain": [*TRAIN_SMALL, "--val-interval", "2"],
     "finetune": [*TRAIN_SMALL, "--val-interval", "2"],

@@ -77,9 +77,7 @@ def test_engine_beats_colour_baseline(nwpu_subset):
         index.area_fraction,
         "colour",
     )
-    run_cluster(
-        [folder / "colour.npz"], ClusterConfig(k=10, seed=0), 1.0, folder / "colour_kmeans.npz"
-    )
+    run_cluster([folder / "colour.npz"], ClusterConfig(k=10, seed=0), 1.0, folder / "colour_kmeans.npz")
     run_paint(
         out / "masks.parquet", folder / "colour.npz", folder / "colour_kmeans.npz", folder / "colour", 1.0
     )
