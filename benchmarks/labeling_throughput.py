@@ -636,6 +636,7 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
     import alps.gallery
     import alps.pipeline as pipeline
     from alps.geo.scene import Scene
+    from alps.io.outputs import OutputSet
 
     # Opening a PNG/JPEG scene decodes it (size and bands); its tile is read again for the masks.
     pipeline.open_scenes = profiler.wrap(reading, pipeline.open_scenes)
@@ -652,7 +653,7 @@ def profile_engine(profiler: StageProfiler, reading: str) -> None:
     Scene.preview = profiler.wrap("overlays", Scene.preview, carve=True)  # type: ignore[method-assign]
     alps.figures.overlay_with_legend = profiler.wrap("overlays", alps.figures.overlay_with_legend, carve=True)
     # Publishing the outputs (digests, renames into place) replaced swapping the painted folders in.
-    pipeline.OutputSet.publish = profiler.wrap("painting", pipeline.OutputSet.publish)  # type: ignore[method-assign]
+    OutputSet.publish = profiler.wrap("painting", OutputSet.publish)  # type: ignore[method-assign]
     # label() imports it when it gets there, from the module: the module attribute is what it calls.
     alps.gallery.finish_label_dir = profiler.wrap("gallery", alps.gallery.finish_label_dir)
 
