@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -50,3 +51,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+K3 = ["--masks", "felzenszwalb", "--k", "3", "--seed", "0"]
+"""`alps label` options of the small CLI runs on the ``images`` crops: weight-free masks, K = 3."""
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 96x128 crops of the real Potsdam tile (a module's folder of images to label)."""
+    source = np.asarray(Image.open(shared_data("potsdam", "img_dir", "2_10_0_0_512_512.png")).convert("RGB"))
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(3):
+        Image.fromarray(source[i * 150 : i * 150 + 96, i * 120 : i * 120 + 128]).save(folder / f"t{i}.png")
+    return folder

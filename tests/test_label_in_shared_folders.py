@@ -29,19 +29,7 @@ from alps.io.atomic import atomic_output
 from alps.io.manifest import MANIFEST_COLUMNS
 from alps.io.outputs import OutputSet
 
-from conftest import REPO_ROOT, shared_data
-
-K3 = ["--masks", "felzenszwalb", "--k", "3", "--seed", "0"]
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three 96x128 crops of the real Potsdam tile."""
-    source = np.asarray(Image.open(shared_data("potsdam", "img_dir", "2_10_0_0_512_512.png")).convert("RGB"))
-    folder = tmp_path_factory.mktemp("images")
-    for i in range(3):
-        Image.fromarray(source[i * 150 : i * 150 + 96, i * 120 : i * 120 + 128]).save(folder / f"t{i}.png")
-    return folder
+from conftest import K3, REPO_ROOT, shared_data
 
 
 @pytest.fixture(scope="module")

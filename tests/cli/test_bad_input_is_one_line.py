@@ -25,18 +25,7 @@ from alps.cluster import ClusterModel
 from alps.config import ConfigError, validate_config
 from alps.features.shards import read_feature_shard, write_feature_shard
 
-from conftest import REPO_ROOT, shared_data
-
-K3 = ["--masks", "felzenszwalb", "--k", "3", "--seed", "0"]
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = np.asarray(Image.open(shared_data("potsdam", "img_dir", "2_10_0_0_512_512.png")).convert("RGB"))
-    folder = tmp_path_factory.mktemp("images")
-    for i in range(3):
-        Image.fromarray(source[i * 150 : i * 150 + 96, i * 120 : i * 120 + 128]).save(folder / f"t{i}.png")
-    return folder
+from conftest import K3, REPO_ROOT
 
 
 @pytest.fixture(scope="module")
