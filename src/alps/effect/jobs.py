@@ -35,9 +35,9 @@ from alps.progress import Progress
 log = logging.getLogger(__name__)
 
 # Rough seconds per unit on one CPU core, only to order the ready jobs (never reported).
-_PER_IMAGE = {"coco": 0.6, "felzenszwalb": 2.5, "slic": 2.5}
-_PER_ITER = 0.6
-_PER_EVAL = 25.0
+_PER_IMAGE = {"coco": 0.5, "felzenszwalb": 3.5, "slic": 3.5}
+_PER_ITER = 0.8
+_PER_EVAL = 20.0
 
 
 class JobError(RuntimeError):
