@@ -27,10 +27,13 @@ Variants (``--variants``):
   K, Lloyd on the sample, one exact Lloyd pass), reproduced here;
 - ``alps``: ``alps.cluster.fit_kmeans`` with its defaults (Ward's agglomeration of the sample, Lloyd);
 - ``alps-anchors-N``: the same with the sample summarised by N anchors' cells (``alps.ward``), the path a
-  sample larger than ``alps.ward.ANCHORS`` takes; shows how much the anchors' draw moves the result.
+  sample larger than ``alps.ward.ANCHORS`` takes; shows how much the anchors' draw moves the result;
+- ``restarts-N``: scikit-learn's ``KMeans`` with N k-means++ restarts, the lowest objective kept: a
+  reference for how low the objective gets, not a candidate (it is not thread-count invariant).
 
 Per set and variant: mean, min and max of both scores over the seeds, the largest distance of a seed from
-the mean, the smallest adjusted Rand index between two seeds' partitions, and CPU seconds per fit. With
+the mean, the smallest adjusted Rand index between two seeds' partitions, CPU seconds per fit, and the
+k-means objective (SSE: squared distances to the cluster means over every vector; mean and lowest). With
 ``--extras`` (NWPU only): the colour baseline and the K that ``--k auto`` picks.
 
 Usage: .venv/bin/python benchmarks/cluster_stability.py [--sets nwpu nwpu-a nwpu-b loveda isaid nwpu-pool]
@@ -295,6 +298,16 @@ def consensus_fit(source: Callable[[], Any], k: int, seed: int, restarts: int = 
     return centers
 
 
+def partition_sse(vectors: NDArray[np.floating], labels: NDArray[np.integer], k: int) -> float:
+    """The k-means objective of a partition: the sum of squared distances to the cluster means."""
+    from alps.ward import cluster_sums
+
+    points = np.asarray(vectors, np.float64)
+    sums, counts = cluster_sums(points, np.asarray(labels, np.int64), k)
+    filled = counts > 0
+    return float((points**2).sum() - ((sums[filled] ** 2).sum(axis=1) / counts[filled]).sum())
+
+
 def fit_labels(
     variant: str, data: dict[str, Any], k: int, seed: int, key: str = "vectors"
 ) -> NDArray[np.int64]:
@@ -312,6 +325,11 @@ def fit_labels(
         return cluster.fit_kmeans(_blocks(data, key), cluster.ClusterConfig(k=k, seed=seed)).predict(
             data[key]
         )
+    if variant.startswith("restarts-"):
+        from sklearn.cluster import KMeans
+
+        restarts = int(variant.rsplit("-", 1)[1])
+        return KMeans(k, n_init=restarts, random_state=seed).fit(vectors).labels_.astype(np.int64)
     if variant.startswith("alps-anchors-"):
         default = cluster.ANCHORS
         cluster.ANCHORS = int(variant.rsplit("-", 1)[1])
@@ -328,18 +346,21 @@ def evaluate(variant: str, data: dict[str, Any], seeds: list[int], key: str = "v
     from sklearn.metrics import adjusted_rand_score
 
     k = data["k"]
-    partitions, runs, cpu = [], [], []
+    partitions, runs, cpu, sse = [], [], [], []
     for seed in seeds:
         start = time.process_time()
         labels = fit_labels(variant, data, k, seed, key)
         cpu.append(time.process_time() - start)
         partitions.append(labels)
         runs.append(score(data, labels, k))
+        sse.append(partition_sse(data[key], labels, k))
     row: dict[str, Any] = {
         "variant": variant,
         "masks": len(data[key]),
         "k": k,
         "cpu_s_per_fit": float(np.mean(cpu)),
+        # The objective every variant minimises: which of near-equal minima scores best is luck.
+        "sse": {"mean": float(np.mean(sse)), "min": float(min(sse)), "per_seed": np.round(sse, 2).tolist()},
     }
     for metric in ("hungarian", "majority"):
         values = np.array([run[metric] for run in runs])
@@ -367,6 +388,7 @@ def _line(name: str, row: dict[str, Any]) -> str:
     return (
         f"{name:<10}{row['variant']:<20}{row['masks']:>6}{row['k']:>4}{cell('hungarian')}{cell('majority')}"
         f"{max(devs):>8.3f}{stable:>6}{row['ari_min']:>8.3f}{row['cpu_s_per_fit']:>10.2f}"
+        f"{row['sse']['mean']:>12.1f}{row['sse']['min']:>12.1f}"
     )
 
 
@@ -399,6 +421,7 @@ def main() -> None:
     header = (
         f"{'set':<10}{'variant':<20}{'masks':>6}{'K':>4}{'Hungarian [min, max]':>24}"
         f"{'majority [min, max]':>24}{'max dev':>8}{'<=.02':>6}{'min ARI':>8}{'CPU s/fit':>10}"
+        f"{'SSE mean':>12}{'SSE min':>12}"
     )
     print(header, flush=True)
     for name in args.sets:

@@ -37,6 +37,7 @@ from segment_anything.modeling import Sam
 
 from alps import __version__
 from alps.boxes import Box, BoxSource
+from alps.defaults import SHARD_SIZE
 from alps.io.atomic import atomic_write_text
 from alps.io.images import check_rgb_image, read_image
 from alps.io.manifest import read_manifest
@@ -312,7 +313,7 @@ def label_box_shard(
     *,
     split: str | None = "train",
     shard_index: int | None = None,
-    shard_size: int = 64,
+    shard_size: int = SHARD_SIZE,
     skip_unknown: bool = False,
     min_score: float | None = None,
 ) -> dict[str, Any]:
