@@ -14,6 +14,9 @@ Sets (``--sets``; all from ``../shared/data``):
   was not chosen on;
 - ``loveda``: the 3 LoveDA tiles, felzenszwalb masks (scale 150, sigma 0.8, min size 40, as the demo),
   K = 7, the 7 land-cover classes scored;
+- ``loveda-fine``: the same tiles cut finer (felzenszwalb scale 30, min size 10): more vectors than
+  ``alps.ward.ANCHORS``, so the default fit summarises its sample by anchors, the path of the paper's
+  20,000-vector samples, where the seed picks the anchors;
 - ``isaid``: the 3 full iSAID images, felzenszwalb masks, K = 16 (the paper's iSAID K), all 16 labels
   scored (only background, storage tank and the two vehicle classes occur);
 - ``nwpu-pool``: 370 NWPU VHR-10 images not in ``nwpu``, their class-agnostic oracle masks, K = 10: no
@@ -60,6 +63,8 @@ from alps.evaluate import scores_from_confusion
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 FELZENSZWALB = {"scale": 150.0, "sigma": 0.8, "min_size": 40}
+# Finer segments: more than ``alps.ward.ANCHORS`` vectors, so the default fit takes its anchor path.
+FELZENSZWALB_FINE = {"scale": 30.0, "sigma": 0.8, "min_size": 10}
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ DATASETS = {
     "nwpu-a": DataSet("nwpu-a", "nwpu", 10, half=0),
     "nwpu-b": DataSet("nwpu-b", "nwpu", 10, half=1),
     "loveda": DataSet("loveda", "loveda", 7),
+    "loveda-fine": DataSet("loveda-fine", "loveda-fine", 7),
     "isaid": DataSet("isaid", "isaid", 16),
     "nwpu-pool": DataSet("nwpu-pool", "nwpu-pool", 10),
 }
@@ -151,9 +157,10 @@ def build_cache(name: str, path: Path) -> None:
             CocoMaskSource(pool / "instances_class_agnostic.json"),
         )
         truth, scored = (lambda i: None), [0]
-    elif name == "loveda":
+    elif name in ("loveda", "loveda-fine"):
         root = SHARED / "loveda"
-        items, masks = images_from_source(root / "img_dir"), felzenszwalb
+        fine = FelzenszwalbMaskGenerator(**FELZENSZWALB_FINE)
+        items, masks = images_from_source(root / "img_dir"), felzenszwalb if name == "loveda" else fine
         truth, scored = (lambda i: _png(root / "ann_dir" / f"{i}.png")), list(range(1, 8))
     elif name == "isaid":
         root = SHARED / "isaid" / "full"
