@@ -57,7 +57,7 @@ paper-dryrun: $(STAMP)
 
 # The ALPS effect, measured (docs/effect.md): pseudo-labels of the 370 unlabeled NWPU VHR-10 pool images
 # (oracle polygons and felzenszwalb masks), segformer-lite0 pre-trained on each and fine-tuned on the 150
-# labeled images against no pre-training, 4 seeds; under an hour on 2 CPU cores (EFFECT_SIZE=gpu: the
+# labeled images against no pre-training, 3 seeds; under an hour on 2 CPU cores (EFFECT_SIZE=gpu: the
 # larger size for one GPU). Writes results/effect/report.{json,md} and effect.png; a rerun resumes.
 EFFECT_SIZE ?= cpu
 EFFECT_DATA ?= ../shared/data

@@ -52,6 +52,23 @@ def test_a_training_change_reuses_the_labels_and_a_labeling_change_does_not(tmp_
     assert dataclasses.replace(SIZES["cpu"], workers=1).digest() == SIZES["cpu"].digest()
 
 
+def test_more_seeds_reuse_the_seeds_done_and_a_report_counts_only_its_own(tmp_path: Path) -> None:
+    three = EffectLayout(tmp_path, dataclasses.replace(SIZES["cpu"], seeds=(0, 1, 2)))
+    four = EffectLayout(tmp_path, dataclasses.replace(SIZES["cpu"], seeds=(0, 1, 2, 3)))
+    assert three.finetune("coco", 1) == four.finetune("coco", 1) and three.jobs == four.jobs
+    four.jobs.mkdir(parents=True)
+    for name in ("prepare", "pl/coco", "pretrain/coco/3", "finetune/scratch/2", "finetune/scratch/3"):
+        (four.jobs / f"{name.replace('/', '__')}.json").write_text(json.dumps({"job": name, "cpu_s": 1.0}))
+    assert set(job_records(three)) == {"prepare", "pl/coco", "finetune/scratch/2"}
+    assert set(job_records(four)) == {
+        "prepare",
+        "pl/coco",
+        "pretrain/coco/3",
+        "finetune/scratch/2",
+        "finetune/scratch/3",
+    }
+
+
 @pytest.mark.parametrize(
     ("deltas", "expected"),
     [([1.0, 1.2, 0.9], BETTER), ([-1.0, -1.2, -0.9], WORSE), ([1.0, -1.0, 0.5], NOISE), ([2.0], TOO_FEW)],

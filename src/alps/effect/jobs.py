@@ -186,12 +186,24 @@ def _record(layout: EffectLayout, record: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
+def job_seed(name: str) -> int | None:
+    """The seed of a ``pretrain/<backend>/<seed>`` or ``finetune/<arm>/<seed>`` job; None for the others."""
+    stage, *rest = name.split("/")
+    return int(rest[-1]) if stage in ("pretrain", "finetune") else None
+
+
 def job_records(layout: EffectLayout) -> dict[str, dict[str, Any]]:
-    """The timing record of every job done so far, by job name."""
+    """The timing record of every job of these settings done so far, by job name.
+
+    Runs with other seeds share the folder; only the jobs of ``layout.settings.seeds`` are returned.
+    """
     records = {}
     for path in sorted(layout.jobs.glob("*.json")):
         record = json.loads(path.read_text())
-        if isinstance(record, dict) and "job" in record:
+        if not (isinstance(record, dict) and "job" in record):
+            continue
+        seed = job_seed(record["job"])
+        if seed is None or seed in layout.settings.seeds:
             records[record["job"]] = record
     return records
 

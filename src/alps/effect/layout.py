@@ -2,7 +2,8 @@
 
 Each stage's folder is named by a digest of exactly the settings its outputs depend on (a backend's keys
 only by its own ``mask_params``), so a rerun with another K reuses the masks and features, one with other
-training iterations the pseudo-labels, and one with another split the pre-trainings::
+training iterations the pseudo-labels, one with another split the pre-trainings, and one with more seeds
+every seed already done (``EffectSettings.digest`` leaves the seeds out)::
 
     OUT/data/<data key>/nwpu/            the labeled NWPU VHR-10 set (train/val), prepare_nwpu
     OUT/data/<data key>/finetune/        the images the fine-tunings see (a linked subset or hold-out)
