@@ -393,7 +393,7 @@ def _line(name: str, row: dict[str, Any]) -> str:
     devs = [row[m]["max_dev"] for m in ("hungarian", "majority")]
     stable = "-" if np.isnan(devs).any() else ("yes" if max(devs) <= 0.02 else "NO")
     return (
-        f"{name:<10}{row['variant']:<20}{row['masks']:>6}{row['k']:>4}{cell('hungarian')}{cell('majority')}"
+        f"{name:<12}{row['variant']:<20}{row['masks']:>6}{row['k']:>4}{cell('hungarian')}{cell('majority')}"
         f"{max(devs):>8.3f}{stable:>6}{row['ari_min']:>8.3f}{row['cpu_s_per_fit']:>10.2f}"
         f"{row['sse']['mean']:>12.1f}{row['sse']['min']:>12.1f}"
     )
@@ -426,7 +426,7 @@ def main() -> None:
 
     results: dict[str, Any] = {"seeds": args.seeds, "rows": []}
     header = (
-        f"{'set':<10}{'variant':<20}{'masks':>6}{'K':>4}{'Hungarian [min, max]':>24}"
+        f"{'set':<12}{'variant':<20}{'masks':>6}{'K':>4}{'Hungarian [min, max]':>24}"
         f"{'majority [min, max]':>24}{'max dev':>8}{'<=.02':>6}{'min ARI':>8}{'CPU s/fit':>10}"
         f"{'SSE mean':>12}{'SSE min':>12}"
     )
