@@ -244,12 +244,17 @@ def test_finetune_drops_only_its_checkpoints_when_asked(data: dict[str, Path], t
     work = tmp_path / "dropped"
     work.mkdir()
     (work / "notes.pth").write_text("the user's, not a checkpoint of this run")
+    # Named like checkpoints, but in the folder before any alps run claimed it: the user's too.
+    theirs = [work / "iter_7.pth", work / "best_model.pth"]
+    for path in theirs:
+        path.write_text("the user's")
     result = finetune(
         data["medical"], work, dataset="medical", model=MODEL, iters=1, keep_checkpoints=False, **TINY
     )
     assert result.metrics_path.is_file() and (work / "train_config.py").is_file()
-    assert not list(work.glob("iter_*.pth")) and not (work / "last_checkpoint").exists()
-    assert (work / "notes.pth").is_file()
+    assert sorted(work.glob("iter_*.pth")) == [work / "iter_7.pth"]
+    assert not (work / "last_checkpoint").exists()
+    assert (work / "notes.pth").is_file() and all(path.read_text() == "the user's" for path in theirs)
 
 
 def test_medical_metrics_have_dice_per_class(data: dict[str, Path], tmp_path: Path) -> None:

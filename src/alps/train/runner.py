@@ -40,7 +40,7 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -567,6 +567,8 @@ def finetune(
         if dataset is not None
         else configs.detect_dataset(dataset_dir, crop_size=crop_size)
     )
+    # Checkpoint-named files in a folder no alps run has claimed are the user's: never dropped.
+    foreign = () if (Path(work_dir) / RUN_MARKER).is_file() else checkpoint_files(work_dir)
     result = train_segmentation(
         spec,
         work_dir,
@@ -582,12 +584,12 @@ def finetune(
         **options,
     )
     if not keep_checkpoints:
-        drop_checkpoints(result.work_dir)
+        drop_checkpoints(result.work_dir, keep=foreign)
     return result
 
 
-def drop_checkpoints(work_dir: str | os.PathLike[str]) -> list[Path]:
-    """Delete the checkpoints ``train_segmentation`` wrote in ``work_dir`` (those names only); list them."""
+def checkpoint_files(work_dir: str | os.PathLike[str]) -> list[Path]:
+    """The files in ``work_dir`` named as ``train_segmentation`` names its checkpoints (plain files)."""
     work = Path(work_dir)
     files = [
         *work.glob("iter_*.pth"),
@@ -595,7 +597,16 @@ def drop_checkpoints(work_dir: str | os.PathLike[str]) -> list[Path]:
         *work.glob("init_*.pth"),
         work / "last_checkpoint",
     ]
-    dropped = [f for f in files if f.is_file() and not f.is_symlink()]
+    return [f for f in files if f.is_file() and not f.is_symlink()]
+
+
+def drop_checkpoints(work_dir: str | os.PathLike[str], keep: Collection[Path] = ()) -> list[Path]:
+    """Delete the checkpoints ``train_segmentation`` wrote in ``work_dir`` (those names only); list them.
+
+    ``keep``: files of those names that are not the run's (there before its first run), left in place.
+    """
+    kept = set(keep)
+    dropped = [f for f in checkpoint_files(work_dir) if f not in kept]
     for path in dropped:
         path.unlink()
     return dropped
