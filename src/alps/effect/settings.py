@@ -128,8 +128,9 @@ SIZES: dict[str, EffectSettings] = {
     # 300 iterations (mIoU 16.4, background everywhere 13.9); at 6e-4 it reached 34.9 after 150
     # (docs/effect.md, "What was tried"). Iterations and seeds are what fits the hour on the slower of
     # the 2-core machines measured: 300 + 250 with two evaluations and 4 seeds took 131 CPU minutes and
-    # 69.5 min there, 3 seeds 107 CPU minutes (56 min replayed; 46 min in a later fresh run). Seeds are
-    # the cheapest to add back (`seeds: [0, 1, 2, 3]` in a settings file reuses the three done).
+    # 69.5 min there (3 seeds replayed from it: 107 CPU minutes, 56 min); 3 seeds in a fresh run took 88.6
+    # CPU minutes and 46.2 min. Seeds are the cheapest to add back (`seeds: [0, 1, 2, 3]` in a settings
+    # file reuses the three done).
     "cpu": EffectSettings(),
     # One GPU: larger crops at the native scale, ten times the iterations, five seeds; four jobs share
     # the GPU (segformer-lite0 at batch 8 uses a fraction of one).
