@@ -25,12 +25,16 @@ run: $(STAMP)
 	snakemake --cores $(CORES)
 
 # The fast loop: every test but the slow ones (each marked `slow`: real training, whole DAGs, fuzzing) and
-# Slurm's. CI runs the slow ones too (`make test-slow`, .ci/run).
+# Slurm's. CI runs the slow ones too (`make test-slow`, .ci/run). pytest-xdist runs TEST_WORKERS test files
+# at a time (a file's tests share one worker, so its module fixtures are built once); each worker trains
+# with one torch thread (tests/conftest.py). TEST_WORKERS=0: one process, as plain pytest.
+TEST_WORKERS ?= $(CORES)
+PYTEST := pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP)
-	pytest -m "not slurm and not slow"
+	$(PYTEST) -m "not slurm and not slow"
 
 test-slow: $(STAMP)
-	pytest -m "slow and not slurm"
+	$(PYTEST) -m "slow and not slurm"
 
 # The labeling DAG as real Slurm jobs on a one-node local cluster (needs root; see scripts/local-slurm.sh).
 test-slurm: $(STAMP)

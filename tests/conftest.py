@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,19 @@ def blocky_image() -> np.ndarray:
     image[50:90, 60:120] = (20, 40, 210)
     image[60:70, 10:30] = (240, 240, 240)
     return image
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_xdist_worker() -> None:
+    """Under ``pytest -n N`` (pytest-xdist), one intra-op torch thread per worker process.
+
+    N workers on N cores already fill the machine; a second OpenMP thread per worker only spin-waits for
+    its descheduled sibling (see ``one_torch_thread``). A plain ``pytest`` run is left as it is.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from alps.io.images import list_images
 from alps.io.manifest import read_manifest, resolve_paths
 
@@ -31,20 +33,28 @@ def images_from_source(source: str | os.PathLike[str], split: str | None = None)
     """
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        df = resolve_paths(read_manifest(source), source.parent, must_exist=True)
-        if split is not None:
-            df = df[df["split"] == split]
-        items = [ImageItem(str(i), Path(p)) for i, p in zip(df["image_id"], df["image_path"], strict=True)]
-    else:
-        items = [ImageItem(p.stem, p) for p in list_images(source)]
-        seen: dict[str, Path] = {}
-        for item in items:
-            if item.image_id in seen:
-                raise ValueError(
-                    f"{source}: {seen[item.image_id].name} and {item.path.name} share the id "
-                    f"{item.image_id!r}; rename one (outputs are named by file stem)"
-                )
-            seen[item.image_id] = item.path
+        frame = resolve_paths(read_manifest(source), source.parent, must_exist=True)
+        return _sorted(_manifest_items(frame, split), source, split)
+    items = [ImageItem(p.stem, p) for p in list_images(source)]
+    seen: dict[str, Path] = {}
+    for item in items:
+        if item.image_id in seen:
+            raise ValueError(
+                f"{source}: {seen[item.image_id].name} and {item.path.name} share the id "
+                f"{item.image_id!r}; rename one (outputs are named by file stem)"
+            )
+        seen[item.image_id] = item.path
+    return _sorted(items, source, split)
+
+
+def _manifest_items(frame: pd.DataFrame, split: str | None) -> list[ImageItem]:
+    """The images of a resolved manifest (``resolve_paths``), of one split or all."""
+    if split is not None:
+        frame = frame[frame["split"] == split]
+    return [ImageItem(str(i), Path(p)) for i, p in zip(frame["image_id"], frame["image_path"], strict=True)]
+
+
+def _sorted(items: list[ImageItem], source: Path, split: str | None) -> list[ImageItem]:
     if not items:
         where = f"split {split!r} of {source}" if split else str(source)
         raise ValueError(f"no images found in {where}")
@@ -88,6 +98,20 @@ def select_shard(items: Sequence[ImageItem], shard_index: int, shard_size: int) 
 
 
 _MANIFEST_SHARDS: dict[tuple[str, int, str | None, int, bool], int] = {}
+_MANIFEST_FRAMES: dict[tuple[str, int, bool], pd.DataFrame] = {}
+
+
+def _manifest_frame(manifest: str | os.PathLike[str], *, resolved: bool) -> pd.DataFrame:
+    """A manifest as ``read_manifest`` returns it (``resolved``: then ``resolve_paths(must_exist=True)``),
+    read and checked once per version (path and modification time) in this process."""
+    key = (str(manifest), os.stat(manifest).st_mtime_ns, resolved)
+    if key not in _MANIFEST_FRAMES:
+        if resolved:
+            frame = _manifest_frame(manifest, resolved=False)
+            _MANIFEST_FRAMES[key] = resolve_paths(frame, Path(manifest).parent, must_exist=True)
+        else:
+            _MANIFEST_FRAMES[key] = read_manifest(manifest)
+    return _MANIFEST_FRAMES[key]
 
 
 def manifest_shard_count(
@@ -96,7 +120,8 @@ def manifest_shard_count(
     """Number of shards of one split of a manifest; 0 where the split has no images.
 
     The workflow asks for every job's inputs, so a manifest (up to 100k images) is read and checked once
-    per version: the count is kept by path, modification time, split and shard size.
+    per version, whichever splits are asked for: the count is kept by path, modification time, split and
+    shard size.
 
     Arguments:
         manifest: the manifest CSV.
@@ -107,12 +132,14 @@ def manifest_shard_count(
 
     Raises:
         ValueError / FileNotFoundError: a listed image is missing, two share an id, or a required split
-            is empty (``images_from_source``).
+            is empty (as ``images_from_source`` raises them).
     """
     key = (str(manifest), os.stat(manifest).st_mtime_ns, split, shard_size, required)
     if key not in _MANIFEST_SHARDS:
-        count = int((read_manifest(manifest)["split"] == split).sum())
+        count = int((_manifest_frame(manifest, resolved=False)["split"] == split).sum())
         if count or required:
-            count = len(images_from_source(manifest, split))  # the images exist and have distinct ids
+            # The images exist and have distinct ids: what images_from_source checks.
+            items = _manifest_items(_manifest_frame(manifest, resolved=True), split)
+            count = len(_sorted(items, Path(manifest), split))
         _MANIFEST_SHARDS[key] = shard_count(count, shard_size) if count else 0
     return _MANIFEST_SHARDS[key]

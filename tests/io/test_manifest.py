@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alps.io.manifest import (
     MANIFEST_COLUMNS,
@@ -208,6 +210,27 @@ def test_empty_manifest(tmp_path: Path) -> None:
     path = write_manifest(pd.DataFrame(columns=list(MANIFEST_COLUMNS)), tmp_path / "m.csv")
     back = read_manifest(path)
     assert len(back) == 0 and tuple(back.columns) == MANIFEST_COLUMNS
+
+
+def _pathlib_verdict(text: str) -> str | None:
+    """The rule on a manifest path, as pathlib states it."""
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive:
+        return "absolute"
+    if ".." in PurePosixPath(text.replace("\\", "/")).parts:
+        return "leaves the manifest's folder"
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="a./\\:C ~", min_size=1, max_size=8).filter(str.strip))
+def test_path_checks_agree_with_pathlib(text: str) -> None:
+    """The checks skip pathlib for plain relative paths; whatever the text, the verdict is pathlib's."""
+    expected = _pathlib_verdict(text)
+    if expected is None:
+        validate_manifest(_set(0, "image_path", text))
+    else:
+        with pytest.raises(ManifestError, match=expected):
+            validate_manifest(_set(0, "image_path", text))
 
 
 def test_resolve_paths(tmp_path: Path) -> None:

@@ -158,6 +158,29 @@ def test_shard_counts_of_a_manifest_split(tmp_path):
         manifest_shard_count(manifest, "val", 2, required=True)
 
 
+def test_a_manifest_is_read_and_resolved_once_for_all_its_splits(tmp_path, monkeypatch):
+    """The workflow asks for shard counts on every job's inputs: one read per manifest version, whichever
+    splits and shard sizes it asks for (the paper study's plan had read 150k rows eleven times)."""
+    import alps.sharding
+
+    manifest = _manifest(tmp_path, ["train"] * 5 + ["val"] * 2 + ["test"])
+    calls = {"read": 0, "resolve": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(alps.sharding, "read_manifest", counted("read", alps.sharding.read_manifest))
+    monkeypatch.setattr(alps.sharding, "resolve_paths", counted("resolve", alps.sharding.resolve_paths))
+    counts = [manifest_shard_count(manifest, split, size) for split in ("train", "val") for size in (1, 2)]
+    assert counts == [5, 3, 2, 1]
+    assert manifest_shard_count(manifest, "val", 2, required=True) == 1
+    assert calls == {"read": 1, "resolve": 1}
+
+
 def test_a_rewritten_manifest_is_counted_again(tmp_path):
     manifest = _manifest(tmp_path, ["train"] * 2)
     assert manifest_shard_count(manifest, "train", 1) == 2
