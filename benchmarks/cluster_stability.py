@@ -39,9 +39,16 @@ the mean, the smallest adjusted Rand index between two seeds' partitions, CPU se
 k-means objective (SSE: squared distances to the cluster means over every vector; mean and lowest). With
 ``--extras`` (NWPU only): the colour baseline and the K that ``--k auto`` picks.
 
+Whether two variants differ beyond the luck of which images were sampled: with ``--reference V``, every
+other variant's seed-mean score minus V's, and its 95 % interval from a paired bootstrap over the images
+(scipy's BCa interval, ``BOOTSTRAP`` resamples; each resample draws the set's images with replacement and
+scores every seed of both variants on the same draw). An interval that holds 0 says the difference is
+within that noise. Sets
+of fewer than ``MIN_BOOTSTRAP_IMAGES`` images (LoveDA, iSAID: 3 large scenes) get no interval.
+
 Usage: .venv/bin/python benchmarks/cluster_stability.py [--sets nwpu nwpu-a nwpu-b loveda isaid nwpu-pool]
        [--variants before consensus alps alps-anchors-2048] [--seeds 0 1 2 3 4 5 6 7]
-       [--cache /tmp/alps-cluster-cache] [--extras] [--out results.json]
+       [--reference consensus] [--cache /tmp/alps-cluster-cache] [--extras] [--out results.json]
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ SHARED = REPO.parent / "shared" / "data"
 FELZENSZWALB = {"scale": 150.0, "sigma": 0.8, "min_size": 40}
 # Finer segments: more than ``alps.ward.ANCHORS`` vectors, so the default fit takes its anchor path.
 FELZENSZWALB_FINE = {"scale": 30.0, "sigma": 0.8, "min_size": 10}
+BOOTSTRAP = 2000
+MIN_BOOTSTRAP_IMAGES = 20
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,9 @@ def load_set(spec: DataSet, cache_dir: Path) -> dict[str, Any]:
         key: data[key][rows]
         for key in ("vectors", "image_ids", "mask_ids", "counts", *(["colour"] if "colour" in data else []))
     }
-    out["uncovered"] = data["uncovered"][[order.index(i) for i in kept]].sum(axis=0)
+    out["uncovered_per_image"] = data["uncovered"][[order.index(i) for i in kept]]
+    out["uncovered"] = out["uncovered_per_image"].sum(axis=0)
+    out["image_order"] = np.asarray(kept)
     out["scored"] = data["scored"]
     out["k"] = spec.k
     return out
@@ -225,6 +236,55 @@ def score(data: dict[str, Any], labels: NDArray[np.integer], k: int) -> dict[str
     np.add.at(confusion, np.asarray(labels), data["counts"])
     confusion[k] = data["uncovered"]
     return {m: scores_from_confusion(confusion, m)["miou"] for m in ("hungarian", "majority")}
+
+
+def image_confusions(data: dict[str, Any], labels: NDArray[np.integer], k: int) -> NDArray[np.int64]:
+    """``(images, K + 1, C)``: each image's confusion matrix of one clustering (its uncovered pixels last)."""
+    images = data["image_order"]
+    index = np.searchsorted(np.sort(images), data["image_ids"])
+    image_of_mask = np.argsort(images, kind="stable")[index]
+    out = np.zeros((len(images), k + 1, data["counts"].shape[1]), np.int64)
+    np.add.at(out, (image_of_mask, np.asarray(labels)), data["counts"])
+    out[:, k] = data["uncovered_per_image"]
+    return out
+
+
+def paired_bootstrap(
+    variant: list[NDArray[np.int64]], reference: list[NDArray[np.int64]], metric: str, seed: int = 0
+) -> dict[str, float]:
+    """Seed-mean score difference (variant - reference) and its 95 % interval, resampling images.
+
+    ``variant`` and ``reference`` hold one ``image_confusions`` array per seed; every resample scores all
+    of them on the same draw of images, so the interval is of the paired difference. The interval is
+    scipy's bias-corrected and accelerated (BCa) bootstrap: the clusters are mapped to classes again on
+    each draw, which makes the statistic's distribution skewed, and plain percentiles then miss its centre.
+    """
+    from scipy.stats import bootstrap
+
+    def mean_score(per_seed: list[NDArray[np.int64]], weights: NDArray[np.int64]) -> float:
+        return float(
+            np.mean([scores_from_confusion(np.tensordot(weights, c, 1), metric)["miou"] for c in per_seed])
+        )
+
+    images = len(variant[0])
+
+    def delta(drawn: NDArray[np.int64]) -> float:
+        weights = np.bincount(drawn, minlength=images)
+        return mean_score(variant, weights) - mean_score(reference, weights)
+
+    observed = delta(np.arange(images))
+    if all(np.array_equal(a, b) for a, b in zip(variant, reference, strict=True)):
+        return {"delta": observed, "low": observed, "high": observed, "images": images}
+    result = bootstrap(
+        (np.arange(images),),
+        delta,
+        vectorized=False,
+        n_resamples=BOOTSTRAP,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return {"delta": observed, "low": float(interval.low), "high": float(interval.high), "images": images}
 
 
 def _blocks(data: dict[str, Any], key: str = "vectors") -> Callable[[], Any]:
@@ -380,7 +440,28 @@ def evaluate(variant: str, data: dict[str, Any], seeds: list[int], key: str = "v
         }
     pairs = [(i, j) for i in range(len(partitions)) for j in range(i)]
     row["ari_min"] = min((adjusted_rand_score(partitions[i], partitions[j]) for i, j in pairs), default=1.0)
+    row["partitions"] = partitions  # for the paired bootstrap; not written to --out
     return row
+
+
+def compare(data: dict[str, Any], row: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any] | None:
+    """``paired_bootstrap`` of both scores against ``reference`` (None: too few images or no classes)."""
+    if len(data["image_order"]) < MIN_BOOTSTRAP_IMAGES or not data["counts"].any():
+        return None
+    k = data["k"]
+    ours = [image_confusions(data, labels, k) for labels in row["partitions"]]
+    theirs = [image_confusions(data, labels, k) for labels in reference["partitions"]]
+    return {m: paired_bootstrap(ours, theirs, m) for m in ("hungarian", "majority")}
+
+
+def _compare_line(name: str, variant: str, reference: str, result: dict[str, Any]) -> str:
+    cells = []
+    for metric in ("hungarian", "majority"):
+        r = result[metric]
+        noise = "within noise" if r["low"] <= 0 <= r["high"] else "beyond noise"
+        cells.append(f"{metric} {r['delta']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {noise}")
+    images = result["hungarian"]["images"]
+    return f"{name:<12}{variant} - {reference} ({images} images): " + "; ".join(cells)
 
 
 def _line(name: str, row: dict[str, Any]) -> str:
@@ -420,11 +501,16 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["before", "consensus", "alps", "alps-anchors-2048"])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "alps-cluster-cache")
+    parser.add_argument(
+        "--reference", help="a variant of --variants: the others' paired bootstrap difference against it"
+    )
     parser.add_argument("--extras", action="store_true", help="NWPU: the colour baseline and --k auto")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
+    if args.reference is not None and args.reference not in args.variants:
+        parser.error(f"--reference {args.reference} is not one of --variants")
 
-    results: dict[str, Any] = {"seeds": args.seeds, "rows": []}
+    results: dict[str, Any] = {"seeds": args.seeds, "rows": [], "comparisons": []}
     header = (
         f"{'set':<12}{'variant':<20}{'masks':>6}{'K':>4}{'Hungarian [min, max]':>24}"
         f"{'majority [min, max]':>24}{'max dev':>8}{'<=.02':>6}{'min ARI':>8}{'CPU s/fit':>10}"
@@ -433,10 +519,19 @@ def main() -> None:
     print(header, flush=True)
     for name in args.sets:
         data = load_set(DATASETS[name], args.cache)
+        rows = {}
         for variant in args.variants:
-            row = {"set": name, **evaluate(variant, data, args.seeds)}
+            rows[variant] = row = {"set": name, **evaluate(variant, data, args.seeds)}
             results["rows"].append(row)
             print(_line(name, row), flush=True)
+        if args.reference is not None:
+            for variant, row in rows.items():
+                result = None if variant == args.reference else compare(data, row, rows[args.reference])
+                if result is not None:
+                    print(_compare_line(name, variant, args.reference, result), flush=True)
+                    results["comparisons"].append(
+                        {"set": name, "variant": variant, "reference": args.reference, **result}
+                    )
         if args.extras and name == "nwpu":
             colour = {
                 "set": name,
@@ -450,6 +545,8 @@ def main() -> None:
                 if row["set"] == name and row["variant"] == "alps":
                     fixed = dict(zip(args.seeds, row["majority"]["per_seed"], strict=True))
             results["k_auto"] = k_auto(data, args.seeds[:4], fixed)
+    for row in results["rows"]:
+        row.pop("partitions", None)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -172,8 +172,10 @@ def test_ctrl_c_is_one_line_and_exit_130(images, labeled, tmp_path):
     """Defect: Ctrl-C printed a KeyboardInterrupt traceback."""
     many = tmp_path / "many"
     many.mkdir()
-    for i in range(12):
-        (many / f"m{i:02d}.png").symlink_to(images / f"t{i % 3}.png")
+    # Enough images (~50 ms each) that the run is still going when the signal comes, even when this test
+    # process is starved of CPU for seconds on a loaded machine; interrupted, the run stops after one or two.
+    for i in range(400):
+        (many / f"m{i:03d}.png").symlink_to(images / f"t{i % 3}.png")
     out = tmp_path / "out"
     subprocess.run(["cp", "-a", str(labeled), str(out)], check=True)
     before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if ".alps-label.lock" not in p.name)
@@ -186,6 +188,7 @@ def test_ctrl_c_is_one_line_and_exit_130(images, labeled, tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
+    assert "labeled 400 images" not in err, "the run ended before the signal came: make it longer"
     assert process.returncode == 130, err
     lines = [line for line in err.splitlines() if line.startswith("alps label: interrupted")]
     assert len(lines) == 1 and "Traceback" not in err, err

@@ -240,6 +240,16 @@ def test_resume_after_kill(data: dict[str, Path], tmp_path: Path) -> None:
     assert rerun.config_hash != result.config_hash
 
 
+class _Files(Hook):
+    """Records the checkpoint files in the work dir when training ends (before any are dropped)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def after_train(self, runner: Any) -> None:
+        self.names = sorted(p.name for p in Path(runner.work_dir).glob("*.pth"))
+
+
 def test_finetune_drops_only_its_checkpoints_when_asked(data: dict[str, Path], tmp_path: Path) -> None:
     work = tmp_path / "dropped"
     work.mkdir()
@@ -248,10 +258,21 @@ def test_finetune_drops_only_its_checkpoints_when_asked(data: dict[str, Path], t
     theirs = [work / "iter_7.pth", work / "best_model.pth"]
     for path in theirs:
         path.write_text("the user's")
+    files = _Files()
     result = finetune(
-        data["medical"], work, dataset="medical", model=MODEL, iters=1, keep_checkpoints=False, **TINY
+        data["medical"],
+        work,
+        dataset="medical",
+        model=MODEL,
+        iters=1,
+        keep_checkpoints=False,
+        hooks=[files],
+        **TINY,
     )
     assert result.metrics_path.is_file() and (work / "train_config.py").is_file()
+    # No best checkpoint is written only to be deleted; the config (and its hash) still names it.
+    assert files.names == ["best_model.pth", "iter_1.pth", "iter_7.pth", "notes.pth"]
+    assert "save_best='mIoU'" in (work / "train_config.py").read_text()
     assert sorted(work.glob("iter_*.pth")) == [work / "iter_7.pth"]
     assert not (work / "last_checkpoint").exists()
     assert (work / "notes.pth").is_file() and all(path.read_text() == "the user's" for path in theirs)

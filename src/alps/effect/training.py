@@ -140,6 +140,7 @@ def finetune_job(layout: EffectLayout, arm: str, seed: int) -> dict[str, Any]:
         val_interval=every,
         checkpoint_interval=every,
         hooks=[ProgressHook(f"finetune {arm} seed {seed}"), CurveHook(out / CURVE_NAME)],
+        save_best=False,  # its checkpoints are dropped below
         **_common(settings, seed),
     )
     drop_checkpoints(out)

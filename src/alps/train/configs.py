@@ -47,6 +47,7 @@ import torch
 from mmengine.config import Config
 
 from alps.io.atomic import atomic_write_text
+from alps.train.config_format import memoise_format_code
 from alps.train.datasets import (
     IGNORE_INDEX,
     ISAID_CLASSES,
@@ -308,12 +309,18 @@ def _resolve_device(device: str) -> str:
 
 def config_text(cfg: Config) -> str:
     """The config as the Python text ``write_config`` dumps (mmengine's ``pretty_text``)."""
+    memoise_format_code()  # later reads of the same text (mmengine's own, in a run) are not formatted again
     return cfg.pretty_text
 
 
+def text_hash(text: str) -> str:
+    """``sha256`` of a config text: the identity of a run's settings in ``metrics.json``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def config_hash(cfg: Config) -> str:
-    """``sha256`` of the dumped config text: the identity of a run's settings in ``metrics.json``."""
-    return hashlib.sha256(config_text(cfg).encode("utf-8")).hexdigest()
+    """``text_hash`` of the dumped config text."""
+    return text_hash(config_text(cfg))
 
 
 def write_config(cfg: Config, path: str | os.PathLike[str]) -> str:
@@ -326,7 +333,7 @@ def write_config(cfg: Config, path: str | os.PathLike[str]) -> str:
     """
     text = config_text(cfg)
     atomic_write_text(Path(path), text)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text_hash(text)
 
 
 def write_paper_configs(
@@ -386,6 +393,7 @@ __all__ = [
     "official_batch_size",
     "official_config",
     "official_pretrained",
+    "text_hash",
     "write_config",
     "write_paper_configs",
 ]

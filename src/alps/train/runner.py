@@ -53,7 +53,7 @@ from alps import __version__
 from alps.io.atomic import atomic_write_text
 from alps.train import configs
 from alps.train.checkpoints import fetch_pretrained, load_checkpoint, numpy_safe_globals
-from alps.train.configs import DatasetSpec, build_config, config_hash, config_text, inference_config
+from alps.train.configs import DatasetSpec, build_config, config_text, inference_config, text_hash
 from alps.train.mmcv_compat import import_mmseg
 from alps.train.surgery import INIT_MODES, RUN_MARKER, write_init_checkpoint
 
@@ -269,6 +269,7 @@ def train_segmentation(
     role: str = "train",
     restart_on_config_change: bool = False,
     reinit_classifier: bool = False,
+    save_best: bool = True,
     **options: Any,
 ) -> RunResult:
     """Train ``model`` on ``dataset`` in ``work_dir``, resuming a killed attempt, then evaluate it.
@@ -288,6 +289,10 @@ def train_segmentation(
             (the workflow: a job rerun because its settings changed).
         reinit_classifier: with ``overall``/``head``, leave the class-count-dependent weights (the
             classifiers) at their initialisation even where the checkpoint's fit (``surgery``).
+        save_best: False: write no best-validation checkpoint (``best_mIoU_iter_<n>.pth``, and the second
+            save of the periodic checkpoint that mmengine makes with it), for a run whose checkpoints are
+            deleted once its metrics are written. The config text and its hash stay the same: the metrics
+            come from the last evaluation either way, so the run is the same run.
         **options: ``configs.build_config`` options (``max_iters``, ``schedule``, ``batch_size``,
             ``num_workers``, ``amp``, ``val_interval``, ``checkpoint_interval``, ``max_keep_ckpts``,
             ``log_interval``, ``seed``, ``deterministic``, ``pretrained``, ``device``, ``launcher``).
@@ -317,7 +322,7 @@ def train_segmentation(
     if reinit_classifier:
         cfg.alps["reinit_classifier"] = True  # in the config text: another choice is another run
     text = config_text(cfg)
-    digest = config_hash(cfg)
+    digest = text_hash(text)
     config_path = work / TRAIN_CONFIG_NAME
     previous = _previous_config(work)
     if previous is not None and previous.read_text(encoding="utf-8") != text:
@@ -357,6 +362,9 @@ def train_segmentation(
     # The visualizer is a global instance keyed by name too: a shared name would make every later run in
     # the process write its logs and config into the first run's work dir.
     run_cfg.visualizer.name = run_cfg.experiment_name
+    if not save_best:
+        run_cfg.default_hooks.checkpoint.pop("save_best", None)
+        run_cfg.default_hooks.checkpoint.pop("rule", None)
     if last is not None:
         # Resume: the checkpoint restores every weight, so the ImageNet initialiser would only be loaded
         # to be overwritten; drop it.
@@ -553,8 +561,8 @@ def finetune(
         resume: resume a killed attempt.
         hooks: extra mmengine hooks.
         keep_checkpoints: False: once ``metrics.json`` is written, delete the checkpoints this run wrote
-            (``iter_*.pth``, ``best_*.pth``, ``init_*.pth``, ``last_checkpoint``): nothing downstream reads
-            a fine-tuned model, and a study of many runs would otherwise keep tens of GB of them.
+            (``iter_*.pth``, ``init_*.pth``, ``last_checkpoint``; no ``best_*.pth`` is written): nothing
+            downstream reads a fine-tuned model, and a study of many runs would otherwise keep tens of GB.
         reinit_classifier: re-initialise the classifiers even where the pre-training's class count
             equals the task's (iSAID-PL 16 -> iSAID 16), instead of loading pseudo-class k as class k.
         **options: further ``configs.build_config`` options.
@@ -579,6 +587,7 @@ def finetune(
         hooks=hooks,
         role="finetune",
         reinit_classifier=reinit_classifier,
+        save_best=keep_checkpoints,  # a best checkpoint of a run whose checkpoints are dropped is never read
         max_iters=iters,
         schedule=schedule,
         **options,
