@@ -12,16 +12,20 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from alps import __version__, limits
 from alps.cli.options import finish
 from alps.cli.parsers import datasets, geo, labeling, tables, training
 
 log = logging.getLogger("alps")
+
+INTERRUPTED = 128 + signal.SIGINT
+"""What ``main`` returns after Ctrl-C: the status a shell reports for a command that SIGINT ended."""
 
 COMMANDS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
     datasets.add_prepare,
@@ -97,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.verbose:
             raise
-        return 130
+        return INTERRUPTED
     except MemoryError:
         print(
             f"alps {args.command}: error: out of memory; lower --max-pixels (or {limits.PIXELS_ENV}) so that "
@@ -122,6 +126,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The ``alps`` executable (and ``python -m alps``): ``main``'s status, and after Ctrl-C death by SIGINT.
+
+    A program that handles Ctrl-C ends by SIGINT's default action once it has cleaned up, so that its caller
+    knows it was interrupted: a shell loop over ``alps`` runs stops instead of going on to the next one (an
+    exit status of 130 does not tell it). It also makes the outcome one thing: under ``python -m``, CPython
+    ends a process whose Ctrl-C was handled by SIGINT anyway if the signal landed in code it ran from a string
+    (``exec``, as dataclasses and named tuples are made during imports), so the status was a matter of timing.
+    """
+    status = main()
+    if status == INTERRUPTED:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGINT)
+    sys.exit(status)
+
+
 def _one_line(message: object) -> str:
     """A message on one line, at most 2000 characters (an input's value may be long)."""
     text = " ".join(str(message).split())
@@ -140,4 +163,4 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "INTERRUPTED", "build_parser", "main", "run"]

@@ -1,7 +1,5 @@
 """``python -m alps.cli``: the ``alps`` command."""
 
-import sys
+from alps.cli import run
 
-from alps.cli import main
-
-sys.exit(main())
+run()
