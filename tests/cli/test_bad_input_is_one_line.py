@@ -182,9 +182,9 @@ def test_ctrl_c_is_one_line_and_stops_the_shell_loop_it_runs_in(images, labeled,
     before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if ".alps-label.lock" not in p.name)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
     label = [sys.executable, "-m", "alps.cli", "label", str(many), str(out), *K3]
-    # Ctrl-C at a terminal signals the foreground process group: the shell and the run in it. The group's
-    # own session, and Ctrl-C's default action whatever this test inherited (a shell starts background
-    # jobs, `make test &`, with SIGINT ignored, and a Python started with it ignored keeps ignoring it).
+    # Ctrl-C at a terminal signals the foreground process group: the shell and the run in it. So the loop
+    # gets a session of its own, and Ctrl-C's default action whatever this test inherited (a shell starts
+    # background jobs, `make test &`, with SIGINT ignored, and a Python started so keeps ignoring it).
     shell = subprocess.Popen(
         ["bash", "-c", 'for run in 1 2; do "$@"; done; echo "went on"', "loop", *label],
         env=env,
